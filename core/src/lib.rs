@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+#[cfg(any(feature = "alloc", loom))]
+extern crate alloc;
+#[cfg(any(feature = "std", test, loom))]
+extern crate std;
+
+pub mod adaptive;
+pub mod breaker;
+pub mod gcra;
+pub mod limiter;
+pub mod quota;
+pub mod stats;
+mod sync;
+pub mod time;
+pub mod upbit;
+
+pub use time::{Clock, Duration, Instant};
+#[cfg(feature = "alloc")]
+pub use time::ManualClock;
