@@ -17,7 +17,15 @@ pub mod stats;
 mod sync;
 pub mod time;
 pub mod upbit;
+pub mod wait;
 
-pub use time::{Clock, Duration, Instant};
+pub use limiter::{
+    Admission, ConfigError, Denied, Feedback, GroupConfig, GroupLimiter, GroupStatus, Limiter, LimiterConfig,
+    Response,
+};
+pub use quota::{Quota, QuotaError, ServerLimit};
 #[cfg(feature = "alloc")]
 pub use time::ManualClock;
+pub use time::{Clock, Duration, Instant};
+pub use upbit::{classify, Group, Preset};
+pub use wait::{Acquire, AcquireError, Permit, RateLimiter, Request, Runtime};

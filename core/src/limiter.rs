@@ -1,1 +1,809 @@
-//! TODO
+//! The per-group limiter: GCRA + adaptive ratio + breaker + header sync + counters,
+//! and [`Limiter`], one per Upbit group.
+//!
+//! # Call order
+//!
+//! 1. `try_acquire(now)` (or the async `acquire` of the `wait` layer) before
+//!    sending; on success you hold an [`Admission`].
+//! 2. Send the request.
+//! 3. `on_response(&admission, response, now)` with the status, the
+//!    `Remaining-Req` header and, for 418, the body.
+//!
+//! # Fast path and slow path
+//!
+//! The fast path reads three words (`blocked_until`, `gate`, the packed
+//! [`Params`]) and CASes the TAT: no lock. Everything that changes rarely (the
+//! adaptive ratio, the breaker, bans, the configuration, the waiter queue)
+//! lives behind a spin lock in [`Control`] and is *published* to those words.
+//! `gate` is the instant until which the published words stay valid by
+//! themselves (the next lazy recovery step, the breaker's open-until); at or
+//! after it, or while the group is blocked, a decision takes the slow path,
+//! which brings the state up to `now`, republishes, and decides.
+
+use core::fmt;
+
+use crate::adaptive::{Adaptive, AdaptiveConfig, AdaptiveConfigError, Ratio};
+use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Transition};
+use crate::gcra::{tat_allowing, Params, TatCell};
+use crate::quota::{Quota, QuotaError, ServerLimit};
+use crate::stats::{CounterSnapshot, Counters, WaitHistogram};
+use crate::sync::{AtomicU64, Ordering};
+use crate::time::{Duration, Instant};
+use crate::upbit::{classify, parse_ban_duration, Group, Preset, RemainingReq};
+
+/// Most windows a group can have (Upbit's websocket-message has two).
+pub const MAX_WINDOWS: usize = 3;
+
+/// The server's windows for one group (one to [`MAX_WINDOWS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Limits {
+    items: [ServerLimit; MAX_WINDOWS],
+    len: u8,
+}
+
+impl Limits {
+    /// The limits in `limits`; `None` if empty or longer than [`MAX_WINDOWS`].
+    pub fn new(limits: &[ServerLimit]) -> Option<Self> {
+        if limits.is_empty() || limits.len() > MAX_WINDOWS {
+            return None;
+        }
+        let mut items = [limits[0]; MAX_WINDOWS];
+        items[..limits.len()].copy_from_slice(limits);
+        Some(Self {
+            items,
+            len: limits.len() as u8,
+        })
+    }
+    /// The limits as a slice.
+    pub fn as_slice(&self) -> &[ServerLimit] {
+        &self.items[..usize::from(self.len)]
+    }
+    /// The shortest window (what `Remaining-Req`'s `sec` speaks of).
+    pub fn shortest_window(&self) -> Duration {
+        self.as_slice()
+            .iter()
+            .map(|l| l.window)
+            .min()
+            .unwrap_or(Duration::ZERO)
+    }
+    /// The longest window.
+    pub fn longest_window(&self) -> Duration {
+        self.as_slice()
+            .iter()
+            .map(|l| l.window)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+/// Everything that configures one group.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct GroupConfig {
+    /// What the server allows.
+    pub limits: Limits,
+    /// Jitter margin `J` added to every server window.
+    pub margin: Duration,
+    /// Burst used when the quota is derived from the limits.
+    pub burst: u32,
+    /// An explicit quota instead of the derived one. Still checked against the
+    /// limits unless `allow_unsafe` is set.
+    pub quota: Option<Quota>,
+    /// Accept an explicit quota that could exceed the server's limit. Named so
+    /// that nobody sets it by accident; the status shows it.
+    pub allow_unsafe: bool,
+    /// The adaptive ratio's numbers.
+    pub adaptive: AdaptiveConfig,
+    /// The circuit breaker's numbers.
+    pub breaker: BreakerConfig,
+    /// Deadline for a waiter when the caller gives none (seed: 30 s).
+    pub waiter_timeout: Duration,
+}
+
+/// The seed's default waiter deadline.
+pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl GroupConfig {
+    /// Upbit's published limits for `group` in `preset`, with the preset's
+    /// margin, burst 1, the conservative strategy and the seed's breaker.
+    pub fn preset(preset: Preset, group: Group) -> Self {
+        Self {
+            // Presets always have one to MAX_WINDOWS windows (tested in `upbit`).
+            limits: Limits::new(preset.limits(group)).unwrap_or(Limits {
+                items: [ServerLimit::per_second(1); MAX_WINDOWS],
+                len: 1,
+            }),
+            margin: preset.default_margin(group),
+            burst: 1,
+            quota: None,
+            allow_unsafe: false,
+            adaptive: AdaptiveConfig::conservative(),
+            breaker: BreakerConfig::default(),
+            waiter_timeout: DEFAULT_WAITER_TIMEOUT,
+        }
+    }
+
+    /// The quota this configuration runs on, or why it is refused.
+    pub fn quota(&self) -> Result<Quota, ConfigErrorKind> {
+        match self.quota {
+            Some(q) => {
+                if !self.allow_unsafe {
+                    q.check_against(self.limits.as_slice(), self.margin)?;
+                }
+                Ok(q)
+            }
+            None => Ok(Quota::derive(self.limits.as_slice(), self.margin, self.burst)?),
+        }
+    }
+
+    /// Checks every part of the configuration.
+    pub fn validate(&self) -> Result<Quota, ConfigErrorKind> {
+        let quota = self.quota()?;
+        self.adaptive.validate()?;
+        self.breaker.validate()?;
+        if self.waiter_timeout.is_zero() {
+            return Err(ConfigErrorKind::ZeroWaiterTimeout);
+        }
+        Ok(quota)
+    }
+}
+
+/// What is wrong with a group's configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The quota is unsafe or nonsensical.
+    Quota(QuotaError),
+    /// The adaptive ratio's numbers are invalid.
+    Adaptive(AdaptiveConfigError),
+    /// The breaker's numbers are invalid.
+    Breaker(BreakerConfigError),
+    /// A zero waiter deadline would fail every wait.
+    ZeroWaiterTimeout,
+}
+
+impl From<QuotaError> for ConfigErrorKind {
+    fn from(e: QuotaError) -> Self {
+        Self::Quota(e)
+    }
+}
+impl From<AdaptiveConfigError> for ConfigErrorKind {
+    fn from(e: AdaptiveConfigError) -> Self {
+        Self::Adaptive(e)
+    }
+}
+impl From<BreakerConfigError> for ConfigErrorKind {
+    fn from(e: BreakerConfigError) -> Self {
+        Self::Breaker(e)
+    }
+}
+
+impl fmt::Display for ConfigErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Quota(e) => write!(f, "quota: {e}"),
+            Self::Adaptive(e) => write!(f, "adaptive ratio: {e}"),
+            Self::Breaker(e) => write!(f, "circuit breaker: {e}"),
+            Self::ZeroWaiterTimeout => f.write_str("waiter timeout is zero"),
+        }
+    }
+}
+
+/// A group's configuration was refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConfigError {
+    /// The group.
+    pub group: Group,
+    /// What is wrong.
+    pub kind: ConfigErrorKind,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "group {}: {}", self.group, self.kind)
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// The configuration of every group.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct LimiterConfig {
+    /// Indexed by [`Group::index`].
+    pub groups: [GroupConfig; Group::COUNT],
+}
+
+impl LimiterConfig {
+    /// Upbit's limits for every group of `preset`.
+    pub fn preset(preset: Preset) -> Self {
+        Self {
+            groups: core::array::from_fn(|i| {
+                GroupConfig::preset(preset, Group::from_index(i).unwrap_or(Group::PublicFallback))
+            }),
+        }
+    }
+    /// One group's configuration.
+    pub fn group(&self, group: Group) -> &GroupConfig {
+        &self.groups[group.index()]
+    }
+    /// One group's configuration, to change it.
+    pub fn group_mut(&mut self, group: Group) -> &mut GroupConfig {
+        &mut self.groups[group.index()]
+    }
+}
+
+impl Default for LimiterConfig {
+    fn default() -> Self {
+        Self::preset(Preset::Korea)
+    }
+}
+
+/// A granted request. Report its response with `on_response`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// The group it was counted in.
+    pub group: Group,
+    /// When it was admitted.
+    pub at: Instant,
+    /// Its position among the group's admissions (0-based).
+    pub seq: u64,
+}
+
+/// Why a request may not go now, and when it may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Denied {
+    /// The group's quota is used up until `earliest`.
+    NotYet {
+        /// The first instant at which the request would conform.
+        earliest: Instant,
+    },
+    /// The circuit breaker is open.
+    CircuitOpen {
+        /// When a probe may be tried ([`Instant::MAX`] when forced open).
+        retry_at: Instant,
+    },
+    /// The server banned this scope (HTTP 418).
+    Banned {
+        /// When the ban ends.
+        until: Instant,
+    },
+}
+
+impl Denied {
+    /// When to try again.
+    pub fn retry_at(&self) -> Instant {
+        match *self {
+            Self::NotYet { earliest } => earliest,
+            Self::CircuitOpen { retry_at } => retry_at,
+            Self::Banned { until } => until,
+        }
+    }
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotYet { earliest } => write!(f, "rate limited until {earliest}"),
+            Self::CircuitOpen { retry_at } => write!(f, "circuit open; retry at {retry_at}"),
+            Self::Banned { until } => write!(f, "banned by the server (418) until {until}"),
+        }
+    }
+}
+
+impl core::error::Error for Denied {}
+
+/// A response to report. `status: None` means no response at all (timeout,
+/// connection error): a failure for the breaker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Response<'a> {
+    /// The HTTP status, or `None` for a timeout or transport error.
+    pub status: Option<u16>,
+    /// The raw `Remaining-Req` header value, if present.
+    pub remaining_req: Option<&'a str>,
+    /// The body, for 418 (the ban duration may be in it).
+    pub body: Option<&'a str>,
+}
+
+impl<'a> Response<'a> {
+    /// A response with `status` and no header.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+    /// No response (timeout or transport error).
+    pub fn no_response() -> Self {
+        Self::default()
+    }
+    /// Adds the `Remaining-Req` header value.
+    pub fn with_remaining_req(mut self, value: &'a str) -> Self {
+        self.remaining_req = Some(value);
+        self
+    }
+    /// Adds the body.
+    pub fn with_body(mut self, body: &'a str) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
+/// What a reported response changed, for logs and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Feedback {
+    /// The rate ratio before and after, if it changed.
+    pub ratio_change: Option<(Ratio, Ratio)>,
+    /// A breaker transition, if any.
+    pub transition: Option<Transition>,
+    /// The end of a ban, if the response started or extended one.
+    pub banned_until: Option<Instant>,
+    /// The `Remaining-Req` header made the limiter stricter.
+    pub header_tightened: bool,
+    /// The `Remaining-Req` header could not be parsed, or named an unknown group.
+    pub header_rejected: bool,
+}
+
+/// The rarely changing state, behind the group's lock.
+#[derive(Debug)]
+pub(crate) struct Control {
+    config: GroupConfig,
+    quota: Quota,
+    adaptive: Adaptive,
+    breaker: Breaker,
+    /// A ban set by a 418 in another group of the same scope.
+    scope_ban_until: Instant,
+    pub(crate) queue: crate::wait::WaitQueue,
+}
+
+impl Control {
+    fn banned_until(&self) -> Instant {
+        self.adaptive.banned_until().max(self.scope_ban_until)
+    }
+}
+
+/// One group's limiter. Shared by reference (`&self` everywhere).
+#[derive(Debug)]
+pub struct GroupLimiter {
+    group: Group,
+    tat: TatCell,
+    params: AtomicU64,
+    gate: AtomicU64,
+    blocked_until: AtomicU64,
+    high_water: AtomicU64,
+    pub(crate) counters: Counters,
+    pub(crate) control: spin::Mutex<Control>,
+}
+
+fn scaled_interval(interval: Duration, ratio: Ratio) -> Duration {
+    let n = u128::from(interval.as_nanos()) * u128::from(Ratio::SCALE);
+    let d = u128::from(ratio.ppm());
+    Duration::from_nanos(u64::try_from(n.div_ceil(d)).unwrap_or(u64::MAX))
+}
+
+impl GroupLimiter {
+    /// A limiter for `group` with `config`, or why the configuration is refused.
+    pub fn new(group: Group, config: GroupConfig) -> Result<Self, ConfigError> {
+        let quota = config.validate().map_err(|kind| ConfigError { group, kind })?;
+        Ok(Self::with_quota(group, config, quota))
+    }
+
+    /// Builds from a configuration already validated into `quota`.
+    fn with_quota(group: Group, config: GroupConfig, quota: Quota) -> Self {
+        let this = Self {
+            group,
+            tat: TatCell::default(),
+            params: AtomicU64::new(0),
+            gate: AtomicU64::new(0),
+            blocked_until: AtomicU64::new(0),
+            high_water: AtomicU64::new(0),
+            counters: Counters::default(),
+            control: spin::Mutex::new(Control {
+                config,
+                quota,
+                adaptive: Adaptive::new(config.adaptive),
+                breaker: Breaker::new(config.breaker),
+                scope_ban_until: Instant::ZERO,
+                queue: crate::wait::WaitQueue::new(),
+            }),
+        };
+        let mut c = this.control.lock();
+        this.publish(&mut c, Instant::ZERO);
+        drop(c);
+        this
+    }
+
+    /// The group this limiter counts.
+    pub fn group(&self) -> Group {
+        self.group
+    }
+
+    /// Reads `now` against the highest instant seen so far: an earlier one is
+    /// counted and treated as "no time passed".
+    #[inline]
+    fn observe(&self, now: Instant) -> Instant {
+        let seen = self.high_water.load(Ordering::Relaxed);
+        if now.as_nanos() > seen {
+            self.high_water.fetch_max(now.as_nanos(), Ordering::Relaxed);
+            now
+        } else if now.as_nanos() < seen {
+            Counters::bump(&self.counters.clock_regressions);
+            Instant::from_nanos(seen)
+        } else {
+            now
+        }
+    }
+
+    /// Decides at `now` without waiting: admit, or say when and why not.
+    /// Never jumps ahead of queued waiters.
+    #[inline]
+    pub fn try_acquire(&self, now: Instant) -> Result<Admission, Denied> {
+        let now = self.observe(now);
+        let t = now.as_nanos();
+        if t < self.blocked_until.load(Ordering::Acquire) || t >= self.gate.load(Ordering::Acquire) {
+            let mut c = self.control.lock();
+            return self.acquire_locked(&mut c, now, None);
+        }
+        self.claim(now)
+    }
+
+    #[inline]
+    fn claim(&self, now: Instant) -> Result<Admission, Denied> {
+        let params = Params::unpack(self.params.load(Ordering::Acquire));
+        match self.tat.try_claim(now, params) {
+            Ok(_) => {
+                let seq = self.counters.admitted.fetch_add(1, Ordering::Relaxed);
+                Ok(Admission {
+                    group: self.group,
+                    at: now,
+                    seq,
+                })
+            }
+            Err(earliest) => {
+                Counters::bump(&self.counters.denied);
+                Err(Denied::NotYet { earliest })
+            }
+        }
+    }
+
+    /// The slow path, with the lock held. `ticket` is the caller's place in
+    /// the waiter queue, if it has one: only the queue's head may claim while
+    /// the queue is not empty.
+    pub(crate) fn acquire_locked(
+        &self,
+        c: &mut Control,
+        now: Instant,
+        ticket: Option<u64>,
+    ) -> Result<Admission, Denied> {
+        self.publish(c, now);
+        let banned = c.banned_until();
+        if now < banned {
+            Counters::bump(&self.counters.ban_rejections);
+            return Err(Denied::Banned { until: banned });
+        }
+        let half_open = c.breaker.state(now) == BreakerState::HalfOpen;
+        if let Err(open) = c.breaker.try_acquire(now) {
+            Counters::bump(&self.counters.circuit_rejections);
+            return Err(Denied::CircuitOpen {
+                retry_at: open.retry_at,
+            });
+        }
+        let result = if !c.queue.may_claim(ticket) {
+            // Behind queued waiters: the earliest is no sooner than the GCRA's.
+            let params = Params::unpack(self.params.load(Ordering::Acquire));
+            let earliest = self.tat.load().saturating_sub(params.tolerance()).max(now);
+            Counters::bump(&self.counters.denied);
+            Err(Denied::NotYet { earliest })
+        } else {
+            self.claim(now)
+        };
+        if half_open && result.is_err() {
+            c.breaker.on_ignored(now);
+        }
+        result
+    }
+
+    /// Brings the lazily changing state up to `now` and republishes the
+    /// fast path's words.
+    fn publish(&self, c: &mut Control, now: Instant) {
+        let ratio = c.adaptive.ratio(now);
+        let params = Params::new(scaled_interval(c.quota.interval(), ratio), c.quota.tolerance());
+        self.params.store(params.pack(), Ordering::Release);
+        let state = c.breaker.state(now);
+        let mut blocked = c.banned_until();
+        let mut gate = Instant::MAX;
+        if let Some(at) = c.adaptive.next_change(now) {
+            gate = gate.min(at);
+        }
+        if let Some(at) = c.breaker.next_change(now) {
+            gate = gate.min(at);
+        }
+        match state {
+            BreakerState::Open => {
+                blocked = blocked.max(c.breaker.next_change(now).unwrap_or(Instant::MAX));
+            }
+            BreakerState::ForcedOpen => blocked = Instant::MAX,
+            // Every decision must count its probe: no fast path in half-open.
+            BreakerState::HalfOpen => gate = Instant::ZERO,
+            BreakerState::Closed | BreakerState::Disabled => {}
+        }
+        if !c.queue.is_empty() {
+            gate = Instant::ZERO;
+        }
+        self.blocked_until.store(blocked.as_nanos(), Ordering::Release);
+        self.gate.store(gate.as_nanos(), Ordering::Release);
+    }
+
+    /// The earliest instant a request could be admitted, ignoring bans and the
+    /// breaker (see [`Denied`] for those).
+    pub fn earliest(&self, now: Instant) -> Instant {
+        let params = Params::unpack(self.params.load(Ordering::Acquire));
+        self.tat.load().saturating_sub(params.tolerance()).max(now)
+    }
+
+    /// Reports the response to an admitted request. Errors and headers only
+    /// ever make the limiter stricter.
+    pub fn on_response(&self, admission: &Admission, response: Response<'_>, now: Instant) -> Feedback {
+        let now = self.observe(now);
+        let mut fb = Feedback::default();
+        Counters::bump(&self.counters.responses);
+        let mut c = self.control.lock();
+        let before = c.adaptive.ratio(now);
+        let window = c.config.limits.shortest_window().saturating_add(c.config.margin);
+        match response.status {
+            Some(429) => {
+                Counters::bump(&self.counters.status_429);
+                c.adaptive.on_429(now);
+                // Nothing more until a whole server window (plus margin) has passed.
+                self.tat
+                    .push_to(now.saturating_add(window).saturating_add(c.quota.tolerance()));
+                fb.transition = c.breaker.on_failure(now);
+            }
+            Some(418) => {
+                Counters::bump(&self.counters.status_418);
+                let ban = response.body.and_then(parse_ban_duration);
+                let until = c.adaptive.on_418(now, ban);
+                self.tat.push_to(until.saturating_add(c.quota.tolerance()));
+                fb.banned_until = Some(until);
+                fb.transition = c.breaker.on_failure(now);
+            }
+            None | Some(500..=599) => {
+                Counters::bump(&self.counters.failures);
+                fb.transition = c.breaker.on_failure(now);
+            }
+            Some(_) => {
+                c.adaptive.on_success(now);
+                fb.transition = c.breaker.on_success(now);
+            }
+        }
+        if let Some(value) = response.remaining_req {
+            self.apply_remaining_req(&mut c, admission, value, now, &mut fb);
+        }
+        let after = c.adaptive.ratio(now);
+        if after != before {
+            fb.ratio_change = Some((before, after));
+        }
+        self.publish(&mut c, now);
+        drop(c);
+        if fb.header_tightened {
+            Counters::bump(&self.counters.header_tightenings);
+        }
+        if fb.header_rejected {
+            Counters::bump(&self.counters.header_rejects);
+        }
+        fb
+    }
+
+    /// `sec` requests remain in the server's current window, which ends within
+    /// one window (plus margin) from now. Our own admissions after this one
+    /// were not yet counted by the server; the rest of the room is what we may
+    /// still send before that window ends. Only ever tightens.
+    fn apply_remaining_req(
+        &self,
+        c: &mut Control,
+        admission: &Admission,
+        value: &str,
+        now: Instant,
+        fb: &mut Feedback,
+    ) {
+        let header = match RemainingReq::parse(value) {
+            Ok(h) => h,
+            Err(_) => {
+                fb.header_rejected = true;
+                return;
+            }
+        };
+        if header.group().is_none() {
+            // An unknown name is still applied to the group the request was counted in.
+            fb.header_rejected = true;
+        }
+        let admitted = self.counters.admitted.load(Ordering::Relaxed);
+        let ours_after = admitted.saturating_sub(admission.seq.saturating_add(1));
+        let allowed = u64::from(header.sec).saturating_sub(ours_after);
+        let until = now
+            .saturating_add(c.config.limits.shortest_window())
+            .saturating_add(c.config.margin);
+        let params = Params::unpack(self.params.load(Ordering::Acquire));
+        let floor = tat_allowing(now, until, allowed, params);
+        let before = self.tat.load();
+        if self.tat.push_to(floor) > before {
+            fb.header_tightened = true;
+        }
+    }
+
+    /// A permit was dropped without a reported response: frees a half-open
+    /// probe slot without counting an outcome.
+    pub fn on_unreported(&self, now: Instant) {
+        let now = self.observe(now);
+        let mut c = self.control.lock();
+        c.breaker.on_ignored(now);
+        self.publish(&mut c, now);
+    }
+
+    /// Bans this group until `until` because another group of the same scope
+    /// received a 418. Never shortens a ban.
+    pub fn ban_scope_until(&self, until: Instant, now: Instant) {
+        let mut c = self.control.lock();
+        c.scope_ban_until = c.scope_ban_until.max(until);
+        self.publish(&mut c, now);
+    }
+
+    /// Replaces the configuration at run time, keeping the TAT, the ratio and
+    /// the breaker's state. Moving to a slower quota re-spaces the admissions
+    /// of the last window at the new interval, so the switch cannot burst.
+    pub fn set_config(&self, config: GroupConfig, now: Instant) -> Result<(), ConfigError> {
+        let group = self.group;
+        let quota = config.validate().map_err(|kind| ConfigError { group, kind })?;
+        let now = self.observe(now);
+        let mut c = self.control.lock();
+        let old = c.quota;
+        if quota.interval() > old.interval() {
+            let span = c
+                .config
+                .limits
+                .longest_window()
+                .max(config.limits.longest_window())
+                .saturating_add(c.config.margin.max(config.margin));
+            let extra = quota.interval().saturating_sub(old.interval());
+            let window_start = now.saturating_sub(span);
+            self.tat.advance_with(|tat| {
+                let recent = (tat - window_start).as_nanos() / old.interval().as_nanos();
+                tat.saturating_add(extra.saturating_mul(recent))
+            });
+        }
+        c.quota = quota;
+        c.config = config;
+        c.adaptive.set_config(config.adaptive, now);
+        c.breaker.set_config(config.breaker, now);
+        self.publish(&mut c, now);
+        Ok(())
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> GroupConfig {
+        self.control.lock().config
+    }
+
+    /// Forces the breaker open (an operator's switch) or back to closed.
+    pub fn force_open(&self, open: bool, now: Instant) -> Option<Transition> {
+        let mut c = self.control.lock();
+        let t = if open {
+            c.breaker.force_open(now)
+        } else {
+            c.breaker.reset(now)
+        };
+        self.publish(&mut c, now);
+        t
+    }
+
+    /// A snapshot of everything about this group at `now`.
+    pub fn status(&self, now: Instant) -> GroupStatus {
+        let c = self.control.lock();
+        let tat = self.tat.load();
+        GroupStatus {
+            group: self.group,
+            quota: c.quota,
+            limits: c.config.limits,
+            margin: c.config.margin,
+            unsafe_override: c.config.allow_unsafe && c.config.quota.is_some(),
+            ratio: c.adaptive.ratio(now),
+            tat,
+            backlog: tat - now,
+            queue_depth: c.queue.len(),
+            breaker: c.breaker.state(now),
+            banned_until: Some(c.banned_until()).filter(|&u| u > now),
+            consecutive_429: c.adaptive.consecutive_429(),
+            counters: self.counters.snapshot(),
+            waits: self.counters.histogram(),
+        }
+    }
+}
+
+/// One group's state at one instant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct GroupStatus {
+    /// The group.
+    pub group: Group,
+    /// The quota in force (before the ratio).
+    pub quota: Quota,
+    /// The server's windows.
+    pub limits: Limits,
+    /// The jitter margin.
+    pub margin: Duration,
+    /// Whether an unsafe explicit quota was accepted by override.
+    pub unsafe_override: bool,
+    /// The adaptive rate ratio.
+    pub ratio: Ratio,
+    /// The theoretical arrival time.
+    pub tat: Instant,
+    /// How far the TAT is ahead of now: the work already scheduled.
+    pub backlog: Duration,
+    /// Waiters queued.
+    pub queue_depth: usize,
+    /// The breaker's state.
+    pub breaker: BreakerState,
+    /// The end of a ban in force.
+    pub banned_until: Option<Instant>,
+    /// 429s in a row.
+    pub consecutive_429: u32,
+    /// The counters.
+    pub counters: CounterSnapshot,
+    /// The wait histogram.
+    pub waits: WaitHistogram,
+}
+
+/// A limiter for every Upbit group.
+#[derive(Debug)]
+pub struct Limiter {
+    groups: [GroupLimiter; Group::COUNT],
+}
+
+impl Limiter {
+    /// A limiter for every group, or the first group whose configuration is refused.
+    pub fn new(config: &LimiterConfig) -> Result<Self, ConfigError> {
+        let mut quotas = [Quota::new_unchecked(Duration::MAX, 1); Group::COUNT];
+        for group in Group::ALL {
+            quotas[group.index()] = config
+                .group(group)
+                .validate()
+                .map_err(|kind| ConfigError { group, kind })?;
+        }
+        let groups = core::array::from_fn(|i| {
+            let group = Group::ALL[i];
+            GroupLimiter::with_quota(group, *config.group(group), quotas[i])
+        });
+        Ok(Self { groups })
+    }
+
+    /// The limiter of one group.
+    pub fn group(&self, group: Group) -> &GroupLimiter {
+        &self.groups[group.index()]
+    }
+
+    /// Classifies `(method, path)` and decides at `now` without waiting.
+    pub fn try_acquire(&self, method: &str, path: &str, now: Instant) -> Result<Admission, Denied> {
+        self.group(classify(method, path)).try_acquire(now)
+    }
+
+    /// Reports a response. A 418 bans every group of the same scope.
+    pub fn on_response(&self, admission: &Admission, response: Response<'_>, now: Instant) -> Feedback {
+        let fb = self.group(admission.group).on_response(admission, response, now);
+        if let Some(until) = fb.banned_until {
+            let scope = admission.group.scope();
+            for g in Group::ALL {
+                if g != admission.group && g.scope() == scope {
+                    self.group(g).ban_scope_until(until, now);
+                }
+            }
+        }
+        fb
+    }
+
+    /// Every group's status at `now`, in [`Group::ALL`] order.
+    pub fn status(&self, now: Instant) -> [GroupStatus; Group::COUNT] {
+        core::array::from_fn(|i| self.groups[i].status(now))
+    }
+}

@@ -4,8 +4,8 @@
 //! cell, the packed parameter word and the counters.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::AtomicU64;
 #[cfg(not(loom))]
-pub(crate) use portable_atomic::{AtomicU32, AtomicU64, AtomicUsize};
+pub(crate) use portable_atomic::AtomicU64;
 
 pub(crate) use core::sync::atomic::Ordering;
