@@ -135,9 +135,16 @@ pub struct RateLimiter<R> {
     runtime: R,
 }
 
+impl<R: Runtime + Default> RateLimiter<R> {
+    /// A limiter for every group with `config`, on the runtime's default clock.
+    pub fn new(config: &LimiterConfig) -> Result<Self, ConfigError> {
+        Self::with_runtime(config, R::default())
+    }
+}
+
 impl<R: Runtime> RateLimiter<R> {
     /// A limiter for every group with `config`, on `runtime`.
-    pub fn new(config: &LimiterConfig, runtime: R) -> Result<Self, ConfigError> {
+    pub fn with_runtime(config: &LimiterConfig, runtime: R) -> Result<Self, ConfigError> {
         Ok(Self {
             limiter: Limiter::new(config)?,
             runtime,
