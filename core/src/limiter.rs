@@ -14,7 +14,7 @@
 //! The fast path reads three words (`blocked_until`, `gate`, the packed
 //! [`Params`]) and CASes the TAT: no lock. Everything that changes rarely (the
 //! adaptive ratio, the breaker, bans, the configuration, the waiter queue)
-//! lives behind a spin lock in [`Control`] and is *published* to those words.
+//! lives behind a spin lock (the group's control block) and is *published* to those words.
 //! `gate` is the instant until which the published words stay valid by
 //! themselves (the next lazy recovery step, the breaker's open-until); at or
 //! after it, or while the group is blocked, a decision takes the slow path,

@@ -174,7 +174,8 @@ impl Quota {
                 interval: MAX_INTERVAL.saturating_add(Duration::from_nanos(1)),
             });
         }
-        let ceil = nanos as u64 + u64::from(nanos.fract() > 0.0);
+        let floor = nanos as u64;
+        let ceil = floor + u64::from((floor as f64) < nanos);
         Self::new(Duration::from_nanos(ceil.max(1)), burst)
     }
 

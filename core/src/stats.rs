@@ -125,7 +125,8 @@ impl WaitHistogram {
             return Duration::ZERO;
         }
         let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
-        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let x = q * n as f64;
+        let rank = (x as u64 + u64::from(((x as u64) as f64) < x)).clamp(1, n);
         let mut seen = 0;
         for (i, c) in self.counts.iter().enumerate() {
             seen += c;
