@@ -359,6 +359,10 @@ pub(crate) struct Control {
 }
 
 impl Control {
+    pub(crate) fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
     fn banned_until(&self) -> Instant {
         self.adaptive.banned_until().max(self.scope_ban_until)
     }
@@ -444,7 +448,7 @@ impl GroupLimiter {
         let t = now.as_nanos();
         if t < self.blocked_until.load(Ordering::Acquire) || t >= self.gate.load(Ordering::Acquire) {
             let mut c = self.control.lock();
-            return self.acquire_locked(&mut c, now, None);
+            return self.acquire_locked(&mut c, now, false);
         }
         self.claim(now)
     }
@@ -468,14 +472,13 @@ impl GroupLimiter {
         }
     }
 
-    /// The slow path, with the lock held. `ticket` is the caller's place in
-    /// the waiter queue, if it has one: only the queue's head may claim while
-    /// the queue is not empty.
+    /// The slow path, with the lock held. While waiters are queued only the
+    /// queue's head (`is_head`) may claim.
     pub(crate) fn acquire_locked(
         &self,
         c: &mut Control,
         now: Instant,
-        ticket: Option<u64>,
+        is_head: bool,
     ) -> Result<Admission, Denied> {
         self.publish(c, now);
         let banned = c.banned_until();
@@ -490,7 +493,7 @@ impl GroupLimiter {
                 retry_at: open.retry_at,
             });
         }
-        let result = if !c.queue.may_claim(ticket) {
+        let result = if !(is_head || c.queue.is_empty()) {
             // Behind queued waiters: the earliest is no sooner than the GCRA's.
             let params = Params::unpack(self.params.load(Ordering::Acquire));
             let earliest = self.tat.load().saturating_sub(params.tolerance()).max(now);
@@ -507,7 +510,7 @@ impl GroupLimiter {
 
     /// Brings the lazily changing state up to `now` and republishes the
     /// fast path's words.
-    fn publish(&self, c: &mut Control, now: Instant) {
+    pub(crate) fn publish(&self, c: &mut Control, now: Instant) {
         let ratio = c.adaptive.ratio(now);
         let params = Params::new(scaled_interval(c.quota.interval(), ratio), c.quota.tolerance());
         self.params.store(params.pack(), Ordering::Release);
@@ -534,6 +537,16 @@ impl GroupLimiter {
         }
         self.blocked_until.store(blocked.as_nanos(), Ordering::Release);
         self.gate.store(gate.as_nanos(), Ordering::Release);
+    }
+
+    /// The emission interval in force (the quota's, scaled by the rate ratio).
+    pub(crate) fn interval_now(&self) -> Duration {
+        Params::unpack(self.params.load(Ordering::Acquire)).interval()
+    }
+
+    /// Reads `now` against the highest instant seen (see `observe`).
+    pub(crate) fn observe_now(&self, now: Instant) -> Instant {
+        self.observe(now)
     }
 
     /// The earliest instant a request could be admitted, ignoring bans and the

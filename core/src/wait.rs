@@ -6,13 +6,16 @@
 //! when it wakes; nothing else runs on its behalf, so there is nothing that
 //! can die and leave waiters hanging.
 
+use core::cell::UnsafeCell;
 use core::fmt;
 use core::future::Future;
+use core::marker::PhantomPinned;
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::ptr::NonNull;
+use core::task::{Context, Poll, Waker};
 
 use crate::limiter::{
-    Admission, ConfigError, Denied, Feedback, GroupLimiter, Limiter, LimiterConfig, Response,
+    Admission, ConfigError, Control, Denied, Feedback, GroupLimiter, Limiter, LimiterConfig, Response,
 };
 use crate::stats::Counters;
 use crate::time::{Duration, Instant};
@@ -177,92 +180,261 @@ impl<R: Runtime> RateLimiter<R> {
         Acquire {
             owner: self,
             request,
-            started: None,
+            started: Instant::ZERO,
             deadline: Instant::MAX,
+            phase: Phase::Init,
             sleep: None,
-            done: false,
+            sleep_until: Instant::ZERO,
+            node: UnsafeCell::new(Waiter::new()),
+            _pinned: PhantomPinned,
         }
     }
 }
 
+/// Where an [`Acquire`] is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not polled yet.
+    Init,
+    /// Linked in the group's queue (or evicted from it, see [`Waiter`]).
+    Queued,
+    /// Finished; polling again starts a new acquisition.
+    Done,
+}
+
 /// The future returned by [`RateLimiter::acquire`].
-#[derive(Debug)]
+///
+/// It holds its own queue node: no allocation per waiter. It is `!Unpin`
+/// because the group's queue points into it while it waits; dropping it
+/// unlinks it.
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire<'a, R: Runtime> {
     owner: &'a RateLimiter<R>,
     request: Request<'a>,
-    started: Option<Instant>,
+    started: Instant,
     deadline: Instant,
+    phase: Phase,
     sleep: Option<R::Sleep>,
-    done: bool,
+    sleep_until: Instant,
+    node: UnsafeCell<Waiter>,
+    _pinned: PhantomPinned,
 }
 
-impl<R: Runtime> Unpin for Acquire<'_, R> where R::Sleep: Unpin {}
+// SAFETY: the node is only touched under the group's lock; the rest is plain data.
+unsafe impl<R: Runtime + Sync> Send for Acquire<'_, R> where R::Sleep: Send {}
+
+impl<R: Runtime> fmt::Debug for Acquire<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acquire")
+            .field("request", &self.request)
+            .field("phase", &self.phase)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one locked step decided.
+enum Step<T> {
+    Ready(T),
+    SleepUntil(Instant),
+}
 
 impl<'a, R: Runtime> Acquire<'a, R> {
     fn group(&self) -> &'a GroupLimiter {
         self.owner.limiter.group(self.request.group)
     }
-}
 
-impl<'a, R: Runtime> Future for Acquire<'a, R>
-where
-    R::Sleep: Unpin,
-{
-    type Output = Result<Permit<'a, R>, AcquireError>;
+    fn node_ptr(&self) -> NonNull<Waiter> {
+        // SAFETY: `UnsafeCell::get` never returns null.
+        unsafe { NonNull::new_unchecked(self.node.get()) }
+    }
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        loop {
-            if let Some(sleep) = this.sleep.as_mut() {
-                if Pin::new(sleep).poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                this.sleep = None;
+    fn finish(
+        &mut self,
+        result: Result<Admission, AcquireError>,
+        now: Instant,
+    ) -> Poll<<Self as Future>::Output> {
+        self.phase = Phase::Done;
+        let group = self.group();
+        Poll::Ready(result.map(|admission| {
+            let waited = now - self.started;
+            group.counters.record_wait(waited);
+            Permit {
+                owner: self.owner,
+                admission,
+                waited,
+                correlation_id: self.request.correlation_id,
+                reported: false,
             }
-            let now = this.owner.runtime.now();
-            let group = this.group();
-            let started = *this.started.get_or_insert(now);
-            if this.deadline == Instant::MAX {
-                this.deadline = this
-                    .request
-                    .deadline
-                    .unwrap_or_else(|| started.saturating_add(group.config().waiter_timeout));
-            }
-            match group.try_acquire(now) {
-                Ok(admission) => {
-                    this.done = true;
-                    let waited = now - started;
-                    if !waited.is_zero() {
-                        Counters::bump(&group.counters.waits);
-                    }
-                    group.counters.record_wait(waited);
-                    return Poll::Ready(Ok(Permit {
-                        owner: this.owner,
-                        admission,
-                        waited,
-                        correlation_id: this.request.correlation_id,
-                        reported: false,
-                    }));
-                }
+        }))
+    }
+
+    /// One decision with the lock held. `wake` collects a waiter to wake
+    /// after the lock is released (waking under a spin lock could deadlock a
+    /// waker that locks it again).
+    fn step_locked(
+        &mut self,
+        c: &mut Control,
+        now: Instant,
+        wake: &mut Option<Waker>,
+        waker: &Waker,
+    ) -> Step<Result<Admission, AcquireError>> {
+        let group = self.group();
+        let node = self.node_ptr();
+        if self.phase == Phase::Init {
+            self.started = now;
+            self.deadline = self
+                .request
+                .deadline
+                .unwrap_or_else(|| now.saturating_add(c.config().waiter_timeout));
+            match group.acquire_locked(c, now, false) {
+                Ok(admission) => return Step::Ready(Ok(admission)),
                 Err(Denied::NotYet { earliest }) => {
-                    if earliest > this.deadline {
-                        this.done = true;
+                    // Everyone already queued goes first, one interval each.
+                    let ahead = c.queue.len() as u64;
+                    let estimate = earliest.saturating_add(group.interval_now().saturating_mul(ahead));
+                    if estimate > self.deadline {
                         Counters::bump(&group.counters.timeouts);
-                        return Poll::Ready(Err(AcquireError::Timeout {
-                            earliest,
-                            deadline: this.deadline,
+                        return Step::Ready(Err(AcquireError::Timeout {
+                            earliest: estimate,
+                            deadline: self.deadline,
                         }));
                     }
-                    this.sleep = Some(this.owner.runtime.sleep_until(earliest));
+                    // SAFETY: the node lives in this pinned future until it is
+                    // unlinked (by us, or by `Drop`); we hold the lock.
+                    unsafe { c.queue.push_back(node) };
+                    Counters::bump(&group.counters.waits);
+                    self.phase = Phase::Queued;
+                    group.publish(c, now);
                 }
-                Err(Denied::CircuitOpen { retry_at }) => {
-                    this.done = true;
-                    return Poll::Ready(Err(AcquireError::CircuitOpen { retry_at }));
+                Err(denied) => return Step::Ready(Err(denied.into())),
+            }
+        }
+        // SAFETY: under the lock; the node is ours.
+        unsafe {
+            if !c.queue.contains(node) {
+                // Evicted while we were slow to claim: we get our turn back first.
+                c.queue.push_front(node);
+                group.publish(c, now);
+            }
+            (*node.as_ptr()).waker = Some(waker.clone());
+        }
+        loop {
+            let is_head = c.queue.head() == Some(node);
+            if is_head {
+                let result = match group.acquire_locked(c, now, true) {
+                    Ok(admission) => Ok(admission),
+                    Err(Denied::NotYet { earliest }) if earliest <= self.deadline => {
+                        // SAFETY: under the lock; the node is linked.
+                        unsafe { (*node.as_ptr()).due = earliest };
+                        return Step::SleepUntil(earliest);
+                    }
+                    Err(Denied::NotYet { earliest }) => {
+                        Counters::bump(&group.counters.timeouts);
+                        Err(AcquireError::Timeout {
+                            earliest,
+                            deadline: self.deadline,
+                        })
+                    }
+                    Err(denied) => Err(denied.into()),
+                };
+                // SAFETY: under the lock; the node is linked.
+                *wake = unsafe { c.queue.unlink(node) };
+                group.publish(c, now);
+                return Step::Ready(result);
+            }
+            if now >= self.deadline {
+                Counters::bump(&group.counters.timeouts);
+                // SAFETY: under the lock; the node is linked.
+                *wake = unsafe { c.queue.unlink(node) };
+                group.publish(c, now);
+                return Step::Ready(Err(AcquireError::Timeout {
+                    earliest: group.earliest(now),
+                    deadline: self.deadline,
+                }));
+            }
+            let interval = group.interval_now();
+            let grace = interval.max(MIN_GRACE);
+            // SAFETY: under the lock; every linked node is alive (pinned, and
+            // unlinked before it is dropped).
+            let (head_due, ahead) = unsafe { c.queue.head_due_and_position(node) };
+            if now > head_due.saturating_add(grace) {
+                // The head was told it could go and has not come back: it may
+                // have been leaked. Step it aside so it cannot stall the queue;
+                // if it is polled again it takes the front place back.
+                // SAFETY: as above.
+                unsafe { c.queue.evict_head() };
+                continue;
+            }
+            // We are woken when we become the head; this timer is the
+            // fallback for a head that never comes back, and the deadline.
+            let fallback = head_due
+                .max(now)
+                .saturating_add(interval.saturating_mul(ahead))
+                .saturating_add(grace);
+            return Step::SleepUntil(fallback.min(self.deadline));
+        }
+    }
+}
+
+/// How late a head may be before the waiters behind it step around it.
+const MIN_GRACE: Duration = Duration::from_millis(5);
+
+impl<'a, R: Runtime> Future for Acquire<'a, R> {
+    type Output = Result<Permit<'a, R>, AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: nothing is moved out of `this`; `sleep` is re-pinned below
+        // and the node never moves while linked.
+        let this = unsafe { self.get_unchecked_mut() };
+        if this.phase == Phase::Done {
+            this.phase = Phase::Init;
+        }
+        let mut spins = 0;
+        loop {
+            if let Some(sleep) = this.sleep.as_mut() {
+                // SAFETY: `sleep` is structurally pinned: it is only dropped in place.
+                if unsafe { Pin::new_unchecked(sleep) }.poll(cx).is_ready() {
+                    this.sleep = None;
                 }
-                Err(Denied::Banned { until }) => {
-                    this.done = true;
-                    return Poll::Ready(Err(AcquireError::Banned { until }));
+            }
+            let group = this.group();
+            let now = group.observe_now(this.owner.runtime.now());
+            if this.phase == Phase::Init {
+                // The lock-free fast path first: an uncontended acquire takes no lock.
+                this.started = now;
+                match group.try_acquire(now) {
+                    Ok(admission) => return this.finish(Ok(admission), now),
+                    Err(Denied::NotYet { .. }) => {}
+                    Err(denied) => return this.finish(Err(denied.into()), now),
+                }
+            }
+            let mut wake = None;
+            let step = {
+                let mut c = group.control.lock();
+                this.step_locked(&mut c, now, &mut wake, cx.waker())
+            };
+            if let Some(w) = wake {
+                w.wake();
+            }
+            match step {
+                Step::Ready(result) => return this.finish(result, now),
+                Step::SleepUntil(at) => {
+                    if this.sleep.is_some() && this.sleep_until == at {
+                        return Poll::Pending;
+                    }
+                    spins += 1;
+                    if spins > 3 {
+                        // A timer that keeps completing before the clock moves:
+                        // yield instead of spinning.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    this.sleep_until = at;
+                    // Dropped in place, then replaced: `sleep` stays pinned.
+                    this.sleep = None;
+                    this.sleep = Some(this.owner.runtime.sleep_until(at));
+                    // The top of the loop polls it, which registers its waker.
                 }
             }
         }
@@ -271,8 +443,29 @@ where
 
 impl<R: Runtime> Drop for Acquire<'_, R> {
     fn drop(&mut self) {
-        if !self.done && self.started.is_some() {
-            Counters::bump(&self.group().counters.cancelled);
+        if self.phase != Phase::Queued {
+            return;
+        }
+        let group = self.group();
+        let node = self.node_ptr();
+        let wake = {
+            let mut c = group.control.lock();
+            // SAFETY: under the lock; unlinking before the memory goes away is
+            // what keeps every linked node alive.
+            let wake = unsafe {
+                if c.queue.contains(node) {
+                    c.queue.unlink(node)
+                } else {
+                    None
+                }
+            };
+            let now = group.observe_now(self.owner.runtime.now());
+            group.publish(&mut c, now);
+            wake
+        };
+        Counters::bump(&group.counters.cancelled);
+        if let Some(w) = wake {
+            w.wake();
         }
     }
 }
@@ -323,15 +516,52 @@ impl<R: Runtime> Drop for Permit<'_, R> {
     }
 }
 
-/// The waiters of one group, in arrival order.
-#[derive(Debug, Default)]
+/// A queue node, embedded in its [`Acquire`] future.
+///
+/// Invariant: a node is reachable from the queue only while its future is
+/// alive and pinned; every field of a linked node is read and written only
+/// with the group's lock held.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    prev: Option<NonNull<Waiter>>,
+    next: Option<NonNull<Waiter>>,
+    linked: bool,
+    /// When this waiter, as head, expects to claim.
+    due: Instant,
+    waker: Option<Waker>,
+}
+
+impl Waiter {
+    const fn new() -> Self {
+        Self {
+            prev: None,
+            next: None,
+            linked: false,
+            due: Instant::MAX,
+            waker: None,
+        }
+    }
+}
+
+/// The waiters of one group, in arrival order: an intrusive doubly linked
+/// list through the waiters' own futures.
+#[derive(Debug)]
 pub(crate) struct WaitQueue {
+    head: Option<NonNull<Waiter>>,
+    tail: Option<NonNull<Waiter>>,
     len: usize,
 }
 
+// SAFETY: the pointers are only followed with the owning group's lock held.
+unsafe impl Send for WaitQueue {}
+
 impl WaitQueue {
     pub(crate) const fn new() -> Self {
-        Self { len: 0 }
+        Self {
+            head: None,
+            tail: None,
+            len: 0,
+        }
     }
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -339,8 +569,136 @@ impl WaitQueue {
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
-    /// Whether the holder of `ticket` (or a caller without one) may claim now.
-    pub(crate) fn may_claim(&self, ticket: Option<u64>) -> bool {
-        ticket.is_some() || self.is_empty()
+    fn head(&self) -> Option<NonNull<Waiter>> {
+        self.head
+    }
+
+    /// # Safety
+    /// `node` is a live node owned by the caller.
+    unsafe fn contains(&self, node: NonNull<Waiter>) -> bool {
+        // SAFETY: per the contract.
+        unsafe { (*node.as_ptr()).linked }
+    }
+
+    /// # Safety
+    /// `node` is alive, pinned, not linked, and stays alive until unlinked.
+    unsafe fn push_back(&mut self, node: NonNull<Waiter>) {
+        // SAFETY: per the contract; `tail` is linked hence alive.
+        unsafe {
+            let n = &mut *node.as_ptr();
+            n.prev = self.tail;
+            n.next = None;
+            n.linked = true;
+            n.due = Instant::MAX;
+            match self.tail {
+                Some(t) => (*t.as_ptr()).next = Some(node),
+                None => self.head = Some(node),
+            }
+        }
+        self.tail = Some(node);
+        self.len += 1;
+    }
+
+    /// # Safety
+    /// As [`WaitQueue::push_back`].
+    unsafe fn push_front(&mut self, node: NonNull<Waiter>) {
+        // SAFETY: per the contract; `head` is linked hence alive.
+        unsafe {
+            let n = &mut *node.as_ptr();
+            n.prev = None;
+            n.next = self.head;
+            n.linked = true;
+            n.due = Instant::MAX;
+            match self.head {
+                Some(h) => (*h.as_ptr()).prev = Some(node),
+                None => self.tail = Some(node),
+            }
+        }
+        self.head = Some(node);
+        self.len += 1;
+    }
+
+    /// Unlinks `node`; if it was the head, returns the new head's waker.
+    ///
+    /// # Safety
+    /// `node` is linked in this queue.
+    unsafe fn unlink(&mut self, node: NonNull<Waiter>) -> Option<Waker> {
+        let was_head = self.head == Some(node);
+        // SAFETY: per the contract; neighbours are linked hence alive.
+        unsafe {
+            let n = &mut *node.as_ptr();
+            match n.prev {
+                Some(p) => (*p.as_ptr()).next = n.next,
+                None => self.head = n.next,
+            }
+            match n.next {
+                Some(x) => (*x.as_ptr()).prev = n.prev,
+                None => self.tail = n.prev,
+            }
+            n.prev = None;
+            n.next = None;
+            n.linked = false;
+            self.len -= 1;
+            if was_head {
+                self.head.and_then(|h| (*h.as_ptr()).waker.clone())
+            } else {
+                None
+            }
+        }
+    }
+
+    /// Unlinks a stale head and wakes it, in case it is only slow: when it is
+    /// polled again it re-enters at the front.
+    ///
+    /// # Safety
+    /// Every linked node is alive.
+    unsafe fn evict_head(&mut self) {
+        if let Some(h) = self.head {
+            // SAFETY: per the contract.
+            unsafe {
+                let _ = self.unlink(h);
+                if let Some(w) = (*h.as_ptr()).waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// The head's expected claim instant, and how many waiters stand between
+    /// the head and `node` (head excluded, `node` included).
+    ///
+    /// # Safety
+    /// Every linked node is alive; `node` is linked.
+    unsafe fn head_due_and_position(&self, node: NonNull<Waiter>) -> (Instant, u64) {
+        let mut ahead = 0;
+        let mut cur = self.head;
+        let mut due = Instant::MAX;
+        // SAFETY: per the contract.
+        unsafe {
+            if let Some(h) = cur {
+                due = (*h.as_ptr()).due;
+            }
+            while let Some(c) = cur {
+                if c == node {
+                    break;
+                }
+                ahead += 1;
+                cur = (*c.as_ptr()).next;
+            }
+        }
+        (due, ahead)
+    }
+}
+
+impl From<Denied> for AcquireError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::NotYet { earliest } => Self::Timeout {
+                earliest,
+                deadline: earliest,
+            },
+            Denied::CircuitOpen { retry_at } => Self::CircuitOpen { retry_at },
+            Denied::Banned { until } => Self::Banned { until },
+        }
     }
 }

@@ -15,10 +15,6 @@
 //! # }
 //! ```
 
-use core::future::Future;
-use core::pin::Pin;
-use core::task::{Context, Poll};
-
 pub use upbit_limiter_core::{
     AcquireError, Duration, Group, Instant, LimiterConfig, Preset, Request, Response,
 };
@@ -51,25 +47,14 @@ impl Default for Tokio {
     }
 }
 
-/// `tokio::time::Sleep`, boxed-free but pinned inline.
-#[derive(Debug)]
-pub struct Sleep(Pin<Box<tokio::time::Sleep>>);
-
-impl Future for Sleep {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.as_mut().poll(cx)
-    }
-}
-
 impl upbit_limiter_core::Runtime for Tokio {
-    type Sleep = Sleep;
+    type Sleep = tokio::time::Sleep;
     fn now(&self) -> Instant {
         let d = tokio::time::Instant::now().saturating_duration_since(self.epoch);
         Instant::from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
     }
-    fn sleep_until(&self, deadline: Instant) -> Sleep {
-        Sleep(Box::pin(tokio::time::sleep_until(self.to_tokio(deadline))))
+    fn sleep_until(&self, deadline: Instant) -> tokio::time::Sleep {
+        tokio::time::sleep_until(self.to_tokio(deadline))
     }
 }
 
