@@ -377,9 +377,15 @@ pub struct GroupLimiter {
     gate: AtomicU64,
     blocked_until: AtomicU64,
     high_water: AtomicU64,
+    /// Admission instants of the last [`RECENT`] admissions, by sequence number.
+    recent: [AtomicU64; RECENT],
     pub(crate) counters: Counters,
     pub(crate) control: spin::Mutex<Control>,
 }
+
+/// How many admission instants a group remembers for `Remaining-Req` sync:
+/// more than any per-second Upbit limit.
+pub const RECENT: usize = 64;
 
 fn scaled_interval(interval: Duration, ratio: Ratio) -> Duration {
     let n = u128::from(interval.as_nanos()) * u128::from(Ratio::SCALE);
@@ -403,6 +409,7 @@ impl GroupLimiter {
             gate: AtomicU64::new(0),
             blocked_until: AtomicU64::new(0),
             high_water: AtomicU64::new(0),
+            recent: core::array::from_fn(|_| AtomicU64::new(0)),
             counters: Counters::default(),
             control: spin::Mutex::new(Control {
                 config,
@@ -459,6 +466,7 @@ impl GroupLimiter {
         match self.tat.try_claim(now, params) {
             Ok(_) => {
                 let seq = self.counters.admitted.fetch_add(1, Ordering::Relaxed);
+                self.recent[(seq % RECENT as u64) as usize].store(now.as_nanos(), Ordering::Relaxed);
                 Ok(Admission {
                     group: self.group,
                     at: now,
@@ -609,10 +617,16 @@ impl GroupLimiter {
         fb
     }
 
-    /// `sec` requests remain in the server's current window, which ends within
-    /// one window (plus margin) from now. Our own admissions after this one
-    /// were not yet counted by the server; the rest of the room is what we may
-    /// still send before that window ends. Only ever tightens.
+    /// `Remaining-Req` sync. The server says `sec` requests remain in its
+    /// current window after this one, so it has counted `N - sec` there. Our
+    /// own part of that is this request and our admissions in the window
+    /// before it (read from the ring of recent admissions). Only usage we
+    /// cannot explain, another process on the same IP or pocket, calls for
+    /// action: then at most `sec` minus our admissions still in flight may
+    /// start before the window (plus margin) is over. Our own traffic is
+    /// already bounded by the quota, so a client alone at full rate, which
+    /// routinely sees `sec=0` on a sliding window, is never slowed by its own
+    /// echo. Only ever tightens.
     fn apply_remaining_req(
         &self,
         c: &mut Control,
@@ -632,18 +646,45 @@ impl GroupLimiter {
             // An unknown name is still applied to the group the request was counted in.
             fb.header_rejected = true;
         }
+        let window = c.config.limits.shortest_window();
+        let capacity = c
+            .config
+            .limits
+            .as_slice()
+            .iter()
+            .filter(|l| l.window == window)
+            .map(|l| u64::from(l.max_requests))
+            .min()
+            .unwrap_or(0);
+        let used = capacity.saturating_sub(u64::from(header.sec));
+        let ours = 1 + self.admitted_in(admission, admission.at.saturating_sub(window));
+        if used <= ours {
+            return;
+        }
         let admitted = self.counters.admitted.load(Ordering::Relaxed);
         let ours_after = admitted.saturating_sub(admission.seq.saturating_add(1));
         let allowed = u64::from(header.sec).saturating_sub(ours_after);
-        let until = now
-            .saturating_add(c.config.limits.shortest_window())
-            .saturating_add(c.config.margin);
+        let until = now.saturating_add(window).saturating_add(c.config.margin);
         let params = Params::unpack(self.params.load(Ordering::Acquire));
         let floor = tat_allowing(now, until, allowed, params);
         let before = self.tat.load();
         if self.tat.push_to(floor) > before {
             fb.header_tightened = true;
         }
+    }
+
+    /// How many of our admissions before `admission` happened at or after
+    /// `since`, as far as the ring of recent admissions remembers (it
+    /// undercounts beyond [`RECENT`], which only makes the caller stricter).
+    fn admitted_in(&self, admission: &Admission, since: Instant) -> u64 {
+        let admitted = self.counters.admitted.load(Ordering::Relaxed);
+        let oldest_kept = admitted.saturating_sub(RECENT as u64);
+        (oldest_kept..admission.seq)
+            .filter(|&seq| {
+                let at = self.recent[(seq % RECENT as u64) as usize].load(Ordering::Relaxed);
+                at >= since.as_nanos()
+            })
+            .count() as u64
     }
 
     /// A permit was dropped without a reported response: frees a half-open
@@ -818,5 +859,248 @@ impl Limiter {
     /// Every group's status at `now`, in [`Group::ALL`] order.
     pub fn status(&self, now: Instant) -> [GroupStatus; Group::COUNT] {
         core::array::from_fn(|i| self.groups[i].status(now))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::breaker::BreakerState;
+
+    const MS: u64 = 1_000_000;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_nanos(ms * MS)
+    }
+
+    fn ticker() -> GroupLimiter {
+        GroupLimiter::new(Group::Ticker, GroupConfig::preset(Preset::Korea, Group::Ticker)).unwrap()
+    }
+
+    #[test]
+    fn preset_ticker_admits_one_per_110_ms() {
+        let g = ticker();
+        let a = g.try_acquire(at(1_000)).unwrap();
+        assert_eq!((a.group, a.seq), (Group::Ticker, 0));
+        assert_eq!(
+            g.try_acquire(at(1_000)),
+            Err(Denied::NotYet { earliest: at(1_110) })
+        );
+        assert!(g.try_acquire(at(1_110)).is_ok());
+        let s = g.status(at(1_110)).counters;
+        assert_eq!((s.admitted, s.denied), (2, 1));
+    }
+
+    #[test]
+    fn the_seeds_configuration_is_refused_with_a_reason() {
+        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        cfg.quota = Some(Quota::per_second(10.0, 10).unwrap());
+        let err = GroupLimiter::new(Group::Ticker, cfg).unwrap_err();
+        assert!(matches!(
+            err.kind,
+            ConfigErrorKind::Quota(QuotaError::Unsafe { admits: 20, .. })
+        ));
+        assert!(std::format!("{err}").starts_with("group ticker: quota: quota admits up to 20"));
+        // Only the explicitly named override accepts it, and the status says so.
+        cfg.allow_unsafe = true;
+        let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
+        assert!(g.status(at(0)).unsafe_override);
+    }
+
+    #[test]
+    fn a_429_slows_the_group_and_pauses_it_for_a_window() {
+        let g = ticker();
+        let a = g.try_acquire(at(1_000)).unwrap();
+        let fb = g.on_response(&a, Response::status(429), at(1_050));
+        let (before, after) = fb.ratio_change.unwrap();
+        assert_eq!((before.ppm(), after.ppm()), (1_000_000, 800_000));
+        // Nothing until a whole window plus margin has passed.
+        assert_eq!(
+            g.try_acquire(at(2_149)),
+            Err(Denied::NotYet { earliest: at(2_150) })
+        );
+        assert!(g.try_acquire(at(2_150)).is_ok());
+        // Then at the reduced rate: 110 ms / 0.8 = 137.5 ms.
+        assert_eq!(
+            g.try_acquire(at(2_150)),
+            Err(Denied::NotYet {
+                earliest: at(2_150) + Duration::from_micros(137_500)
+            })
+        );
+        let s = g.status(at(2_150));
+        assert_eq!((s.counters.status_429, s.consecutive_429), (1, 1));
+    }
+
+    #[test]
+    fn remaining_req_sec_zero_blocks_for_a_window_and_only_tightens() {
+        let g = ticker();
+        let a = g.try_acquire(at(1_000)).unwrap();
+        let fb = g.on_response(
+            &a,
+            Response::status(200).with_remaining_req("group=ticker; min=600; sec=0"),
+            at(1_020),
+        );
+        assert!(fb.header_tightened);
+        assert_eq!(
+            g.try_acquire(at(2_119)),
+            Err(Denied::NotYet { earliest: at(2_120) })
+        );
+        let b = g.try_acquire(at(2_120)).unwrap();
+        // A header that our own traffic explains changes nothing, and a
+        // generous one never loosens: the next slot is still one interval on.
+        let fb = g.on_response(
+            &b,
+            Response::status(200).with_remaining_req("group=ticker; sec=9"),
+            at(2_121),
+        );
+        assert!(!fb.header_tightened && !fb.header_rejected);
+        assert_eq!(
+            g.try_acquire(at(2_121)),
+            Err(Denied::NotYet { earliest: at(2_230) })
+        );
+        // Garbage is reported, not applied.
+        let c = g.try_acquire(at(2_230)).unwrap();
+        let fb = g.on_response(
+            &c,
+            Response::status(200).with_remaining_req("sec=banana"),
+            at(2_231),
+        );
+        assert!(fb.header_rejected && !fb.header_tightened);
+        assert_eq!(g.status(at(2_231)).counters.header_rejects, 1);
+    }
+
+    #[test]
+    fn remaining_req_accounts_for_our_own_requests_in_flight() {
+        let g = ticker();
+        let first = g.try_acquire(at(1_000)).unwrap();
+        for i in 1..5 {
+            g.try_acquire(at(1_000 + 110 * i)).unwrap();
+        }
+        // The server counted `first` and says 5 remain: 4 were used by someone
+        // else. 4 of ours are in flight, so one more may start before the
+        // window (plus margin) ends, and no more.
+        let fb = g.on_response(
+            &first,
+            Response::status(200).with_remaining_req("group=ticker; sec=5"),
+            at(1_450),
+        );
+        assert!(fb.header_tightened);
+        let mut starts = std::vec::Vec::new();
+        let mut now = at(1_450);
+        while now < at(2_700) {
+            match g.try_acquire(now) {
+                Ok(a) => starts.push(a.at),
+                Err(d) => now = d.retry_at(),
+            }
+        }
+        assert_eq!(starts.iter().filter(|&&t| t < at(2_550)).count(), 1, "{starts:?}");
+    }
+
+    #[test]
+    fn breaker_fails_fast_after_five_failures_and_recovers_through_half_open() {
+        let g = ticker();
+        for i in 0..5 {
+            let a = g.try_acquire(at(1_000 + 200 * i)).unwrap();
+            g.on_response(&a, Response::no_response(), at(1_100 + 200 * i));
+        }
+        assert_eq!(g.status(at(2_000)).breaker, BreakerState::Open);
+        match g.try_acquire(at(2_000)) {
+            Err(Denied::CircuitOpen { retry_at }) => assert_eq!(retry_at, at(1_900 + 30_000)),
+            other => panic!("{other:?}"),
+        }
+        // Half-open after the wait: three successful probes close it.
+        for i in 0..3 {
+            let a = g.try_acquire(at(31_900 + 200 * i)).unwrap();
+            g.on_response(&a, Response::status(200), at(31_950 + 200 * i));
+        }
+        assert_eq!(g.status(at(32_500)).breaker, BreakerState::Closed);
+        assert!(g.try_acquire(at(32_500)).is_ok());
+    }
+
+    #[test]
+    fn a_418_bans_every_group_of_the_scope() {
+        let l = Limiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap();
+        let a = l.try_acquire("GET", "/v1/ticker", at(1_000)).unwrap();
+        let fb = l.on_response(
+            &a,
+            Response::status(418).with_body("{\"error\":{\"message\":\"blocked for 30 seconds\"}}"),
+            at(1_010),
+        );
+        assert_eq!(fb.banned_until, Some(at(31_010)));
+        for (m, p) in [("GET", "/v1/ticker"), ("GET", "/v1/candles/days")] {
+            assert_eq!(
+                l.try_acquire(m, p, at(2_000)),
+                Err(Denied::Banned { until: at(31_010) }),
+                "{p}"
+            );
+        }
+        // Another scope (the pocket) is not banned.
+        assert!(l.try_acquire("GET", "/v1/accounts", at(2_000)).is_ok());
+        assert!(l.try_acquire("GET", "/v1/ticker", at(31_010 + 1_200)).is_ok());
+    }
+
+    #[test]
+    fn clock_regressions_are_counted_and_read_as_no_time_passed() {
+        let g = ticker();
+        g.try_acquire(at(5_000)).unwrap();
+        assert_eq!(g.try_acquire(at(1)), Err(Denied::NotYet { earliest: at(5_110) }));
+        assert_eq!(g.status(at(5_000)).counters.clock_regressions, 1);
+        assert!(g.try_acquire(at(5_110)).is_ok());
+    }
+
+    #[test]
+    fn runtime_reconfiguration_keeps_state_and_cannot_burst() {
+        let g = ticker();
+        let mut t = 1_000;
+        for _ in 0..10 {
+            g.try_acquire(at(t)).unwrap();
+            t += 110;
+        }
+        // Switch to a quota with a burst of 5 (slower interval, 1.1 s / 6).
+        let mut cfg = g.config();
+        cfg.burst = 5;
+        g.set_config(cfg, at(t)).unwrap();
+        // Count admissions in the window that straddles the switch.
+        let mut admitted = std::vec::Vec::new();
+        let mut now = at(t);
+        while now < at(t + 3_000) {
+            match g.try_acquire(now) {
+                Ok(a) => admitted.push(a.at),
+                Err(d) => now = d.retry_at(),
+            }
+        }
+        let before: std::vec::Vec<Instant> = (0..10).map(|i| at(1_000 + 110 * i)).collect();
+        let all: std::vec::Vec<Instant> = before.into_iter().chain(admitted).collect();
+        for (i, &start) in all.iter().enumerate() {
+            let in_window = all[i..]
+                .iter()
+                .take_while(|&&x| x < start + Duration::from_millis(1_100))
+                .count();
+            assert!(
+                in_window <= 10,
+                "{in_window} admissions in the window from {start:?}"
+            );
+        }
+        assert_eq!(g.config().burst, 5);
+        assert_eq!(g.status(at(t)).counters.admitted as usize, all.len());
+        // A bad configuration is refused and changes nothing.
+        let mut bad = cfg;
+        bad.burst = 0;
+        assert!(g.set_config(bad, at(t)).is_err());
+        assert_eq!(g.config().burst, 5);
+    }
+
+    #[test]
+    fn forced_open_fails_fast_until_reset() {
+        let g = ticker();
+        g.force_open(true, at(0));
+        assert_eq!(
+            g.try_acquire(at(1)),
+            Err(Denied::CircuitOpen {
+                retry_at: Instant::MAX
+            })
+        );
+        g.force_open(false, at(2));
+        assert!(g.try_acquire(at(3)).is_ok());
     }
 }
