@@ -62,3 +62,8 @@ impl upbit_limiter_core::Runtime for Tokio {
 pub type Limiter = upbit_limiter_core::RateLimiter<Tokio>;
 /// A granted slot on tokio.
 pub type Permit<'a> = upbit_limiter_core::Permit<'a, Tokio>;
+
+/// The README's examples, compiled and run as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
