@@ -340,6 +340,7 @@ impl<'a, R: Runtime> Acquire<'a, R> {
                 };
                 // SAFETY: under the lock; the node is linked.
                 *wake = unsafe { c.queue.unlink(node) };
+                c.queue.stamp_head(group.earliest(now));
                 group.publish(c, now);
                 return Step::Ready(result);
             }
@@ -347,6 +348,7 @@ impl<'a, R: Runtime> Acquire<'a, R> {
                 Counters::bump(&group.counters.timeouts);
                 // SAFETY: under the lock; the node is linked.
                 *wake = unsafe { c.queue.unlink(node) };
+                c.queue.stamp_head(group.earliest(now));
                 group.publish(c, now);
                 return Step::Ready(Err(AcquireError::Timeout {
                     earliest: group.earliest(now),
@@ -364,6 +366,7 @@ impl<'a, R: Runtime> Acquire<'a, R> {
                 // if it is polled again it takes the front place back.
                 // SAFETY: as above.
                 unsafe { c.queue.evict_head() };
+                c.queue.stamp_head(group.earliest(now));
                 continue;
             }
             // We are woken when we become the head; this timer is the
@@ -460,6 +463,7 @@ impl<R: Runtime> Drop for Acquire<'_, R> {
                 }
             };
             let now = group.observe_now(self.owner.runtime.now());
+            c.queue.stamp_head(group.earliest(now));
             group.publish(&mut c, now);
             wake
         };
@@ -616,6 +620,22 @@ impl WaitQueue {
         }
         self.head = Some(node);
         self.len += 1;
+    }
+
+    /// Records when a head that has not said when it will claim is due: the
+    /// moment it became head, or when the group allows the next admission.
+    /// A head that is alive overwrites it on its next poll; one that never
+    /// comes back is then recognised as stale by the waiters behind it.
+    fn stamp_head(&mut self, earliest: Instant) {
+        if let Some(h) = self.head {
+            // SAFETY: the head is linked, hence alive; we hold the lock (`&mut self`).
+            unsafe {
+                let h = &mut *h.as_ptr();
+                if h.due == Instant::MAX {
+                    h.due = earliest;
+                }
+            }
+        }
     }
 
     /// Unlinks `node`; if it was the head, returns the new head's waker.

@@ -100,3 +100,25 @@ async fn dropped_waiters_hand_their_place_on() {
     }
     assert_eq!(start.elapsed(), std::time::Duration::from_millis(5 * 110));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_leaked_in_the_middle_of_the_queue_does_not_stall_it() {
+    let l = limiter();
+    let _first = l.acquire("GET", "/v1/ticker").await.unwrap();
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut head = Box::pin(l.acquire("GET", "/v1/ticker"));
+    assert!(head.as_mut().poll(&mut cx).is_pending());
+    let mut leaked = Box::pin(l.acquire("GET", "/v1/ticker"));
+    assert!(leaked.as_mut().poll(&mut cx).is_pending());
+    std::mem::forget(leaked);
+    let mut tail = Box::pin(l.acquire("GET", "/v1/ticker"));
+    assert!(tail.as_mut().poll(&mut cx).is_pending());
+    let start = tokio::time::Instant::now();
+    head.await.unwrap();
+    tail.await.unwrap();
+    // Two slots (110 ms each), the leaked waiter's unused slot, and one
+    // interval of grace before the tail steps around it.
+    let took = start.elapsed();
+    assert!(took <= std::time::Duration::from_millis(4 * 110 + 10), "{took:?}");
+}
