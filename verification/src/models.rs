@@ -283,7 +283,10 @@ impl ServerModel for AnchoredWindow {
         let t = monotone(&mut self.last, at);
         let closed = match self.opened_at {
             None => true,
-            Some(start) => u128::from(t.as_nanos()) >= u128::from(start.as_nanos()) + u128::from(self.limit.window.as_nanos()),
+            Some(start) => {
+                u128::from(t.as_nanos())
+                    >= u128::from(start.as_nanos()) + u128::from(self.limit.window.as_nanos())
+            }
         };
         if closed {
             self.opened_at = Some(t);
@@ -421,7 +424,10 @@ impl ModelSet {
 
     /// A request arrives at `at`; every model judges it. In [`ModelKind::ALL`] order.
     pub fn arrive(&mut self, at: Instant) -> [Verdict; 4] {
-        let mut out = [Verdict { status: OK, remaining: 0 }; 4];
+        let mut out = [Verdict {
+            status: OK,
+            remaining: 0,
+        }; 4];
         for (slot, model) in out.iter_mut().zip(self.models.iter_mut()) {
             *slot = model.arrive(at);
         }
@@ -461,10 +467,15 @@ pub fn max_in_window(sorted: &[Instant], window: Duration) -> usize {
 /// of one request per `interval` with tolerance `tolerance` allows:
 /// `t_j - t_i + tolerance >= (j - i) * interval` for every `i < j`. Returns the
 /// first offending pair `(i, j)`. Quadratic; meant for short sequences.
-pub fn spacing_violation(sorted: &[Instant], interval: Duration, tolerance: Duration) -> Option<(usize, usize)> {
+pub fn spacing_violation(
+    sorted: &[Instant],
+    interval: Duration,
+    tolerance: Duration,
+) -> Option<(usize, usize)> {
     for i in 0..sorted.len() {
         for j in i + 1..sorted.len() {
-            let span = u128::from(sorted[j].as_nanos() - sorted[i].as_nanos()) + u128::from(tolerance.as_nanos());
+            let span =
+                u128::from(sorted[j].as_nanos() - sorted[i].as_nanos()) + u128::from(tolerance.as_nanos());
             let needed = (j - i) as u128 * u128::from(interval.as_nanos());
             if span < needed {
                 return Some((i, j));
@@ -505,7 +516,10 @@ mod tests {
         let rem: Vec<u32> = [0, 1, 2, 3].iter().map(|&t| m.arrive(ms(t)).remaining).collect();
         assert_eq!(rem, [2, 1, 0, 0]);
         let v = SlidingWindow::new(TEN_PER_SEC).arrive(ms(0));
-        assert_eq!(v.remaining_req("market", TEN_PER_SEC), "group=market; min=600; sec=9");
+        assert_eq!(
+            v.remaining_req("market", TEN_PER_SEC),
+            "group=market; min=600; sec=9"
+        );
     }
 
     #[test]
@@ -516,7 +530,10 @@ mod tests {
         assert_eq!(got, [200, 200, 200, 429, 200, 200, 200, 429, 429, 200]);
         // Phase beyond W wraps around.
         let mut wrapped = CalendarWindow::new(THREE_PER_SEC, Duration::from_millis(2_300));
-        let again = statuses(&mut wrapped, &[0, 100, 200, 299, 300, 301, 302, 303, 1_299, 1_300]);
+        let again = statuses(
+            &mut wrapped,
+            &[0, 100, 200, 299, 300, 301, 302, 303, 1_299, 1_300],
+        );
         assert_eq!(again, got);
     }
 
@@ -532,7 +549,12 @@ mod tests {
     #[test]
     fn anchored_window_opens_at_the_first_request_after_close() {
         let mut m = AnchoredWindow::new(THREE_PER_SEC);
-        let got = statuses(&mut m, &[500, 600, 700, 1_400, 1_499, 1_500, 1_600, 1_700, 1_800, 2_499, 2_500]);
+        let got = statuses(
+            &mut m,
+            &[
+                500, 600, 700, 1_400, 1_499, 1_500, 1_600, 1_700, 1_800, 2_499, 2_500,
+            ],
+        );
         // Window [500, 1500): three, then 429s; 1500 opens [1500, 2500).
         assert_eq!(got, [200, 200, 200, 429, 429, 200, 200, 200, 429, 429, 200]);
     }

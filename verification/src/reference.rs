@@ -367,7 +367,8 @@ impl RefAdaptive {
     }
 
     fn reduce(&self, current: u32) -> u32 {
-        let scaled = (u64::from(current) * u64::from(self.cfg.reduction.ppm()) / u64::from(ONE)).max(1) as u32;
+        let scaled =
+            (u64::from(current) * u64::from(self.cfg.reduction.ppm()) / u64::from(ONE)).max(1) as u32;
         scaled.max(self.cfg.min_ratio.ppm()).min(current)
     }
 

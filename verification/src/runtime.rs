@@ -82,7 +82,9 @@ pub struct Task<'a, T> {
 
 impl<T> std::fmt::Debug for Task<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Task").field("start", &self.start).finish_non_exhaustive()
+        f.debug_struct("Task")
+            .field("start", &self.start)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,7 +103,12 @@ fn shuffle(order: &mut [usize], state: &mut u64) {
 /// can make progress. Returns each task's result with the instant it
 /// finished; `None` for a task that never finished (it waited for no timer,
 /// or `max_rounds` ran out). `seed` picks the polling orders.
-pub fn run_tasks<T>(rt: &VirtualRuntime, tasks: Vec<Task<'_, T>>, seed: u64, max_rounds: usize) -> Vec<Option<(Instant, T)>> {
+pub fn run_tasks<T>(
+    rt: &VirtualRuntime,
+    tasks: Vec<Task<'_, T>>,
+    seed: u64,
+    max_rounds: usize,
+) -> Vec<Option<(Instant, T)>> {
     let mut futures: Vec<Option<Pin<Box<dyn Future<Output = T> + '_>>>> = Vec::new();
     let mut starts = Vec::new();
     for t in tasks {
@@ -173,7 +180,10 @@ mod tests {
             })
             .collect();
         let out = run_tasks(&rt, tasks, 7, 100);
-        let finished: Vec<u64> = out.iter().map(|r| r.as_ref().map_or(0, |(t, _)| t.as_nanos())).collect();
+        let finished: Vec<u64> = out
+            .iter()
+            .map(|r| r.as_ref().map_or(0, |(t, _)| t.as_nanos()))
+            .collect();
         assert_eq!(finished, [300_000_010, 100_000_010, 200_000_010]);
     }
 

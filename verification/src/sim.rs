@@ -75,6 +75,19 @@ pub struct Setup {
     pub base_delay: Duration,
     /// The model whose answer becomes the response ([`Reply::Server`]).
     pub server: ModelKind,
+    /// Configuration changes made while the requests run.
+    pub changes: Vec<Change>,
+}
+
+/// A run-time configuration change of one group.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// When it is made.
+    pub at: Instant,
+    /// Index into [`Setup::groups`].
+    pub slot: usize,
+    /// The new configuration (must be valid).
+    pub config: GroupConfig,
 }
 
 /// What happened to one group.
@@ -121,9 +134,22 @@ impl Outcome {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
-    Try { intent: usize },
-    Arrive { intent: usize, admission: AdmissionKey },
-    Respond { intent: usize, admission: AdmissionKey, status: u16, remaining: u32 },
+    Change {
+        index: usize,
+    },
+    Try {
+        intent: usize,
+    },
+    Arrive {
+        intent: usize,
+        admission: AdmissionKey,
+    },
+    Respond {
+        intent: usize,
+        admission: AdmissionKey,
+        status: u16,
+        remaining: u32,
+    },
 }
 
 /// An [`Admission`] in a form that orders (for the event heap).
@@ -184,6 +210,9 @@ pub fn run(setup: &Setup, intents: &[Intent], max_steps: usize) -> Outcome {
         heap.push(Reverse((at, seq, ev)));
         seq += 1;
     };
+    for (i, change) in setup.changes.iter().enumerate() {
+        push(&mut heap, change.at, Event::Change { index: i });
+    }
     for (i, intent) in intents.iter().enumerate() {
         push(&mut heap, intent.at, Event::Try { intent: i });
     }
@@ -196,6 +225,13 @@ pub fn run(setup: &Setup, intents: &[Intent], max_steps: usize) -> Outcome {
             break;
         }
         match ev {
+            Event::Change { index } => {
+                let change = &setup.changes[index];
+                let group = setup.groups[change.slot].group;
+                if let Err(e) = limiter.group(group).set_config(change.config, now) {
+                    panic!("configuration change refused: {e}");
+                }
+            }
             Event::Try { intent } => {
                 let slot = intents[intent].slot;
                 let group = setup.groups[slot].group;
@@ -210,7 +246,14 @@ pub fn run(setup: &Setup, intents: &[Intent], max_steps: usize) -> Outcome {
                             group: group.index(),
                         };
                         let arrive = adm.at + setup.base_delay + intents[intent].jitter;
-                        push(&mut heap, arrive, Event::Arrive { intent, admission: key });
+                        push(
+                            &mut heap,
+                            arrive,
+                            Event::Arrive {
+                                intent,
+                                admission: key,
+                            },
+                        );
                     }
                     Err(denied) => {
                         let retry = match denied {
@@ -226,7 +269,8 @@ pub fn run(setup: &Setup, intents: &[Intent], max_steps: usize) -> Outcome {
             }
             Event::Arrive { intent, admission } => {
                 let slot = intents[intent].slot;
-                let verdicts: Vec<[Verdict; 4]> = groups[slot].models.iter_mut().map(|m| m.arrive(now)).collect();
+                let verdicts: Vec<[Verdict; 4]> =
+                    groups[slot].models.iter_mut().map(|m| m.arrive(now)).collect();
                 // The response speaks of the shortest window (the per-second one).
                 let shortest = setup.groups[slot]
                     .config
@@ -324,6 +368,7 @@ mod tests {
             }],
             base_delay: Duration::from_millis(20),
             server: ModelKind::Sliding,
+            changes: vec![],
         }
     }
 
@@ -343,7 +388,10 @@ mod tests {
         let sends = &out.groups[0].sends;
         assert_eq!(sends.len(), 30);
         // Order: 12 per 1 s + 150 ms margin.
-        assert_eq!(crate::models::max_in_window(sends, Duration::from_millis(1_150)), 12);
+        assert_eq!(
+            crate::models::max_in_window(sends, Duration::from_millis(1_150)),
+            12
+        );
         assert!(out.rejections().is_empty(), "{:?}", out.rejections());
     }
 
