@@ -1,0 +1,534 @@
+//! One run: a scenario against one server model under one policy.
+//!
+//! Every simulated client is a task on the [`Executor`]. A request goes
+//! through the policy (for `ours`: the limiter's real `acquire` future),
+//! is sent at the instant it is admitted, reaches the server after its
+//! one-way delay (the task sleeps until then, so the server sees arrivals
+//! in time order and decides at the arrival instant), and its response comes
+//! back after the service time and the return delay, or not at all within
+//! the client's timeout. The response, with its `Remaining-Req` header, is
+//! reported back to the policy.
+//!
+//! Clients do not retry: a refused or rejected request is counted and the
+//! client moves on to its next step.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use upbit_limiter_core::breaker::BreakerState;
+use upbit_limiter_core::{
+    AcquireError, ConfigError, Duration, Feedback, Group, Instant, RateLimiter, Request, Response, Runtime,
+};
+
+use crate::exec::{Executor, SimRuntime, Stall};
+use crate::histogram::Histogram;
+use crate::policy::{BestPractice, Policy};
+use crate::report::{
+    Actors, Background, BreakerChange, GroupReport, LocalRejections, RatioSpan, Report, Sla, Violation, WaitMs,
+};
+use crate::rng::{Draws, LOAD_STREAMS};
+use crate::scenario::{Arrivals, Call, Scenario};
+use crate::server::{Reply, Server, ServerModel, Source};
+
+/// What to run a scenario with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    /// The server's window model.
+    pub model: ServerModel,
+    /// The admission policy.
+    pub policy: Policy,
+    /// The seed of every random draw.
+    pub seed: u64,
+}
+
+/// Where a run is, for a progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Virtual time reached.
+    pub now: Duration,
+    /// When the scenario's traffic ends, if known.
+    pub horizon: Duration,
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The policy's limiter configuration was refused.
+    Config(ConfigError),
+    /// The simulation stopped making progress (a bug, in the simulator or the limiter).
+    Stall(Stall),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(e) => write!(f, "limiter configuration refused: {e}"),
+            Self::Stall(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+enum Admission {
+    Limiter(RateLimiter<SimRuntime>),
+    BestPractice(BestPractice),
+    Unlimited,
+}
+
+const LOG_KEPT: usize = 12;
+
+#[derive(Default)]
+struct GroupStats {
+    requests: u64,
+    admitted: u64,
+    ok: u64,
+    no_response: u64,
+    rejections: LocalRejections,
+    waits: Histogram,
+    waiting: u64,
+    max_waiting: u64,
+    ratio_min_ppm: Option<u32>,
+    breaker: Option<BreakerState>,
+    transitions: u64,
+    breaker_log: Vec<BreakerChange>,
+    violations: Vec<Violation>,
+}
+
+struct World {
+    rt: SimRuntime,
+    seed: u64,
+    scenario: Scenario,
+    server: RefCell<Server>,
+    admission: Admission,
+    groups: RefCell<Vec<GroupStats>>,
+    actors: RefCell<Actors>,
+}
+
+fn secs(t: Instant) -> f64 {
+    (t.as_nanos() as f64 / 1e3).round() / 1e6
+}
+
+impl World {
+    /// Records a breaker transition of the limiter's group `g`.
+    fn note_transition(&self, g: Group, from: BreakerState, to: BreakerState, at: Instant) {
+        let mut groups = self.groups.borrow_mut();
+        let s = &mut groups[g.index()];
+        s.transitions += 1;
+        s.breaker = Some(to);
+        if s.breaker_log.len() < LOG_KEPT {
+            s.breaker_log.push(BreakerChange {
+                at_s: secs(at),
+                from: from.as_str().to_owned(),
+                to: to.as_str().to_owned(),
+            });
+        }
+    }
+
+    /// Notices breaker changes that happen lazily (open → half-open when
+    /// the open period ends), which no feedback reports.
+    fn sample_breaker(&self, g: Group, now: Instant) {
+        let Admission::Limiter(l) = &self.admission else {
+            return;
+        };
+        let state = l.limiter().group(g).status(now).breaker;
+        let last = self.groups.borrow()[g.index()].breaker;
+        match last {
+            None => self.groups.borrow_mut()[g.index()].breaker = Some(state),
+            Some(prev) if prev != state => self.note_transition(g, prev, state, now),
+            Some(_) => {}
+        }
+    }
+
+    fn on_feedback(&self, g: Group, fb: &Feedback) {
+        if let Some(t) = fb.transition {
+            self.note_transition(g, t.from, t.to, t.at);
+        }
+        if let Some((_, after)) = fb.ratio_change {
+            let mut groups = self.groups.borrow_mut();
+            let s = &mut groups[g.index()];
+            s.ratio_min_ppm = Some(s.ratio_min_ppm.map_or(after.ppm(), |m| m.min(after.ppm())));
+        }
+    }
+}
+
+enum Ticket<'a> {
+    Permit(upbit_limiter_core::Permit<'a, SimRuntime>),
+    BestPractice(usize),
+    Unlimited,
+}
+
+/// One request of ours, from wanting to send it to reporting its response.
+async fn request(w: &World, call: &Call, id: u64) {
+    let g = call.group;
+    let req = Request::http(&call.method, &call.path).correlation_id(id);
+    let requested = w.rt.now();
+    {
+        let mut groups = w.groups.borrow_mut();
+        let s = &mut groups[g.index()];
+        s.requests += 1;
+        s.waiting += 1;
+        s.max_waiting = s.max_waiting.max(s.waiting);
+    }
+    let ticket = match &w.admission {
+        Admission::Limiter(l) => l.acquire_request(req).await.map(Ticket::Permit),
+        Admission::BestPractice(bp) => {
+            let idx = BestPractice::group_for(&call.method, &call.path);
+            bp.acquire(&w.rt, idx).await;
+            Ok(Ticket::BestPractice(idx))
+        }
+        Admission::Unlimited => Ok(Ticket::Unlimited),
+    };
+    let sent = w.rt.now();
+    {
+        let mut groups = w.groups.borrow_mut();
+        let s = &mut groups[g.index()];
+        s.waiting -= 1;
+        match &ticket {
+            Ok(_) => {
+                s.admitted += 1;
+                s.waits.record(sent - requested);
+            }
+            Err(AcquireError::CircuitOpen { .. }) => s.rejections.circuit_open += 1,
+            Err(AcquireError::Banned { .. }) => s.rejections.banned += 1,
+            Err(_) => s.rejections.timeout += 1,
+        }
+    }
+    w.sample_breaker(req.group, sent);
+    let Ok(ticket) = ticket else {
+        return;
+    };
+
+    let trip = w.scenario.network.trip(w.seed, id, sent);
+    let reply: Option<Reply> = match trip.arrival {
+        Some(arrival) => {
+            w.rt.sleep_until(arrival).await;
+            let reply = w.server.borrow_mut().handle(arrival, g, Source::Ours);
+            if matches!(reply.status, 429 | 418) {
+                let mut groups = w.groups.borrow_mut();
+                let s = &mut groups[g.index()];
+                if s.violations.len() < LOG_KEPT {
+                    s.violations.push(Violation {
+                        sent_s: secs(sent),
+                        arrival_s: secs(arrival),
+                        status: reply.status,
+                    });
+                }
+            }
+            Some(reply)
+        }
+        None => None,
+    };
+    let delivered = match (trip.response, reply.as_ref()) {
+        (Some(back), Some(r)) => {
+            w.rt.sleep_until(back).await;
+            Some(r)
+        }
+        _ => {
+            w.rt.sleep_until(trip.gives_up).await;
+            None
+        }
+    };
+    let now = w.rt.now();
+    {
+        let mut groups = w.groups.borrow_mut();
+        let s = &mut groups[g.index()];
+        match delivered {
+            Some(r) if r.status == 200 => s.ok += 1,
+            Some(_) => {}
+            None => s.no_response += 1,
+        }
+    }
+    match ticket {
+        Ticket::Permit(permit) => {
+            let lg = permit.group();
+            let response = match delivered {
+                Some(r) => {
+                    let mut resp = Response::status(r.status);
+                    resp.remaining_req = r.remaining_req.as_deref();
+                    resp.body = r.body.as_deref();
+                    resp
+                }
+                None => Response::no_response(),
+            };
+            let fb = permit.report(response);
+            w.on_feedback(lg, &fb);
+            w.sample_breaker(lg, now);
+        }
+        Ticket::BestPractice(idx) => {
+            if let (Some(r), Admission::BestPractice(bp)) = (delivered, &w.admission) {
+                if let Some(h) = &r.remaining_req {
+                    bp.update_from_header(now, h);
+                }
+                if r.status == 429 {
+                    bp.mark_exhausted(now, idx);
+                }
+            }
+        }
+        Ticket::Unlimited => {}
+    }
+}
+
+/// A request of the other process: no limiter, nobody waits for the answer.
+async fn background_request(w: &World, call: &Call, id: u64) {
+    let trip = w.scenario.network.trip(w.seed, id, w.rt.now());
+    if let Some(arrival) = trip.arrival {
+        w.rt.sleep_until(arrival).await;
+        w.server.borrow_mut().handle(arrival, call.group, Source::Background);
+    }
+}
+
+fn request_id(source: u32, n: u32) -> u64 {
+    (u64::from(source) << 32) | u64::from(n)
+}
+
+/// One closed-loop client: rounds of steps, each request after the previous response.
+async fn actor(w: Rc<World>, a: usize, i: u32, source: u32) {
+    let spec = &w.scenario.actors[a];
+    let start = Instant::ZERO + spec.start + spec.stagger.saturating_mul(u64::from(i));
+    w.rt.sleep_until(start).await;
+    w.actors.borrow_mut().started += 1;
+    let mut n = 0u32;
+    let mut round = start;
+    loop {
+        for step in &spec.steps {
+            for _ in 0..step.repeat {
+                request(&w, &step.call, request_id(source, n)).await;
+                n = n.wrapping_add(1);
+                if !step.gap.is_zero() {
+                    let until = w.rt.now() + step.gap;
+                    w.rt.sleep_until(until).await;
+                }
+            }
+        }
+        let (Some(every), Some(until)) = (spec.every, spec.until) else {
+            break;
+        };
+        // The next round starts a period after this one did; a round that
+        // overran starts the next at once, without catching up on missed ones.
+        round = (round + every).max(w.rt.now());
+        if round >= Instant::ZERO + until {
+            break;
+        }
+        w.rt.sleep_until(round).await;
+    }
+    w.actors.borrow_mut().finished += 1;
+}
+
+/// One open-loop generator: spawns a request at each arrival of its process.
+async fn load(w: Rc<World>, l: usize, source: u32) {
+    let spec = &w.scenario.loads[l];
+    let mut draws = Draws::new(w.seed, LOAD_STREAMS | l as u64);
+    let total_weight: u64 = spec.mix.iter().map(|(_, wt)| u64::from(*wt)).sum();
+    let mut t = spec.start;
+    let mut n = 0u32;
+    while t < spec.until {
+        let rate = spec.rate_at(t);
+        let change = spec.next_change(t);
+        if rate <= 0.0 {
+            t = change;
+            continue;
+        }
+        let mean = Duration::from_nanos((60e9 / rate) as u64).max(Duration::from_nanos(1));
+        let gap = match spec.arrivals {
+            Arrivals::Poisson => draws.exponential(mean),
+            Arrivals::Uniform => mean,
+        };
+        if t + gap >= change {
+            // The rate changes first: start afresh from there (exact for
+            // Poisson arrivals, which are memoryless).
+            t = change;
+            continue;
+        }
+        t = t + gap;
+        w.rt.sleep_until(Instant::ZERO + t).await;
+        let mut pick = draws.below(total_weight);
+        let mut k = 0;
+        while k + 1 < spec.mix.len() && pick >= u64::from(spec.mix[k].1) {
+            pick -= u64::from(spec.mix[k].1);
+            k += 1;
+        }
+        let id = request_id(source, n);
+        n = n.wrapping_add(1);
+        let world = Rc::clone(&w);
+        let background = spec.background;
+        w.rt.spawn(async move {
+            let call = &world.scenario.loads[l].mix[k].0;
+            if background {
+                background_request(&world, call, id).await;
+            } else {
+                request(&world, call, id).await;
+            }
+        });
+    }
+}
+
+/// When the scenario's traffic ends (the last start or `until`).
+pub fn horizon(s: &Scenario) -> Duration {
+    if let Some(d) = s.duration {
+        return d;
+    }
+    let actors = s.actors.iter().map(|a| {
+        let last_start = a.start + a.stagger.saturating_mul(u64::from(a.count.saturating_sub(1)));
+        a.until.unwrap_or(Duration::ZERO).max(last_start)
+    });
+    let loads = s.loads.iter().map(|l| l.until);
+    actors.chain(loads).max().unwrap_or(Duration::ZERO)
+}
+
+/// Grace after the traffic ends for requests still in flight, when the
+/// scenario sets no hard stop. Longer than any waiter deadline plus timeout.
+const DRAIN: Duration = Duration::from_secs(3_600);
+
+fn limit_label(limit: upbit_limiter_core::ServerLimit) -> String {
+    let w = limit.window.as_nanos();
+    if w % 1_000_000_000 == 0 {
+        format!("{}/{}s", limit.max_requests, w / 1_000_000_000)
+    } else {
+        format!("{}/{}ms", limit.max_requests, w / 1_000_000)
+    }
+}
+
+/// Runs `scenario` with `opts`. `progress` is called now and then with the
+/// virtual time reached; it cannot change the outcome.
+pub fn run(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Report, RunError> {
+    let wall = std::time::Instant::now();
+    let mut ex = Executor::new();
+    let rt = ex.runtime();
+    let admission = match opts.policy.limiter_config(scenario.preset) {
+        Some(cfg) => Admission::Limiter(RateLimiter::with_runtime(&cfg, rt.clone()).map_err(RunError::Config)?),
+        None if opts.policy == Policy::BestPractice => Admission::BestPractice(BestPractice::new()),
+        None => Admission::Unlimited,
+    };
+    let server = Server::new(
+        scenario.preset,
+        opts.model,
+        scenario.server.fixed_phase,
+        scenario.server.escalation,
+    );
+    let world = Rc::new(World {
+        rt,
+        seed: opts.seed,
+        scenario: scenario.clone(),
+        server: RefCell::new(server),
+        admission,
+        groups: RefCell::new((0..Group::COUNT).map(|_| GroupStats::default()).collect()),
+        actors: RefCell::new(Actors::default()),
+    });
+
+    let mut source = 0u32;
+    for (a, spec) in scenario.actors.iter().enumerate() {
+        for i in 0..spec.count {
+            source += 1;
+            ex.spawn(actor(Rc::clone(&world), a, i, source));
+        }
+    }
+    for l in 0..scenario.loads.len() {
+        source += 1;
+        ex.spawn(load(Rc::clone(&world), l, source));
+    }
+
+    let horizon = horizon(scenario);
+    let stop_at = Instant::ZERO
+        + match scenario.duration {
+            Some(d) => d,
+            None => horizon.saturating_add(DRAIN),
+        };
+    ex.run(stop_at, |now| {
+        progress(Progress {
+            now: now - Instant::ZERO,
+            horizon,
+        })
+    })
+    .map_err(RunError::Stall)?;
+    let end = ex.now();
+    drop(ex);
+
+    let server = world.server.borrow();
+    let stats = world.groups.borrow();
+    let mut all_waits = Histogram::new();
+    let mut groups = Vec::new();
+    let mut background = Background::default();
+    for g in Group::ALL {
+        let s = &stats[g.index()];
+        let load = server.load(g);
+        if s.requests == 0 && load.background_arrived == 0 {
+            continue;
+        }
+        all_waits.merge(&s.waits);
+        background.requests += load.background_arrived;
+        background.rejected += load.background_rejected;
+        let status = match &world.admission {
+            Admission::Limiter(l) => Some(l.limiter().group(g).status(end)),
+            _ => None,
+        };
+        let limit = server.limit(g);
+        groups.push(GroupReport {
+            group: g.as_str().to_owned(),
+            limit: limit_label(limit),
+            requests: s.requests,
+            admitted: s.admitted,
+            ok: s.ok,
+            status_429: load.status_429,
+            status_418: load.status_418,
+            no_response: s.no_response,
+            local_rejections: s.rejections,
+            wait_ms: WaitMs::from_histogram(&s.waits),
+            utilisation: (f64::from(load.peak_in_window) / f64::from(limit.max_requests.max(1)) * 1000.0).round()
+                / 1000.0,
+            max_queue_depth: s.max_waiting,
+            breaker_transitions: status.map(|_| s.transitions),
+            breaker_log: s.breaker_log.clone(),
+            breaker_final: status.map(|st| st.breaker.as_str().to_owned()),
+            ratio: status.map(|st| {
+                let last = st.ratio.ppm();
+                let min = s.ratio_min_ppm.map_or(last, |m| m.min(last));
+                RatioSpan {
+                    min: f64::from(min) / 1e6,
+                    last: f64::from(last) / 1e6,
+                }
+            }),
+            header_tightenings: status.map(|st| st.counters.header_tightenings),
+            background: Background {
+                requests: load.background_arrived,
+                rejected: load.background_rejected,
+            },
+            first_violations: s.violations.clone(),
+        });
+    }
+    let sum = |f: fn(&GroupReport) -> u64| groups.iter().map(f).sum::<u64>();
+    let total_admitted = sum(|g| g.admitted);
+    let total_429 = sum(|g| g.status_429);
+    let total_418 = sum(|g| g.status_418);
+    let wait_ms = WaitMs::from_histogram(&all_waits);
+    let actors = *world.actors.borrow();
+    let sla = Sla::evaluate(total_admitted, total_429 + total_418, &wait_ms);
+    Ok(Report {
+        scenario: scenario.name.clone(),
+        server_model: opts.model.as_str().to_owned(),
+        policy: opts.policy.as_str().to_owned(),
+        seed: opts.seed,
+        preset: scenario.preset.as_str().to_owned(),
+        delay_ms: scenario.network.delay.as_nanos() as f64 / 1e6,
+        jitter_ms: scenario.network.jitter.as_nanos() as f64 / 1e6,
+        virtual_seconds: secs(end),
+        wall_ms: (wall.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+        total_requests: sum(|g| g.requests),
+        total_admitted,
+        total_429,
+        total_418,
+        total_no_response: sum(|g| g.no_response),
+        total_local_rejections: groups.iter().map(|g| g.local_rejections.total()).sum(),
+        background,
+        actors,
+        wait_ms,
+        sla,
+        groups,
+    })
+}

@@ -1,0 +1,915 @@
+//! Scenarios: who calls what and when, on which network and server.
+//!
+//! A scenario is a TOML file; the built-in ones are TOML files too
+//! (`sim/scenarios/*.toml`), read by the same loader, so each is an example
+//! of the format. Every error names the line and column.
+//!
+//! ```toml
+//! name = "my-strategy"
+//! description = "what it shows"
+//! seed = 1                  # default seed (--seed overrides)
+//! preset = "korea"          # Upbit's limits: korea or global
+//! duration_s = 600          # optional hard stop in virtual seconds
+//!
+//! [network]
+//! delay_ms = 10             # one-way delay d
+//! jitter_ms = 50            # each one-way delay is uniform in [d, d + J] (--jitter-ms overrides)
+//! service_ms = 5            # server response time ...
+//! service_jitter_ms = 5     # ... uniform in [service, service + this]
+//! loss = 0.0                # probability a request, or its response, is lost
+//! timeout_ms = 3000         # the client gives up after this
+//! degrade = [ { at_s = 120, service_ms = 500 } ]   # response time from then on
+//!
+//! [server]
+//! model = "fixed"           # sliding | fixed | anchored | token-bucket (--server-model overrides)
+//! fixed_phase_ms = 370      # where the fixed model's calendar windows start
+//! escalate_after = 10       # this many 429s to one IP/pocket within
+//! escalate_window_s = 60    # this span turn the next one into a 418 block
+//! block_s = 30              # of this length, doubling per block
+//! block_max_s = 600         # up to this
+//!
+//! [[actors]]                # closed loop: each actor runs its steps in order
+//! name = "trader"
+//! count = 100               # identical actors
+//! start_s = 0
+//! stagger_ms = 0            # actor i starts at start_s + i * stagger_ms
+//! every_s = 5               # optional: repeat the steps every 5 s ...
+//! until_s = 300             # ... until then
+//! steps = [
+//!   { call = "GET /v1/ticker" },
+//!   { call = "POST /v1/orders", repeat = 3, gap_ms = 100 },   # pause after each
+//! ]
+//!
+//! [[loads]]                 # open loop: calls at a rate, each on its own
+//! name = "flow"
+//! until_s = 3600
+//! start_s = 0
+//! arrivals = "poisson"      # or "uniform"
+//! per_minute = [30, 100]    # the rate, one value per period, cycling
+//! period_s = 1800
+//! peak_factor = 3           # optional: the rate times 3 ...
+//! peak_every_s = 900        # ... every 900 s ...
+//! peak_length_s = 120       # ... for 120 s
+//! background = false        # true: another process on the same IP and pocket,
+//!                           # sending without any limiter (unknown to ours)
+//! mix = [ { call = "GET /v1/ticker", weight = 3 }, { call = "GET /v1/accounts" } ]
+//! ```
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+use upbit_limiter_core::{Duration, Group, Preset};
+
+use crate::network::{Network, ServicePhase};
+use crate::server::{route, Escalation, ServerModel};
+
+/// A built-in scenario: its name and its TOML source.
+#[derive(Clone, Copy, Debug)]
+pub struct Builtin {
+    /// The name `run` accepts.
+    pub name: &'static str,
+    /// The TOML source.
+    pub source: &'static str,
+}
+
+/// The built-in scenarios, in the order `list` shows them.
+pub const BUILTINS: [Builtin; 7] = [
+    Builtin {
+        name: "market-shock",
+        source: include_str!("../scenarios/market-shock.toml"),
+    },
+    Builtin {
+        name: "trading-day",
+        source: include_str!("../scenarios/trading-day.toml"),
+    },
+    Builtin {
+        name: "degradation",
+        source: include_str!("../scenarios/degradation.toml"),
+    },
+    Builtin {
+        name: "endurance-24h",
+        source: include_str!("../scenarios/endurance-24h.toml"),
+    },
+    Builtin {
+        name: "light",
+        source: include_str!("../scenarios/light.toml"),
+    },
+    Builtin {
+        name: "active",
+        source: include_str!("../scenarios/active.toml"),
+    },
+    Builtin {
+        name: "institutional",
+        source: include_str!("../scenarios/institutional.toml"),
+    },
+];
+
+/// A request a client makes.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Call {
+    /// The HTTP method, upper case.
+    pub method: String,
+    /// The path (a query is allowed).
+    pub path: String,
+    /// The group the server counts it in.
+    pub group: Group,
+}
+
+impl Call {
+    /// Parses `"METHOD /path"`; the server must route the path.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut parts = s.split_whitespace();
+        let (Some(method), Some(path), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("call `{s}` is not `METHOD /path` (e.g. \"GET /v1/ticker\")"));
+        };
+        let method = method.to_ascii_uppercase();
+        if !["GET", "POST", "DELETE", "PUT", "PATCH"].contains(&method.as_str()) {
+            return Err(format!("call `{s}`: unknown HTTP method `{method}`"));
+        }
+        if !path.starts_with('/') {
+            return Err(format!("call `{s}`: the path must start with `/`"));
+        }
+        let group = route(&method, path).ok_or_else(|| {
+            format!("call `{s}`: Upbit has no such REST endpoint (the simulated server would answer 404)")
+        })?;
+        Ok(Self {
+            method,
+            path: path.to_owned(),
+            group,
+        })
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+impl TryFrom<String> for Call {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+/// One step of an actor: a call made `repeat` times with a pause after each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// The request.
+    pub call: Call,
+    /// How many times in a row.
+    pub repeat: u32,
+    /// The pause after each (after its response).
+    pub gap: Duration,
+}
+
+/// A group of identical closed-loop clients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Actor {
+    /// A label for reports.
+    pub name: String,
+    /// How many.
+    pub count: u32,
+    /// When the first starts.
+    pub start: Duration,
+    /// Actor `i` starts at `start + i * stagger`.
+    pub stagger: Duration,
+    /// Repeat the steps every this long (from the start of the previous round).
+    pub every: Option<Duration>,
+    /// Start no round after this.
+    pub until: Option<Duration>,
+    /// The steps of one round.
+    pub steps: Vec<Step>,
+}
+
+/// How a load spaces its calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arrivals {
+    /// Exponential gaps (a Poisson process at the current rate).
+    Poisson,
+    /// Even gaps.
+    Uniform,
+}
+
+/// A periodic surge of a load.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Peak {
+    /// The rate multiplier during a surge.
+    pub factor: f64,
+    /// A surge starts every this long (from the load's start + `offset`).
+    pub every: Duration,
+    /// How long a surge lasts.
+    pub length: Duration,
+    /// When the first surge starts, after the load's start.
+    pub offset: Duration,
+}
+
+/// Open-loop traffic: calls at a rate, each one on its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Load {
+    /// A label for reports.
+    pub name: String,
+    /// When it starts.
+    pub start: Duration,
+    /// When it stops.
+    pub until: Duration,
+    /// How calls are spaced.
+    pub arrivals: Arrivals,
+    /// Calls per minute, one value per period, cycling.
+    pub per_minute: Vec<f64>,
+    /// The length of one period of `per_minute`.
+    pub period: Duration,
+    /// Optional surges.
+    pub peak: Option<Peak>,
+    /// Which calls, with integer weights.
+    pub mix: Vec<(Call, u32)>,
+    /// Another process on the same IP and pocket, with no limiter.
+    pub background: bool,
+}
+
+impl Load {
+    /// Calls per minute at `t` (time since the run began).
+    pub fn rate_at(&self, t: Duration) -> f64 {
+        if t < self.start || t >= self.until || self.per_minute.is_empty() {
+            return 0.0;
+        }
+        let since = (t - self.start).as_nanos();
+        let period = self.period.as_nanos().max(1);
+        let idx = ((since / period) % self.per_minute.len() as u64) as usize;
+        let mut rate = self.per_minute[idx];
+        if let Some(p) = self.peak {
+            if self.in_peak(p, since) {
+                rate *= p.factor;
+            }
+        }
+        rate
+    }
+
+    fn in_peak(&self, p: Peak, since: u64) -> bool {
+        let off = p.offset.as_nanos();
+        since >= off && (since - off) % p.every.as_nanos().max(1) < p.length.as_nanos()
+    }
+
+    /// The next instant after `t` at which the rate may change.
+    pub fn next_change(&self, t: Duration) -> Duration {
+        if t < self.start {
+            return self.start;
+        }
+        let since = (t - self.start).as_nanos();
+        let period = self.period.as_nanos().max(1);
+        let mut next = (since / period + 1) * period;
+        if let Some(p) = self.peak {
+            let (off, every, len) = (p.offset.as_nanos(), p.every.as_nanos().max(1), p.length.as_nanos());
+            let peak_next = if since < off {
+                off
+            } else {
+                let k = (since - off) / every;
+                let start = off + k * every;
+                if since < start + len {
+                    start + len
+                } else {
+                    start + every
+                }
+            };
+            next = next.min(peak_next);
+        }
+        (self.start + Duration::from_nanos(next)).min(self.until)
+    }
+}
+
+/// The server side of a scenario.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ServerSpec {
+    /// The window model used unless `--server-model` says otherwise.
+    pub model: ServerModel,
+    /// Where the fixed model's calendar windows begin, modulo the window.
+    pub fixed_phase: Duration,
+    /// The 429 → 418 escalation.
+    pub escalation: Escalation,
+}
+
+/// A whole scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// Its name.
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// The default seed.
+    pub seed: u64,
+    /// Upbit's limits to use (server and limiter alike).
+    pub preset: Preset,
+    /// A hard stop in virtual time; without it the run ends when every client is done.
+    pub duration: Option<Duration>,
+    /// The network.
+    pub network: Network,
+    /// The server.
+    pub server: ServerSpec,
+    /// Closed-loop clients.
+    pub actors: Vec<Actor>,
+    /// Open-loop traffic.
+    pub loads: Vec<Load>,
+}
+
+/// A scenario could not be loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// Where it came from (a file name or `builtin:<name>`).
+    pub origin: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+impl ScenarioError {
+    /// The 1-based line of the error, if known.
+    pub fn line(&self) -> Option<usize> {
+        self.position.map(|(l, _)| l)
+    }
+}
+
+fn position(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, col)
+}
+
+impl Scenario {
+    /// The built-in scenario `name`.
+    pub fn builtin(name: &str) -> Option<Result<Self, ScenarioError>> {
+        BUILTINS
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| Self::from_toml(b.source, &format!("builtin:{}", b.name)))
+    }
+
+    /// Parses a scenario from TOML; `origin` names the source in errors.
+    pub fn from_toml(source: &str, origin: &str) -> Result<Self, ScenarioError> {
+        let raw: RawScenario = toml::from_str(source).map_err(|e| ScenarioError {
+            origin: origin.to_owned(),
+            position: e.span().map(|s| position(source, s.start)),
+            message: e.message().trim_end().to_owned(),
+        })?;
+        raw.validate().map_err(|(span, message)| ScenarioError {
+            origin: origin.to_owned(),
+            position: span.map(|s| position(source, s.start)),
+            message,
+        })
+    }
+
+    /// Replaces the network jitter `J`.
+    pub fn set_jitter(&mut self, jitter: Duration) {
+        self.network.jitter = jitter;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file format. Conversions that concern one value run inside
+// deserialisation (so toml places the error on that value); checks across
+// fields run afterwards, placed on their table.
+
+/// Seconds, as a non-negative float.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "f64")]
+struct Secs(Duration);
+
+impl TryFrom<f64> for Secs {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        Duration::try_from_secs_f64(v)
+            .map(Secs)
+            .map_err(|e| format!("{v} is not a valid number of seconds: {e}"))
+    }
+}
+
+/// Milliseconds, as a non-negative float.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "f64")]
+struct Millis(Duration);
+
+impl TryFrom<f64> for Millis {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        Duration::try_from_secs_f64(v / 1000.0)
+            .map(Millis)
+            .map_err(|e| format!("{v} is not a valid number of milliseconds: {e}"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct PresetName(Preset);
+
+impl TryFrom<String> for PresetName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(PresetName).map_err(|e| format!("{e}"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct ModelName(ServerModel);
+
+impl TryFrom<String> for ModelName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(ModelName).map_err(|e| format!("{e}"))
+    }
+}
+
+/// A probability in `[0, 1)`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "f64")]
+struct Probability(f64);
+
+impl TryFrom<f64> for Probability {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        if (0.0..1.0).contains(&v) {
+            Ok(Self(v))
+        } else {
+            Err(format!("{v} is not a probability in [0, 1)"))
+        }
+    }
+}
+
+/// A count of at least one.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "i64")]
+struct Count(u32);
+
+impl TryFrom<i64> for Count {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u32::try_from(v) {
+            Ok(n) if n >= 1 => Ok(Self(n)),
+            _ => Err(format!("{v} is not a count from 1 to {}", u32::MAX)),
+        }
+    }
+}
+
+/// A rate in calls per minute: finite and not negative.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "f64")]
+struct Rate(f64);
+
+impl TryFrom<f64> for Rate {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        if v.is_finite() && v >= 0.0 && v <= 1e7 {
+            Ok(Self(v))
+        } else {
+            Err(format!("{v} is not a rate from 0 to 10000000 calls per minute"))
+        }
+    }
+}
+
+fn ms(n: u64) -> Millis {
+    Millis(Duration::from_millis(n))
+}
+fn secs(n: u64) -> Secs {
+    Secs(Duration::from_secs(n))
+}
+fn one() -> u64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "one")]
+    seed: u64,
+    preset: Option<PresetName>,
+    duration_s: Option<Secs>,
+    #[serde(default = "default_network")]
+    network: Spanned<RawNetwork>,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    actors: Vec<Spanned<RawActor>>,
+    #[serde(default)]
+    loads: Vec<Spanned<RawLoad>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNetwork {
+    delay_ms: Millis,
+    jitter_ms: Millis,
+    service_ms: Millis,
+    service_jitter_ms: Millis,
+    loss: Probability,
+    timeout_ms: Millis,
+    degrade: Vec<Spanned<RawDegrade>>,
+}
+
+impl Default for RawNetwork {
+    fn default() -> Self {
+        Self {
+            delay_ms: ms(10),
+            jitter_ms: ms(50),
+            service_ms: ms(5),
+            service_jitter_ms: ms(5),
+            loss: Probability(0.0),
+            timeout_ms: ms(3000),
+            degrade: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDegrade {
+    at_s: Secs,
+    service_ms: Millis,
+    #[serde(default = "zero_ms")]
+    service_jitter_ms: Millis,
+}
+
+fn zero_ms() -> Millis {
+    ms(0)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    model: ModelName,
+    fixed_phase_ms: Millis,
+    escalate_after: Count,
+    escalate_window_s: Secs,
+    block_s: Secs,
+    block_max_s: Secs,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        let e = Escalation::default();
+        Self {
+            model: ModelName(ServerModel::Fixed),
+            fixed_phase_ms: ms(370),
+            escalate_after: Count(e.after),
+            escalate_window_s: Secs(e.window),
+            block_s: Secs(e.block),
+            block_max_s: Secs(e.block_max),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActor {
+    name: String,
+    #[serde(default = "count_one")]
+    count: Count,
+    #[serde(default = "zero_s")]
+    start_s: Secs,
+    #[serde(default = "zero_ms")]
+    stagger_ms: Millis,
+    every_s: Option<Secs>,
+    until_s: Option<Secs>,
+    steps: Vec<RawStep>,
+}
+
+fn count_one() -> Count {
+    Count(1)
+}
+fn zero_s() -> Secs {
+    secs(0)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    call: Call,
+    #[serde(default = "count_one")]
+    repeat: Count,
+    #[serde(default = "zero_ms")]
+    gap_ms: Millis,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoad {
+    name: String,
+    #[serde(default = "zero_s")]
+    start_s: Secs,
+    until_s: Secs,
+    #[serde(default = "poisson")]
+    arrivals: Arrivals,
+    per_minute: Vec<Rate>,
+    period_s: Option<Secs>,
+    peak_factor: Option<Rate>,
+    peak_every_s: Option<Secs>,
+    peak_length_s: Option<Secs>,
+    peak_offset_s: Option<Secs>,
+    mix: Vec<RawMix>,
+    #[serde(default)]
+    background: bool,
+}
+
+fn poisson() -> Arrivals {
+    Arrivals::Poisson
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMix {
+    call: Call,
+    #[serde(default = "count_one")]
+    weight: Count,
+}
+
+type Invalid = (Option<Range<usize>>, String);
+
+fn at(span: Range<usize>, message: impl Into<String>) -> Invalid {
+    (Some(span), message.into())
+}
+
+impl RawScenario {
+    fn validate(self) -> Result<Scenario, Invalid> {
+        if self.name.trim().is_empty() {
+            return Err((None, "`name` is empty".into()));
+        }
+        if self.actors.is_empty() && self.loads.is_empty() {
+            return Err((None, "the scenario has no `[[actors]]` and no `[[loads]]`: nothing would run".into()));
+        }
+        let net_span = self.network.span();
+        let net = self.network.into_inner();
+        let mut phases = vec![ServicePhase {
+            at: Duration::ZERO,
+            service: net.service_ms.0,
+            service_jitter: net.service_jitter_ms.0,
+        }];
+        for d in net.degrade {
+            let span = d.span();
+            let d = d.into_inner();
+            let last = phases.last().map_or(Duration::ZERO, |p| p.at);
+            if d.at_s.0 <= last {
+                return Err(at(span, "`degrade` phases must start after the previous one, in order"));
+            }
+            phases.push(ServicePhase {
+                at: d.at_s.0,
+                service: d.service_ms.0,
+                service_jitter: d.service_jitter_ms.0,
+            });
+        }
+        if net.timeout_ms.0.is_zero() {
+            return Err(at(net_span, "`timeout_ms` must be above zero"));
+        }
+        let network = Network {
+            delay: net.delay_ms.0,
+            jitter: net.jitter_ms.0,
+            phases,
+            loss: net.loss.0,
+            timeout: net.timeout_ms.0,
+        };
+
+        let s = self.server;
+        if s.block_max_s.0 < s.block_s.0 {
+            return Err((None, "`server.block_max_s` is shorter than `server.block_s`".into()));
+        }
+        let server = ServerSpec {
+            model: s.model.0,
+            fixed_phase: s.fixed_phase_ms.0,
+            escalation: Escalation {
+                after: s.escalate_after.0,
+                window: s.escalate_window_s.0,
+                block: s.block_s.0,
+                block_max: s.block_max_s.0,
+            },
+        };
+
+        let mut actors = Vec::new();
+        for a in self.actors {
+            let span = a.span();
+            let a = a.into_inner();
+            if a.steps.is_empty() {
+                return Err(at(span, format!("actor `{}` has no steps", a.name)));
+            }
+            if let Some(every) = a.every_s {
+                if every.0.is_zero() {
+                    return Err(at(span, format!("actor `{}`: `every_s` must be above zero", a.name)));
+                }
+                match a.until_s {
+                    None => {
+                        return Err(at(
+                            span,
+                            format!("actor `{}`: `every_s` needs `until_s` (when to stop repeating)", a.name),
+                        ))
+                    }
+                    Some(u) if u.0 <= a.start_s.0 => {
+                        return Err(at(span, format!("actor `{}`: `until_s` must be after `start_s`", a.name)))
+                    }
+                    Some(_) => {}
+                }
+            }
+            actors.push(Actor {
+                name: a.name,
+                count: a.count.0,
+                start: a.start_s.0,
+                stagger: a.stagger_ms.0,
+                every: a.every_s.map(|s| s.0),
+                until: a.until_s.map(|s| s.0),
+                steps: a
+                    .steps
+                    .into_iter()
+                    .map(|s| Step {
+                        call: s.call,
+                        repeat: s.repeat.0,
+                        gap: s.gap_ms.0,
+                    })
+                    .collect(),
+            });
+        }
+
+        let mut loads = Vec::new();
+        for l in self.loads {
+            let span = l.span();
+            let l = l.into_inner();
+            let name = &l.name;
+            if l.until_s.0 <= l.start_s.0 {
+                return Err(at(span, format!("load `{name}`: `until_s` must be after `start_s`")));
+            }
+            if l.per_minute.is_empty() || l.per_minute.iter().all(|r| r.0 == 0.0) {
+                return Err(at(span, format!("load `{name}`: `per_minute` needs at least one rate above zero")));
+            }
+            if l.mix.is_empty() {
+                return Err(at(span, format!("load `{name}`: `mix` is empty")));
+            }
+            let period = match l.period_s {
+                Some(p) if p.0.is_zero() => {
+                    return Err(at(span, format!("load `{name}`: `period_s` must be above zero")))
+                }
+                Some(p) => p.0,
+                None if l.per_minute.len() == 1 => l.until_s.0 - l.start_s.0,
+                None => {
+                    return Err(at(
+                        span,
+                        format!("load `{name}`: `per_minute` has several rates, so `period_s` is needed"),
+                    ))
+                }
+            };
+            let peak = match (l.peak_factor, l.peak_every_s, l.peak_length_s) {
+                (None, None, None) => None,
+                (Some(f), Some(every), Some(length)) => {
+                    if every.0.is_zero() || length.0 >= every.0 {
+                        return Err(at(
+                            span,
+                            format!("load `{name}`: `peak_length_s` must be shorter than `peak_every_s`"),
+                        ));
+                    }
+                    Some(Peak {
+                        factor: f.0,
+                        every: every.0,
+                        length: length.0,
+                        offset: l.peak_offset_s.map_or(Duration::ZERO, |o| o.0),
+                    })
+                }
+                _ => {
+                    return Err(at(
+                        span,
+                        format!("load `{name}`: peaks need all of `peak_factor`, `peak_every_s` and `peak_length_s`"),
+                    ))
+                }
+            };
+            loads.push(Load {
+                name: l.name,
+                start: l.start_s.0,
+                until: l.until_s.0,
+                arrivals: l.arrivals,
+                per_minute: l.per_minute.iter().map(|r| r.0).collect(),
+                period,
+                peak,
+                mix: l.mix.into_iter().map(|m| (m.call, m.weight.0)).collect(),
+                background: l.background,
+            });
+        }
+
+        Ok(Scenario {
+            name: self.name,
+            description: self.description.trim().to_owned(),
+            seed: self.seed,
+            preset: self.preset.map_or(Preset::Korea, |p| p.0),
+            duration: self.duration_s.map(|d| d.0),
+            network,
+            server,
+            actors,
+            loads,
+        })
+    }
+}
+
+fn default_network() -> Spanned<RawNetwork> {
+    Spanned::new(0..0, RawNetwork::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_loads() {
+        for b in BUILTINS {
+            let s = Scenario::builtin(b.name).unwrap().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.name, b.name);
+            assert!(!s.description.is_empty(), "{}", b.name);
+        }
+        assert!(Scenario::builtin("nope").is_none());
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let src = "name = \"x\"\n\n[[actors]]\nname = \"a\"\ncount = 0\nsteps = [{ call = \"GET /v1/ticker\" }]\n";
+        let e = Scenario::from_toml(src, "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(5), "{e}");
+        assert!(e.to_string().starts_with("x.toml:5:"), "{e}");
+
+        let src = "name = \"x\"\n[[actors]]\nname = \"a\"\nsteps = [\n  { call = \"GET /v1/tickr\" },\n]\n";
+        let e = Scenario::from_toml(src, "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(5), "{e}");
+        assert!(e.message.contains("no such REST endpoint"), "{e}");
+
+        let src = "name = \"x\"\n[[loads]]\nname = \"l\"\nuntil_s = 10\nper_minute = [1, 2]\nmix = [{ call = \"GET /v1/ticker\" }]\n";
+        let e = Scenario::from_toml(src, "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(2), "{e}");
+        assert!(e.message.contains("period_s"), "{e}");
+
+        let e = Scenario::from_toml("name = \"x\"\ncolour = 3\n", "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(2), "{e}");
+        let e = Scenario::from_toml("name = \"x\"\n[server]\nmodel = \"leaky\"\n", "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(3), "{e}");
+        let e = Scenario::from_toml("name = \"x\"\n[network]\njitter_ms = -5\n", "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(3), "{e}");
+        let e = Scenario::from_toml("name = \"x\"\n", "x.toml").unwrap_err();
+        assert!(e.message.contains("nothing would run"), "{e}");
+        let e = Scenario::from_toml("name = [\n", "x.toml").unwrap_err();
+        assert!(e.line().is_some(), "{e}");
+    }
+
+    #[test]
+    fn load_rates_cycle_and_peak() {
+        let call = Call::parse("GET /v1/ticker").unwrap();
+        let l = Load {
+            name: "l".into(),
+            start: Duration::from_secs(10),
+            until: Duration::from_secs(1000),
+            arrivals: Arrivals::Uniform,
+            per_minute: vec![30.0, 60.0],
+            period: Duration::from_secs(100),
+            peak: Some(Peak {
+                factor: 2.0,
+                every: Duration::from_secs(50),
+                length: Duration::from_secs(10),
+                offset: Duration::from_secs(20),
+            }),
+            mix: vec![(call, 1)],
+            background: false,
+        };
+        let s = Duration::from_secs;
+        assert_eq!(l.rate_at(s(5)), 0.0);
+        assert_eq!(l.rate_at(s(10)), 30.0);
+        assert_eq!(l.rate_at(s(30)), 60.0); // in the surge [30, 40)
+        assert_eq!(l.rate_at(s(40)), 30.0);
+        assert_eq!(l.rate_at(s(110)), 60.0);
+        assert_eq!(l.rate_at(s(130)), 120.0); // surge at 10 + 20 + 100
+        assert_eq!(l.rate_at(s(1000)), 0.0);
+        assert_eq!(l.next_change(s(0)), s(10));
+        assert_eq!(l.next_change(s(10)), s(30));
+        assert_eq!(l.next_change(s(30)), s(40));
+        assert_eq!(l.next_change(s(45)), s(80));
+        assert_eq!(l.next_change(s(995)), s(1000));
+    }
+
+    #[test]
+    fn calls_parse() {
+        let c = Call::parse("post /v1/orders").unwrap();
+        assert_eq!((c.method.as_str(), c.group), ("POST", Group::Order));
+        assert_eq!(c.to_string(), "POST /v1/orders");
+        assert!(Call::parse("GET").is_err());
+        assert!(Call::parse("FETCH /v1/ticker").is_err());
+        assert!(Call::parse("GET v1/ticker").is_err());
+        assert!(Call::parse("GET /v1/ticker extra").is_err());
+    }
+}

@@ -1,0 +1,766 @@
+//! The simulated Upbit server: routing, per-group windows under a chosen
+//! model, 429 and the escalation to 418, and the `Remaining-Req` header.
+//!
+//! # Window models
+//!
+//! Upbit says "N per second" but not how it counts (see UPBIT_LIMITS.md §5),
+//! so each model the evidence allows is here, and `all` runs each in turn:
+//!
+//! | model | a request arriving at `t` is accepted when |
+//! |---|---|
+//! | `sliding` | fewer than `N` accepted arrivals lie in `(t - W, t]` |
+//! | `fixed` | fewer than `N` accepted arrivals lie in the calendar window `[phase + kW, phase + (k+1)W)` holding `t` |
+//! | `anchored` | fewer than `N` accepted arrivals lie in the window that opened at the first arrival after the previous window closed, and lasts `W` |
+//! | `token-bucket` | a bucket of capacity `N`, refilled continuously at `N / W` and full at the start, holds a whole token |
+//!
+//! Counting is exact (integer nanoseconds; the bucket keeps its level in
+//! units of `1/N` token-nanoseconds). Rejected requests (429, 418) do not
+//! count towards any window, as Upbit's 2022 guide said of failed requests.
+//!
+//! # 429 and 418
+//!
+//! Upbit publishes no escalation numbers, so this model is ours and its
+//! numbers are configurable ([`Escalation`]): when `after` 429s have been
+//! sent to one scope unit (the IP for Quotation groups, the pocket for
+//! Exchange groups) within `window`, the request that would have been the
+//! next 429 gets a 418 instead and the whole unit is blocked for `block`;
+//! every further block doubles that, up to `block_max`. While blocked, every
+//! request of the unit gets a 418 whose body states the remaining block time
+//! in words (`"blocked for 27 seconds"`), since Upbit documents no field.
+//!
+//! # `Remaining-Req`
+//!
+//! Every response carries `Remaining-Req: group=<wire name>; min=<60 × per-second
+//! limit>; sec=<left in the current window after this request>`. The wire
+//! names are the ones seen in practice: `candles` for candle and
+//! `crix-trades` for trade. A 429 or 418 says `sec=0`.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
+
+use upbit_limiter_core::upbit::Scope;
+use upbit_limiter_core::{Duration, Group, Instant, Preset, ServerLimit};
+
+/// How the server counts a group's window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServerModel {
+    /// "N in any window of length W" (a sliding log).
+    Sliding,
+    /// Calendar windows `[phase + kW, phase + (k+1)W)`.
+    Fixed,
+    /// A window opens at the first request and lasts `W`.
+    Anchored,
+    /// A token bucket of capacity `N` refilled at `N / W`.
+    TokenBucket,
+}
+
+impl ServerModel {
+    /// Every model, in the order `all` runs them.
+    pub const ALL: [ServerModel; 4] = [Self::Sliding, Self::Fixed, Self::Anchored, Self::TokenBucket];
+
+    /// `sliding`, `fixed`, `anchored` or `token-bucket`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sliding => "sliding",
+            Self::Fixed => "fixed",
+            Self::Anchored => "anchored",
+            Self::TokenBucket => "token-bucket",
+        }
+    }
+}
+
+impl fmt::Display for ServerModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A server model name that is not one of [`ServerModel::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownModel(pub String);
+
+impl fmt::Display for UnknownModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown server model `{}` (expected sliding, fixed, anchored or token-bucket)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownModel {}
+
+impl FromStr for ServerModel {
+    type Err = UnknownModel;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s.trim()) || (s.trim() == "token_bucket" && *m == Self::TokenBucket))
+            .ok_or_else(|| UnknownModel(s.to_owned()))
+    }
+}
+
+/// The group the real server counts `method path` in, or `None` if it does
+/// not route the path (it would answer 404 without `Remaining-Req`).
+///
+/// This is the simulator's own table, written from Upbit's documentation
+/// independently of the limiter's classifier, so that a classification bug in
+/// the limiter shows up as 429s here instead of agreeing with itself.
+pub fn route(method: &str, path: &str) -> Option<Group> {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let path = path.trim_end_matches('/');
+    let method = method.trim().to_ascii_uppercase();
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    match segs.as_slice() {
+        ["v1", "market", "all"] => Some(Group::Market),
+        ["v1", "candles", "seconds" | "days" | "weeks" | "months" | "years"] => Some(Group::Candle),
+        ["v1", "candles", "minutes", unit] if ["1", "3", "5", "10", "15", "30", "60", "240"].contains(unit) => {
+            Some(Group::Candle)
+        }
+        ["v1", "trades", "ticks"] => Some(Group::Trade),
+        ["v1", "ticker"] | ["v1", "ticker", "all"] => Some(Group::Ticker),
+        ["v1", "orderbook"] | ["v1", "orderbook", "instruments" | "supported_levels"] => Some(Group::Orderbook),
+        ["v1", "orders"] | ["v1", "orders", "cancel_and_new"] if method == "POST" => Some(Group::Order),
+        ["v1", "orders", "test"] if method == "POST" => Some(Group::OrderTest),
+        ["v1", "orders", "open"] if method == "DELETE" => Some(Group::OrderCancelAll),
+        ["v1", "accounts"]
+        | ["v1", "order"]
+        | ["v1", "orders", "chance" | "uuids" | "open" | "closed"]
+        | ["v1", "withdraws", ..]
+        | ["v1", "withdraw"]
+        | ["v1", "deposits", ..]
+        | ["v1", "deposit"]
+        | ["v1", "travel_rule", ..]
+        | ["v1", "status", "wallet"]
+        | ["v1", "api_keys"]
+        | ["v1", "pockets", ..] => Some(Group::Default),
+        _ => None,
+    }
+}
+
+/// The group name the server writes in `Remaining-Req`.
+pub fn wire_name(group: Group) -> &'static str {
+    match group {
+        Group::Candle => "candles",
+        Group::Trade => "crix-trades",
+        Group::WebsocketConnect => "websocket",
+        other => other.as_str(),
+    }
+}
+
+/// The deprecated `min` field: 60 × the per-second limit of the first window.
+fn min_field(limit: ServerLimit) -> u64 {
+    let per_min = u128::from(limit.max_requests) * 60_000_000_000 / u128::from(limit.window.as_nanos().max(1));
+    per_min as u64
+}
+
+/// One window of one group under one model.
+#[derive(Clone, Debug)]
+pub enum Window {
+    /// Accepted arrivals in `(t - W, t]`.
+    Sliding {
+        /// The limit.
+        limit: ServerLimit,
+        /// Accepted arrivals not yet expired, oldest first.
+        log: VecDeque<Instant>,
+    },
+    /// A calendar window.
+    Fixed {
+        /// The limit.
+        limit: ServerLimit,
+        /// Where windows begin, modulo `W`.
+        phase: Duration,
+        /// The index of the current window.
+        id: u64,
+        /// Accepted in the current window.
+        count: u32,
+    },
+    /// A window anchored at its first request.
+    Anchored {
+        /// The limit.
+        limit: ServerLimit,
+        /// When the current window opened (`None` before the first request).
+        start: Option<Instant>,
+        /// Accepted in the current window.
+        count: u32,
+    },
+    /// A token bucket.
+    TokenBucket {
+        /// The limit.
+        limit: ServerLimit,
+        /// The level, where one token is `W` (in nanoseconds) units and the
+        /// bucket gains `N` units per nanosecond.
+        level: u128,
+        /// When the level was last brought up to date.
+        last: Instant,
+    },
+}
+
+impl Window {
+    /// A fresh window for `limit` under `model`.
+    pub fn new(model: ServerModel, limit: ServerLimit, phase: Duration) -> Self {
+        match model {
+            ServerModel::Sliding => Self::Sliding {
+                limit,
+                log: VecDeque::new(),
+            },
+            ServerModel::Fixed => Self::Fixed {
+                limit,
+                phase: Duration::from_nanos(phase.as_nanos() % limit.window.as_nanos().max(1)),
+                id: 0,
+                count: 0,
+            },
+            ServerModel::Anchored => Self::Anchored {
+                limit,
+                start: None,
+                count: 0,
+            },
+            ServerModel::TokenBucket => Self::TokenBucket {
+                limit,
+                level: Self::capacity(limit),
+                last: Instant::ZERO,
+            },
+        }
+    }
+
+    fn capacity(limit: ServerLimit) -> u128 {
+        u128::from(limit.max_requests) * u128::from(limit.window.as_nanos())
+    }
+
+    /// Brings the window up to `at` (expiries, refills). `at` never goes back.
+    pub fn refresh(&mut self, at: Instant) {
+        match self {
+            Self::Sliding { limit, log } => {
+                while let Some(&first) = log.front() {
+                    if first.saturating_add(limit.window) <= at {
+                        log.pop_front();
+                    } else {
+                        break;
+                    }
+                }
+            }
+            Self::Fixed { limit, phase, id, count } => {
+                let w = limit.window.as_nanos().max(1);
+                // Windows start at phase + kW; shift so that window 1 starts at `phase`.
+                let k = (at.as_nanos() + (w - phase.as_nanos())) / w;
+                if k != *id {
+                    *id = k;
+                    *count = 0;
+                }
+            }
+            Self::Anchored { limit, start, count } => {
+                if start.is_some_and(|s| at >= s.saturating_add(limit.window)) {
+                    *start = None;
+                    *count = 0;
+                }
+            }
+            Self::TokenBucket { limit, level, last } => {
+                let elapsed = u128::from((at - *last).as_nanos());
+                *level = (*level + elapsed * u128::from(limit.max_requests)).min(Self::capacity(*limit));
+                *last = at.max(*last);
+            }
+        }
+    }
+
+    /// Whether one more request fits (after [`refresh`](Self::refresh)).
+    pub fn has_room(&self) -> bool {
+        match self {
+            Self::Sliding { limit, log } => log.len() < limit.max_requests as usize,
+            Self::Fixed { limit, count, .. } | Self::Anchored { limit, count, .. } => *count < limit.max_requests,
+            Self::TokenBucket { limit, level, .. } => *level >= u128::from(limit.window.as_nanos()),
+        }
+    }
+
+    /// Counts an accepted request at `at`.
+    pub fn take(&mut self, at: Instant) {
+        match self {
+            Self::Sliding { log, .. } => log.push_back(at),
+            Self::Fixed { count, .. } => *count += 1,
+            Self::Anchored { start, count, .. } => {
+                if start.is_none() {
+                    *start = Some(at);
+                }
+                *count += 1;
+            }
+            Self::TokenBucket { limit, level, .. } => {
+                *level = level.saturating_sub(u128::from(limit.window.as_nanos()));
+            }
+        }
+    }
+
+    /// Requests left in the current window (for `Remaining-Req`'s `sec`).
+    pub fn remaining(&self) -> u32 {
+        match self {
+            Self::Sliding { limit, log } => limit.max_requests.saturating_sub(log.len() as u32),
+            Self::Fixed { limit, count, .. } | Self::Anchored { limit, count, .. } => {
+                limit.max_requests.saturating_sub(*count)
+            }
+            Self::TokenBucket { limit, level, .. } => {
+                (level / u128::from(limit.window.as_nanos().max(1))) as u32
+            }
+        }
+    }
+
+    /// The limit this window enforces.
+    pub fn limit(&self) -> ServerLimit {
+        match self {
+            Self::Sliding { limit, .. }
+            | Self::Fixed { limit, .. }
+            | Self::Anchored { limit, .. }
+            | Self::TokenBucket { limit, .. } => *limit,
+        }
+    }
+}
+
+/// The 429 → 418 escalation (our model; Upbit publishes no numbers).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Escalation {
+    /// 429s to one scope unit within `window` that turn the next one into a block.
+    pub after: u32,
+    /// The span those 429s are counted over.
+    pub window: Duration,
+    /// The first block's length.
+    pub block: Duration,
+    /// The longest block; each further block doubles up to this.
+    pub block_max: Duration,
+}
+
+impl Default for Escalation {
+    fn default() -> Self {
+        Self {
+            after: 10,
+            window: Duration::from_secs(60),
+            block: Duration::from_secs(30),
+            block_max: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Who sent a request: our clients or the other process on the same IP/pocket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The clients whose admission policy is under test.
+    Ours,
+    /// Background load the policy does not know about.
+    Background,
+}
+
+/// The server's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status: 200, 429 or 418 (404 for an unrouted path).
+    pub status: u16,
+    /// The `Remaining-Req` value, on every routed response.
+    pub remaining_req: Option<String>,
+    /// The body of a 418 (the block time in words).
+    pub body: Option<String>,
+}
+
+/// What the server saw of one group, for the report.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupLoad {
+    /// Requests of ours that arrived.
+    pub arrived: u64,
+    /// Of those, accepted (200).
+    pub accepted: u64,
+    /// Of those, 429.
+    pub status_429: u64,
+    /// Of those, 418.
+    pub status_418: u64,
+    /// Background requests that arrived.
+    pub background_arrived: u64,
+    /// Background requests that got a 429 or 418.
+    pub background_rejected: u64,
+    /// The most accepted arrivals (all sources) seen in one sliding window of
+    /// the group's first limit: the peak load the server carried.
+    pub peak_in_window: u32,
+    /// Instants of the first few 429/418 given to our requests.
+    pub first_violations: Vec<Instant>,
+}
+
+#[derive(Clone, Debug)]
+struct GroupState {
+    windows: Vec<Window>,
+    /// Accepted arrivals in the last window of the first limit, any model.
+    peak_log: VecDeque<Instant>,
+    load: GroupLoad,
+}
+
+#[derive(Clone, Debug, Default)]
+struct UnitState {
+    recent_429: VecDeque<Instant>,
+    blocked_until: Instant,
+    blocks: u32,
+}
+
+const FIRST_VIOLATIONS_KEPT: usize = 8;
+
+/// The server: one IP and one pocket shared by every simulated client.
+#[derive(Clone, Debug)]
+pub struct Server {
+    model: ServerModel,
+    groups: Vec<GroupState>,
+    units: [UnitState; 3],
+    escalation: Escalation,
+    last_arrival: Instant,
+}
+
+fn unit_index(scope: Scope) -> usize {
+    match scope {
+        Scope::Ip => 0,
+        Scope::Pocket => 1,
+        Scope::Connection => 2,
+    }
+}
+
+impl Server {
+    /// A server with `preset`'s limits under `model`; `phase` places the
+    /// `fixed` model's calendar windows.
+    pub fn new(preset: Preset, model: ServerModel, phase: Duration, escalation: Escalation) -> Self {
+        let groups = Group::ALL
+            .iter()
+            .map(|&g| GroupState {
+                windows: preset.limits(g).iter().map(|&l| Window::new(model, l, phase)).collect(),
+                peak_log: VecDeque::new(),
+                load: GroupLoad::default(),
+            })
+            .collect();
+        Self {
+            model,
+            groups,
+            units: Default::default(),
+            escalation,
+            last_arrival: Instant::ZERO,
+        }
+    }
+
+    /// The window model.
+    pub fn model(&self) -> ServerModel {
+        self.model
+    }
+
+    /// What the server saw of `group`.
+    pub fn load(&self, group: Group) -> &GroupLoad {
+        &self.groups[group.index()].load
+    }
+
+    /// The first limit of `group` (the one `sec` speaks of).
+    pub fn limit(&self, group: Group) -> ServerLimit {
+        self.groups[group.index()].windows[0].limit()
+    }
+
+    /// Decides the request of `group` arriving at `at` from `source`.
+    /// Arrivals must come in time order (a late one is taken as arriving at
+    /// the latest instant seen).
+    pub fn handle(&mut self, at: Instant, group: Group, source: Source) -> Reply {
+        let at = at.max(self.last_arrival);
+        self.last_arrival = at;
+        let unit = unit_index(group.scope());
+        let first_limit = self.groups[group.index()].windows[0].limit();
+        let header = |sec: u32| {
+            format!(
+                "group={}; min={}; sec={sec}",
+                wire_name(group),
+                min_field(first_limit)
+            )
+        };
+        let ours = source == Source::Ours;
+        let state = &mut self.groups[group.index()];
+        if ours {
+            state.load.arrived += 1;
+        } else {
+            state.load.background_arrived += 1;
+        }
+
+        let u = &mut self.units[unit];
+        if at < u.blocked_until {
+            let left = (u.blocked_until - at).as_nanos().div_ceil(1_000_000_000);
+            Self::count_rejection(state, source, 418, at);
+            return Reply {
+                status: 418,
+                remaining_req: Some(header(0)),
+                body: Some(blocked_body(left)),
+            };
+        }
+
+        for w in &mut state.windows {
+            w.refresh(at);
+        }
+        if state.windows.iter().all(Window::has_room) {
+            for w in &mut state.windows {
+                w.take(at);
+            }
+            let sec = state.windows[0].remaining();
+            if ours {
+                state.load.accepted += 1;
+            }
+            while let Some(&first) = state.peak_log.front() {
+                if first.saturating_add(first_limit.window) <= at {
+                    state.peak_log.pop_front();
+                } else {
+                    break;
+                }
+            }
+            state.peak_log.push_back(at);
+            state.load.peak_in_window = state.load.peak_in_window.max(state.peak_log.len() as u32);
+            return Reply {
+                status: 200,
+                remaining_req: Some(header(sec)),
+                body: None,
+            };
+        }
+
+        // Over the limit: a 429, or a 418 once the unit has had enough of them.
+        let esc = self.escalation;
+        while let Some(&first) = u.recent_429.front() {
+            if first.saturating_add(esc.window) <= at {
+                u.recent_429.pop_front();
+            } else {
+                break;
+            }
+        }
+        if u.recent_429.len() as u32 >= esc.after {
+            let factor = 1u64.checked_shl(u.blocks.min(63)).unwrap_or(u64::MAX);
+            let length = esc.block.saturating_mul(factor).min(esc.block_max.max(esc.block));
+            u.blocked_until = at.saturating_add(length);
+            u.blocks = u.blocks.saturating_add(1);
+            u.recent_429.clear();
+            Self::count_rejection(state, source, 418, at);
+            return Reply {
+                status: 418,
+                remaining_req: Some(header(0)),
+                body: Some(blocked_body(length.as_nanos().div_ceil(1_000_000_000))),
+            };
+        }
+        u.recent_429.push_back(at);
+        Self::count_rejection(state, source, 429, at);
+        Reply {
+            status: 429,
+            remaining_req: Some(header(0)),
+            body: Some("Too many API requests.".to_owned()),
+        }
+    }
+
+    fn count_rejection(state: &mut GroupState, source: Source, status: u16, at: Instant) {
+        match source {
+            Source::Ours => {
+                if status == 418 {
+                    state.load.status_418 += 1;
+                } else {
+                    state.load.status_429 += 1;
+                }
+                if state.load.first_violations.len() < FIRST_VIOLATIONS_KEPT {
+                    state.load.first_violations.push(at);
+                }
+            }
+            Source::Background => state.load.background_rejected += 1,
+        }
+    }
+}
+
+fn blocked_body(secs: u64) -> String {
+    format!(
+        "{{\"error\":{{\"name\":\"too_many_requests_blocked\",\"message\":\"Too many requests after repeated 429s: blocked for {secs} seconds\"}}}}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upbit_limiter_core::upbit::{parse_ban_duration, RemainingReq};
+
+    fn ms(n: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(n)
+    }
+
+    fn ten_per_sec(model: ServerModel, phase_ms: u64) -> Window {
+        Window::new(model, ServerLimit::per_second(10), Duration::from_millis(phase_ms))
+    }
+
+    /// Offers a request at each instant; returns which were accepted.
+    fn offer(w: &mut Window, at: &[u64]) -> Vec<bool> {
+        at.iter()
+            .map(|&t| {
+                w.refresh(ms(t));
+                let ok = w.has_room();
+                if ok {
+                    w.take(ms(t));
+                }
+                ok
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sliding_counts_any_window() {
+        let mut w = ten_per_sec(ServerModel::Sliding, 0);
+        let burst: Vec<u64> = (0..10).map(|i| 500 + i).collect();
+        assert!(offer(&mut w, &burst).iter().all(|&ok| ok));
+        assert_eq!(w.remaining(), 0);
+        // Full until the first of them is a whole window old...
+        assert_eq!(offer(&mut w, &[1000, 1499]), [false, false]);
+        // ...and (t - W, t] excludes an arrival exactly W ago.
+        assert_eq!(offer(&mut w, &[1500, 1500]), [true, false]);
+        assert_eq!(offer(&mut w, &[1501]), [true]);
+    }
+
+    #[test]
+    fn fixed_resets_on_the_phased_boundary() {
+        let mut w = ten_per_sec(ServerModel::Fixed, 300);
+        // Ten just before the boundary at 1.3 s, ten just after: 20 in 20 ms.
+        let before: Vec<u64> = (0..10).map(|i| 1290 + i).collect();
+        let after: Vec<u64> = (0..10).map(|i| 1300 + i).collect();
+        assert!(offer(&mut w, &before).iter().all(|&ok| ok));
+        assert_eq!(offer(&mut w, &[1299]), [false]);
+        assert!(offer(&mut w, &after).iter().all(|&ok| ok));
+        assert_eq!(offer(&mut w, &[2299]), [false]);
+        assert_eq!(offer(&mut w, &[2300]), [true]);
+        // Before the first boundary the window is [phase - W, phase).
+        let mut w = ten_per_sec(ServerModel::Fixed, 300);
+        let early: Vec<u64> = (0..10).map(|i| 10 * i).collect();
+        assert!(offer(&mut w, &early).iter().all(|&ok| ok));
+        assert_eq!(offer(&mut w, &[299, 300]), [false, true]);
+    }
+
+    #[test]
+    fn anchored_opens_at_the_first_request() {
+        let mut w = ten_per_sec(ServerModel::Anchored, 0);
+        let first: Vec<u64> = (0..10).map(|i| 700 + i).collect();
+        assert!(offer(&mut w, &first).iter().all(|&ok| ok));
+        // The window [700, 1700) is full, whatever the calendar says.
+        assert_eq!(offer(&mut w, &[1000, 1699]), [false, false]);
+        assert_eq!(offer(&mut w, &[1700]), [true]);
+        assert_eq!(w.remaining(), 9);
+        // The next window opened at 1700, not at 1000 or 2000.
+        let more: Vec<u64> = (0..9).map(|i| 2600 + i).collect();
+        assert!(offer(&mut w, &more).iter().all(|&ok| ok));
+        assert_eq!(offer(&mut w, &[2699]), [false]);
+        assert_eq!(offer(&mut w, &[2700]), [true]);
+    }
+
+    #[test]
+    fn token_bucket_refills_continuously() {
+        let mut w = ten_per_sec(ServerModel::TokenBucket, 0);
+        let burst = vec![0; 10];
+        assert!(offer(&mut w, &burst).iter().all(|&ok| ok));
+        assert_eq!(offer(&mut w, &[0, 99]), [false, false]);
+        // One token per 100 ms.
+        assert_eq!(offer(&mut w, &[100, 100, 200]), [true, false, true]);
+        // After a long idle it is full again, not fuller.
+        assert_eq!(offer(&mut w, &[10_000]), [true]);
+        assert_eq!(w.remaining(), 9);
+        // Exact with a limit that does not divide: 12 per second is one per 83.33 ms.
+        let mut w = Window::new(ServerModel::TokenBucket, ServerLimit::per_second(12), Duration::ZERO);
+        for _ in 0..12 {
+            w.refresh(ms(0));
+            w.take(ms(0));
+        }
+        w.refresh(Instant::from_nanos(83_333_333));
+        assert!(!w.has_room());
+        w.refresh(Instant::from_nanos(83_333_334));
+        assert!(w.has_room());
+    }
+
+    #[test]
+    fn the_seeds_burst_trips_every_model() {
+        // GCRA 10/s with burst 10: a burst of 10, then one every 100 ms.
+        let sends: Vec<u64> = (0..10).map(|_| 0).chain((1..=9).map(|i| 100 * i)).collect();
+        for model in ServerModel::ALL {
+            let mut w = ten_per_sec(model, 0);
+            let rejected = offer(&mut w, &sends).iter().filter(|&&ok| !ok).count();
+            assert!(rejected > 0, "{model} accepted 19 in one second");
+        }
+    }
+
+    #[test]
+    fn routes_follow_upbits_table() {
+        assert_eq!(route("GET", "/v1/ticker"), Some(Group::Ticker));
+        assert_eq!(route("GET", "/v1/candles/minutes/5?market=KRW-BTC"), Some(Group::Candle));
+        assert_eq!(route("GET", "/v1/candles/minutes/7"), None);
+        assert_eq!(route("GET", "/v1/trades/ticks"), Some(Group::Trade));
+        assert_eq!(route("POST", "/v1/orders"), Some(Group::Order));
+        assert_eq!(route("post", "/v1/orders/cancel_and_new"), Some(Group::Order));
+        assert_eq!(route("POST", "/v1/orders/test"), Some(Group::OrderTest));
+        assert_eq!(route("DELETE", "/v1/orders/open"), Some(Group::OrderCancelAll));
+        assert_eq!(route("GET", "/v1/orders/open"), Some(Group::Default));
+        assert_eq!(route("DELETE", "/v1/order"), Some(Group::Default));
+        assert_eq!(route("GET", "/v1/accounts"), Some(Group::Default));
+        assert_eq!(route("GET", "/v1/nope"), None);
+        assert_eq!(route("GET", "/v2/ticker"), None);
+    }
+
+    #[test]
+    fn headers_use_wire_names_and_parse() {
+        let mut s = Server::new(Preset::Korea, ServerModel::Sliding, Duration::ZERO, Escalation::default());
+        let r = s.handle(ms(0), Group::Candle, Source::Ours);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.remaining_req.as_deref(), Some("group=candles; min=600; sec=9"));
+        let r = s.handle(ms(1), Group::Trade, Source::Ours);
+        assert_eq!(r.remaining_req.as_deref(), Some("group=crix-trades; min=600; sec=9"));
+        let r = s.handle(ms(2), Group::OrderCancelAll, Source::Ours);
+        assert_eq!(r.remaining_req.as_deref(), Some("group=order-cancel-all; min=30; sec=0"));
+        let r = s.handle(ms(3), Group::Default, Source::Ours);
+        let h = RemainingReq::parse(r.remaining_req.as_deref().unwrap()).unwrap();
+        assert_eq!((h.group(), h.sec, h.min), (Some(Group::Default), 29, Some(1800)));
+    }
+
+    #[test]
+    fn repeated_429s_escalate_to_a_growing_block_of_the_whole_unit() {
+        let esc = Escalation {
+            after: 3,
+            window: Duration::from_secs(10),
+            block: Duration::from_secs(30),
+            block_max: Duration::from_secs(100),
+        };
+        let mut s = Server::new(Preset::Korea, ServerModel::Fixed, Duration::ZERO, esc);
+        for i in 0..10 {
+            assert_eq!(s.handle(ms(i), Group::Ticker, Source::Ours).status, 200);
+        }
+        for i in 10..13 {
+            assert_eq!(s.handle(ms(i), Group::Ticker, Source::Ours).status, 429);
+        }
+        let r = s.handle(ms(13), Group::Ticker, Source::Ours);
+        assert_eq!(r.status, 418);
+        assert_eq!(parse_ban_duration(r.body.as_deref().unwrap()), Some(Duration::from_secs(30)));
+        // The whole IP is blocked, not only the ticker group; the pocket is not.
+        assert_eq!(s.handle(ms(2000), Group::Orderbook, Source::Ours).status, 418);
+        assert_eq!(s.handle(ms(2000), Group::Order, Source::Ours).status, 200);
+        // After the block, the second offence blocks twice as long.
+        let t = 31_000;
+        for i in 0..10 {
+            assert_eq!(s.handle(ms(t + i), Group::Ticker, Source::Ours).status, 200);
+        }
+        for i in 10..13 {
+            assert_eq!(s.handle(ms(t + i), Group::Ticker, Source::Ours).status, 429);
+        }
+        let r = s.handle(ms(t + 13), Group::Ticker, Source::Ours);
+        assert_eq!(parse_ban_duration(r.body.as_deref().unwrap()), Some(Duration::from_secs(60)));
+        let load = s.load(Group::Ticker);
+        assert_eq!((load.status_429, load.status_418, load.accepted), (6, 2, 20));
+        assert_eq!(load.first_violations[0], ms(10));
+        assert_eq!(s.load(Group::Orderbook).status_418, 1);
+    }
+
+    #[test]
+    fn background_load_counts_against_the_same_budget() {
+        let mut s = Server::new(Preset::Korea, ServerModel::Sliding, Duration::ZERO, Escalation::default());
+        for i in 0..4 {
+            s.handle(ms(i), Group::Ticker, Source::Background);
+        }
+        let r = s.handle(ms(10), Group::Ticker, Source::Ours);
+        assert_eq!(r.remaining_req.as_deref(), Some("group=ticker; min=600; sec=5"));
+        let load = s.load(Group::Ticker);
+        assert_eq!((load.arrived, load.background_arrived, load.peak_in_window), (1, 4, 5));
+    }
+
+    #[test]
+    fn models_parse() {
+        for m in ServerModel::ALL {
+            assert_eq!(m.as_str().parse(), Ok(m));
+        }
+        assert_eq!("Token-Bucket".parse(), Ok(ServerModel::TokenBucket));
+        assert!("leaky".parse::<ServerModel>().is_err());
+    }
+}
