@@ -1,0 +1,178 @@
+//! loom models of `GroupLimiter`: concurrent `try_acquire` on the lock-free
+//! fast path, racing each other, a 429 (ratio cut and TAT penalty), and a
+//! run-time quota change.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p upbit-limiter-verification
+//! --release --test loom_limiter`. Each model computes, inside the model and
+//! on fresh limiters, what every sequential order of the same calls produces,
+//! and checks that the concurrent execution matches one of them: results,
+//! final TAT and admission count.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use upbit_limiter_core::limiter::{GroupConfig, GroupLimiter};
+use upbit_limiter_core::{Admission, Denied, Duration, Group, Instant, Preset, Response};
+
+type Acquired = Result<Admission, Denied>;
+
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.check(f);
+}
+
+fn config(burst: u32) -> GroupConfig {
+    let mut c = GroupConfig::preset(Preset::Korea, Group::Order);
+    c.burst = burst;
+    c
+}
+
+fn limiter(burst: u32) -> GroupLimiter {
+    GroupLimiter::new(Group::Order, config(burst)).expect("preset configuration")
+}
+
+const T0: Instant = Instant::from_nanos(5_000_000_000);
+
+fn admitted(results: &[Acquired]) -> usize {
+    results.iter().filter(|r| r.is_ok()).count()
+}
+
+/// `threads` threads each call `try_acquire(T0)` once on a limiter with
+/// `burst`; the concurrent answers must be those of a sequential execution.
+fn same_instant(threads: usize, burst: u32) {
+    model(move || {
+        // What a sequential execution gives.
+        let seq = limiter(burst);
+        let mut expected: Vec<Acquired> = (0..threads).map(|_| seq.try_acquire(T0)).collect();
+        let expected_tat = seq.status(T0).tat;
+
+        let l = Arc::new(limiter(burst));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let l = Arc::clone(&l);
+                thread::spawn(move || l.try_acquire(T0))
+            })
+            .collect();
+        let mut got: Vec<Acquired> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            admitted(&got),
+            admitted(&expected),
+            "{got:?}, sequentially {expected:?}"
+        );
+        assert!(admitted(&got) >= 1);
+        // Same multiset of answers as the sequential execution (admission
+        // numbers are handed out in some order; denials name the same instant).
+        let key = |r: &Acquired| match r {
+            Ok(a) => (0, a.seq, a.at.as_nanos()),
+            Err(d) => (1, 0, d.retry_at().as_nanos()),
+        };
+        got.sort_by_key(key);
+        expected.sort_by_key(key);
+        assert_eq!(got, expected);
+        let status = l.status(T0);
+        assert_eq!(status.tat, expected_tat, "lost update");
+        assert_eq!(status.counters.admitted, admitted(&expected) as u64);
+    });
+}
+
+#[test]
+fn two_threads_acquire_at_the_same_instant() {
+    same_instant(2, 1);
+}
+
+#[test]
+fn three_threads_acquire_with_burst_two() {
+    same_instant(3, 2);
+}
+
+/// Thread A acquires at `at` while thread B reports a 429 for an earlier
+/// admission (the ratio drops and the TAT is pushed a window ahead).
+#[test]
+fn acquire_races_a_429() {
+    model(|| {
+        let at = T0 + Duration::from_millis(100);
+        let run_seq = |a_first: bool| {
+            let l = limiter(1);
+            let first = l.try_acquire(T0).expect("idle limiter admits");
+            let r = if a_first {
+                let r = l.try_acquire(at);
+                l.on_response(&first, Response::status(429), at);
+                r
+            } else {
+                l.on_response(&first, Response::status(429), at);
+                l.try_acquire(at)
+            };
+            let s = l.status(at);
+            (r, s.tat, s.ratio)
+        };
+        let orders = [run_seq(true), run_seq(false)];
+
+        let l = Arc::new(limiter(1));
+        let first = l.try_acquire(T0).expect("idle limiter admits");
+        let la = Arc::clone(&l);
+        let a = thread::spawn(move || la.try_acquire(at));
+        let lb = Arc::clone(&l);
+        let b = thread::spawn(move || {
+            lb.on_response(&first, Response::status(429), at);
+        });
+        let r = a.join().unwrap();
+        b.join().unwrap();
+        let s = l.status(at);
+        let got = (r, s.tat, s.ratio);
+        assert!(
+            orders.contains(&got),
+            "not a sequential outcome: {got:?}; sequential: {orders:?}"
+        );
+        // The penalty is never lost: nothing before a window plus margin has passed.
+        assert!(s.tat >= at + Duration::from_millis(1_150));
+    });
+}
+
+/// Thread A acquires twice at `at` while thread B switches the group to a
+/// slower quota (burst 3: a longer interval, the TAT re-spaced).
+///
+/// Known finding, hence ignored until the core is fixed: a claim that read
+/// the old parameters can commit its CAS after `set_config` re-spaced the
+/// (still old) TAT and before it published the new parameters; that
+/// admission is then never re-spaced, and the new quota's burst comes on top
+/// of it (13 sends can fit in one 1.15 s window of `order`, limit 12). Run it
+/// with `--ignored` to see the failing interleaving.
+#[test]
+#[ignore = "finds a race between a claim and set_config's re-spacing (see the doc comment)"]
+fn acquire_races_a_quota_change() {
+    model(|| {
+        let at = T0;
+        let new = config(3);
+        // B's call can fall before, between or after A's two calls.
+        let run_seq = |b_pos: usize| {
+            let l = limiter(1);
+            let mut rs = Vec::new();
+            for i in 0..=2 {
+                if i == b_pos {
+                    l.set_config(new, at).expect("valid");
+                }
+                if i < 2 {
+                    rs.push(l.try_acquire(at));
+                }
+            }
+            (rs, l.status(at).tat)
+        };
+        let orders: Vec<(Vec<Acquired>, Instant)> = (0..=2).map(run_seq).collect();
+
+        let l = Arc::new(limiter(1));
+        let la = Arc::clone(&l);
+        let a = thread::spawn(move || vec![la.try_acquire(at), la.try_acquire(at)]);
+        let lb = Arc::clone(&l);
+        let b = thread::spawn(move || lb.set_config(new, at).expect("valid"));
+        let rs = a.join().unwrap();
+        b.join().unwrap();
+        let got = (rs, l.status(at).tat);
+        assert!(
+            orders.contains(&got),
+            "not a sequential outcome: {got:?}; sequential: {orders:?}"
+        );
+    });
+}
