@@ -1,0 +1,218 @@
+//! Health: the seed's alert thresholds evaluated over a [`Status`].
+//!
+//! | check | level | fires when (per group) | default |
+//! |---|---|---|---|
+//! | consecutive 429 | critical | `consecutive_429 > max_consecutive_429` | 1 |
+//! | queue depth | critical | `max(queue_depth, waiting) > max_queue_depth` | 50 |
+//! | stalled waiters | critical | `stalled_waiters > max_stalled_waiters` | 0 |
+//! | wait p95 | warning | recent p95 wait `> max_wait_p95` | 100 ms |
+//! | token utilisation | warning | recent utilisation `> max_utilisation` | 0.95 |
+//! | TAT drift | warning | recent mean drift / emission interval `> max_tat_drift` | 0.05 |
+//!
+//! Every comparison is strictly "above": a value equal to its threshold is fine.
+//! A waiter is *stalled* when it is still pending more than `stall_grace`
+//! after its deadline: core admits or fails every waiter by its deadline, so
+//! such a waiter is not being woken (a lost wake-up) or not being polled. The seed's memory and background-task checks have
+//! no counterpart: the limiter has no background task and allocates nothing
+//! per request.
+
+use core::fmt;
+
+use serde::Serialize;
+use upbit_limiter_core::{Duration, Group};
+
+use crate::status::{ser, Status};
+
+/// Alert thresholds, and the window the recent statistics are taken over.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// Critical above this many 429s in a row (seed: 1).
+    pub max_consecutive_429: u32,
+    /// Critical above this many queued waiters in one group (seed: 50).
+    pub max_queue_depth: usize,
+    /// Critical above this many stalled waiters in one group (seed: 0, any is critical).
+    pub max_stalled_waiters: usize,
+    /// How long past its deadline a pending waiter counts as stalled.
+    pub stall_grace: Duration,
+    /// Warning above this recent 95th-percentile wait (seed: 100 ms).
+    pub max_wait_p95: Duration,
+    /// Warning above this share of the quota used recently (seed: 0.95).
+    pub max_utilisation: f64,
+    /// Warning above this mean admission lateness, as a share of the emission
+    /// interval (seed: 0.05).
+    pub max_tat_drift: f64,
+    /// The window recent statistics (waits, utilisation, drift) cover.
+    pub window: Duration,
+}
+
+impl Default for Thresholds {
+    /// The seed's numbers; a 1 s stall grace and a 10 s window.
+    fn default() -> Self {
+        Self {
+            max_consecutive_429: 1,
+            max_queue_depth: 50,
+            max_stalled_waiters: 0,
+            stall_grace: Duration::from_secs(1),
+            max_wait_p95: Duration::from_millis(100),
+            max_utilisation: 0.95,
+            max_tat_drift: 0.05,
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How healthy the limiter is, worst first in importance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Nothing above a threshold.
+    Ok,
+    /// A warning threshold is exceeded.
+    Warning,
+    /// A critical threshold is exceeded.
+    Critical,
+}
+
+impl Level {
+    /// `ok`, `warning` or `critical`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which threshold a [`Reason`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Check {
+    /// 429s in a row.
+    Consecutive429,
+    /// Waiters queued.
+    QueueDepth,
+    /// Waiters past their deadline by more than the grace.
+    StalledWaiters,
+    /// Recent 95th-percentile wait.
+    WaitP95,
+    /// Recent token utilisation.
+    Utilisation,
+    /// Recent TAT drift.
+    TatDrift,
+}
+
+/// One threshold exceeded.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reason {
+    /// How serious.
+    pub level: Level,
+    /// Which check.
+    pub check: Check,
+    /// The group it concerns.
+    #[serde(serialize_with = "ser::group")]
+    pub group: Group,
+    /// The measured value (milliseconds for waits).
+    pub value: f64,
+    /// The threshold it exceeded (same unit).
+    pub threshold: f64,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// The outcome of a health evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthReport {
+    /// The worst level among the reasons; `ok` when there are none.
+    pub level: Level,
+    /// Every exceeded threshold, in group order.
+    pub reasons: Vec<Reason>,
+}
+
+/// Evaluates `thresholds` over `status`.
+pub fn evaluate(status: &Status, thresholds: &Thresholds) -> HealthReport {
+    let mut reasons = Vec::new();
+    for g in &status.groups {
+        let mut fire = |level, check, value: f64, threshold: f64, what: &str| {
+            reasons.push(Reason {
+                level,
+                check,
+                group: g.group,
+                value,
+                threshold,
+                message: format!("{}: {what} {value} is above {threshold}", g.group),
+            });
+        };
+        let t = thresholds;
+        if g.consecutive_429 > t.max_consecutive_429 {
+            fire(
+                Level::Critical,
+                Check::Consecutive429,
+                f64::from(g.consecutive_429),
+                f64::from(t.max_consecutive_429),
+                "consecutive 429s",
+            );
+        }
+        if g.depth() > t.max_queue_depth {
+            fire(
+                Level::Critical,
+                Check::QueueDepth,
+                g.depth() as f64,
+                t.max_queue_depth as f64,
+                "queue depth",
+            );
+        }
+        if g.stalled_waiters > t.max_stalled_waiters {
+            fire(
+                Level::Critical,
+                Check::StalledWaiters,
+                g.stalled_waiters as f64,
+                t.max_stalled_waiters as f64,
+                "stalled waiters",
+            );
+        }
+        let p95 = g.recent.as_ref().map_or(g.waits.p95, |r| r.wait_p95);
+        if p95 > t.max_wait_p95 {
+            fire(
+                Level::Warning,
+                Check::WaitP95,
+                ms(p95),
+                ms(t.max_wait_p95),
+                "p95 wait (ms)",
+            );
+        }
+        if let Some(r) = &g.recent {
+            if r.utilisation > t.max_utilisation {
+                fire(
+                    Level::Warning,
+                    Check::Utilisation,
+                    r.utilisation,
+                    t.max_utilisation,
+                    "token utilisation",
+                );
+            }
+            if r.tat_drift > t.max_tat_drift {
+                fire(
+                    Level::Warning,
+                    Check::TatDrift,
+                    r.tat_drift,
+                    t.max_tat_drift,
+                    "TAT drift",
+                );
+            }
+        }
+    }
+    let level = reasons.iter().map(|r| r.level).max().unwrap_or(Level::Ok);
+    HealthReport { level, reasons }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e6
+}

@@ -1,0 +1,540 @@
+//! [`Instrumented`]: the async limiter with configuration control, emergency
+//! mode, metrics, tracing, status and health in one place.
+
+use core::future::{poll_fn, Future};
+use core::pin::pin;
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::Serialize;
+use tracing::Instrument as _;
+use upbit_limiter_core::adaptive::Ratio;
+use upbit_limiter_core::breaker::BreakerState;
+use upbit_limiter_core::{
+    AcquireError, Admission, Duration, Feedback, Group, Instant, LimiterConfig, Quota, RateLimiter, Request,
+    Response, Runtime,
+};
+
+use crate::config::{validate, ConfigErrors, Issue, OpsConfig, Origin, Problem};
+use crate::control::{Control, Emergency};
+use crate::health::{evaluate, HealthReport, Thresholds};
+use crate::status::{effective_interval, group_report, Pending, Recent, Status};
+use crate::telemetry::{self, Outcome};
+
+/// The most admissions kept per group for the recent statistics; beyond it
+/// the oldest are dropped (and the window effectively shortens).
+pub const MAX_SAMPLES: usize = 4096;
+
+/// The comprehensive status: the snapshot and its health evaluation, as one
+/// serialisable value.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// Everything about the limiter.
+    pub status: Status,
+    /// The thresholds evaluated over it.
+    pub health: HealthReport,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Waiter {
+    group: Group,
+    started: Instant,
+    /// Core admits or fails every waiter by its deadline; one still pending
+    /// well after it is not being woken or not being polled.
+    deadline: Instant,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    at: Instant,
+    waited: Duration,
+    drift: Option<Duration>,
+}
+
+const BREAKER_STATES: [BreakerState; 5] = [
+    BreakerState::Closed,
+    BreakerState::Open,
+    BreakerState::HalfOpen,
+    BreakerState::ForcedOpen,
+    BreakerState::Disabled,
+];
+
+fn breaker_code(s: BreakerState) -> u8 {
+    BREAKER_STATES.iter().position(|&b| b == s).unwrap_or(0) as u8
+}
+
+/// Pending acquisitions, recent admissions, and the last state seen of each
+/// group (to report changes that happen lazily, such as recovery steps).
+#[derive(Debug)]
+struct Tracker {
+    next_id: AtomicU64,
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    samples: [Mutex<VecDeque<Sample>>; Group::COUNT],
+    last_ratio: [AtomicU32; Group::COUNT],
+    last_breaker: [AtomicU8; Group::COUNT],
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent, so a poisoned lock is usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct WaiterGuard<'a> {
+    tracker: &'a Tracker,
+    id: u64,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.tracker.waiters).remove(&self.id);
+    }
+}
+
+impl Tracker {
+    fn new() -> Self {
+        Self {
+            next_id: AtomicU64::new(0),
+            waiters: Mutex::new(HashMap::new()),
+            samples: core::array::from_fn(|_| Mutex::new(VecDeque::new())),
+            last_ratio: core::array::from_fn(|_| AtomicU32::new(Ratio::ONE.ppm())),
+            last_breaker: core::array::from_fn(|_| AtomicU8::new(breaker_code(BreakerState::Closed))),
+        }
+    }
+
+    fn register(&self, group: Group, started: Instant, deadline: Instant) -> WaiterGuard<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.waiters).insert(
+            id,
+            Waiter {
+                group,
+                started,
+                deadline,
+            },
+        );
+        WaiterGuard { tracker: self, id }
+    }
+
+    fn record(&self, group: Group, sample: Sample, window: Duration) {
+        let mut s = lock(&self.samples[group.index()]);
+        let horizon = sample.at - window;
+        while s.front().is_some_and(|f| f.at <= horizon) || s.len() >= MAX_SAMPLES {
+            s.pop_front();
+        }
+        s.push_back(sample);
+    }
+
+    fn pending(&self, group: Group, now: Instant, grace: Duration) -> Pending {
+        let w = lock(&self.waiters);
+        let mut p = Pending::default();
+        for waiter in w.values().filter(|w| w.group == group) {
+            p.waiting += 1;
+            if now > waiter.deadline.saturating_add(grace) {
+                p.stalled += 1;
+            }
+            p.oldest = p.oldest.max(now - waiter.started);
+        }
+        p
+    }
+
+    fn recent(&self, group: Group, now: Instant, window: Duration, quota: &Quota, ratio: Ratio) -> Recent {
+        let horizon = now - window;
+        let s = lock(&self.samples[group.index()]);
+        let in_window: Vec<Sample> = s
+            .iter()
+            .filter(|x| x.at > horizon && x.at <= now)
+            .copied()
+            .collect();
+        drop(s);
+        let interval = effective_interval(quota, ratio);
+        let capacity = if window.is_zero() {
+            0
+        } else {
+            u64::from(quota.burst())
+                .saturating_add(window.as_nanos().div_ceil(interval.as_nanos().max(1)))
+                .saturating_sub(1)
+        };
+        let mut waits: Vec<Duration> = in_window.iter().map(|x| x.waited).collect();
+        waits.sort_unstable();
+        let drifts: Vec<Duration> = in_window.iter().filter_map(|x| x.drift).collect();
+        let drift_total: u128 = drifts.iter().map(|d| u128::from(d.as_nanos())).sum();
+        let tat_drift = if drifts.is_empty() {
+            0.0
+        } else {
+            drift_total as f64 / drifts.len() as f64 / interval.as_nanos().max(1) as f64
+        };
+        Recent {
+            window,
+            admissions: in_window.len() as u64,
+            waited: in_window.iter().filter(|x| !x.waited.is_zero()).count() as u64,
+            utilisation: if capacity == 0 {
+                0.0
+            } else {
+                in_window.len() as f64 / capacity as f64
+            },
+            wait_p50: nearest_rank(&waits, 0.50),
+            wait_p95: nearest_rank(&waits, 0.95),
+            wait_p99: nearest_rank(&waits, 0.99),
+            tat_drift,
+            drift_max: drifts.iter().copied().max().unwrap_or(Duration::ZERO),
+        }
+    }
+
+    /// Notes the ratio seen now; reports a change from the last one seen.
+    fn sync_ratio(&self, group: Group, ratio: Ratio) {
+        let prev = self.last_ratio[group.index()].swap(ratio.ppm(), Ordering::AcqRel);
+        if prev != ratio.ppm() {
+            if let Some(prev) = Ratio::from_ppm(prev) {
+                telemetry::ratio_changed(group, prev, ratio);
+            }
+        }
+    }
+
+    /// Notes the breaker state seen now; reports a change from the last one seen.
+    fn sync_breaker(&self, group: Group, state: BreakerState) {
+        let prev = self.last_breaker[group.index()].swap(breaker_code(state), Ordering::AcqRel);
+        if prev != breaker_code(state) {
+            let prev = BREAKER_STATES[usize::from(prev).min(BREAKER_STATES.len() - 1)];
+            telemetry::breaker_transition(group, prev, state);
+        }
+    }
+}
+
+/// The `q`-quantile of sorted `values` by nearest rank; zero when empty.
+fn nearest_rank(values: &[Duration], q: f64) -> Duration {
+    if values.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// The async limiter, instrumented and under operator control.
+///
+/// - [`acquire`](Self::acquire) runs inside a `tracing` span `acquire` with
+///   `group`, `endpoint`, `method`, `correlation_id`, and records `outcome` and
+///   `waited_ms` on it; it feeds the wait and drift histograms, the pending
+///   waiters (queue depth, stalled waiters) and the recent statistics.
+/// - [`Permit::report`] emits an event for every state change the response
+///   caused (ratio, breaker, ban); changes that happen lazily (recovery steps,
+///   open to half-open) are reported when next observed.
+/// - [`apply`](Self::apply), [`reload`](Self::reload),
+///   [`enter_emergency`](Self::enter_emergency) change the configuration of the
+///   running limiter, keeping every group's state; emergency mode ends by
+///   itself on the first call at or after its end.
+/// - [`status`](Self::status), [`health`](Self::health),
+///   [`snapshot`](Self::snapshot), [`record_metrics`](Self::record_metrics).
+///
+/// The default runtime is tokio: `Instrumented` is then
+/// `Instrumented<upbit_limiter_tokio::Tokio>`.
+#[derive(Debug)]
+pub struct Instrumented<R: Runtime = upbit_limiter_tokio::Tokio> {
+    limiter: RateLimiter<R>,
+    control: Control,
+    thresholds: Mutex<Thresholds>,
+    tracker: Tracker,
+}
+
+fn from_core(e: upbit_limiter_core::ConfigError) -> ConfigErrors {
+    ConfigErrors {
+        issues: vec![Issue {
+            origin: Origin::Code,
+            key: format!("groups.{}", e.group),
+            problem: match e.kind {
+                upbit_limiter_core::limiter::ConfigErrorKind::Quota(error) => {
+                    Problem::Quota { error, hint: None }
+                }
+                upbit_limiter_core::limiter::ConfigErrorKind::Adaptive(a) => Problem::Adaptive(a),
+                upbit_limiter_core::limiter::ConfigErrorKind::Breaker(b) => Problem::Breaker(b),
+                _ => Problem::ZeroWaiterTimeout,
+            },
+        }],
+    }
+}
+
+impl<R: Runtime + Default> Instrumented<R> {
+    /// A limiter for `config` on the runtime's default clock.
+    pub fn new(config: &OpsConfig) -> Result<Self, ConfigErrors> {
+        Self::with_runtime(config, R::default())
+    }
+}
+
+impl<R: Runtime> Instrumented<R> {
+    /// A limiter for `config` on `runtime`; every problem of the
+    /// configuration is reported at once.
+    pub fn with_runtime(config: &OpsConfig, runtime: R) -> Result<Self, ConfigErrors> {
+        validate(&config.limiter)?;
+        let limiter = RateLimiter::with_runtime(&config.limiter, runtime).map_err(from_core)?;
+        Ok(Self {
+            limiter,
+            control: Control::new(config.limiter.clone(), config.emergency),
+            thresholds: Mutex::new(config.health),
+            tracker: Tracker::new(),
+        })
+    }
+
+    /// The wrapped limiter.
+    pub fn limiter(&self) -> &RateLimiter<R> {
+        &self.limiter
+    }
+
+    /// The configuration control.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// Now, on the limiter's clock.
+    pub fn now(&self) -> Instant {
+        self.limiter.now()
+    }
+
+    /// The health thresholds in force.
+    pub fn thresholds(&self) -> Thresholds {
+        *lock(&self.thresholds)
+    }
+
+    /// Replaces the health thresholds.
+    pub fn set_thresholds(&self, thresholds: Thresholds) {
+        *lock(&self.thresholds) = thresholds;
+    }
+
+    /// Ends an emergency whose time is up; returns it.
+    fn expire(&self, now: Instant) -> Option<Emergency> {
+        self.control.expire(self.limiter.limiter(), now)
+    }
+
+    /// Applies a new limiter configuration (see [`Control::apply`]).
+    pub fn apply(&self, config: &LimiterConfig) -> Result<Vec<Group>, ConfigErrors> {
+        self.control.apply(self.limiter.limiter(), config, self.now())
+    }
+
+    /// Applies everything in `config`: the limiter configuration, the health
+    /// thresholds and the emergency numbers. Nothing changes if the limiter
+    /// configuration is refused.
+    pub fn reload(&self, config: &OpsConfig) -> Result<Vec<Group>, ConfigErrors> {
+        let now = self.now();
+        let changed = self.control.apply(self.limiter.limiter(), &config.limiter, now)?;
+        self.control
+            .set_settings(self.limiter.limiter(), config.emergency, now);
+        self.set_thresholds(config.health);
+        Ok(changed)
+    }
+
+    /// Reads the file at `path`, lays `env` over it and [`reload`](Self::reload)s.
+    pub fn reload_file<I, K, V>(&self, path: &Path, env: I) -> Result<Vec<Group>, ConfigErrors>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let config = OpsConfig::load(Some(path), env)?;
+        self.reload(&config)
+    }
+
+    /// Enters emergency mode for `duration` (see [`Control::enter_emergency`]).
+    pub fn enter_emergency(&self, duration: Duration) -> Result<Emergency, ConfigErrors> {
+        self.control
+            .enter_emergency(self.limiter.limiter(), duration, self.now())
+    }
+
+    /// Leaves emergency mode now.
+    pub fn leave_emergency(&self) -> Option<Emergency> {
+        self.control.leave_emergency(self.limiter.limiter(), self.now())
+    }
+
+    /// The emergency period in force (an expired one is ended first).
+    pub fn emergency(&self) -> Option<Emergency> {
+        self.expire(self.now());
+        self.control.emergency()
+    }
+
+    /// The full status now.
+    pub fn status(&self) -> Status {
+        let now = self.now();
+        self.expire(now);
+        let limiter = self.limiter.limiter();
+        let t = self.thresholds();
+        let groups = Group::ALL
+            .iter()
+            .map(|&g| {
+                let gl = limiter.group(g);
+                let s = gl.status(now);
+                let cfg = gl.config();
+                self.tracker.sync_ratio(g, s.ratio);
+                self.tracker.sync_breaker(g, s.breaker);
+                let pending = self.tracker.pending(g, now, t.stall_grace);
+                let recent = self.tracker.recent(g, now, t.window, &s.quota, s.ratio);
+                group_report(&s, &cfg, now, pending, Some(recent))
+            })
+            .collect();
+        Status::assemble(now, self.control.emergency(), groups)
+    }
+
+    /// The health thresholds evaluated now.
+    pub fn health(&self) -> HealthReport {
+        evaluate(&self.status(), &self.thresholds())
+    }
+
+    /// The comprehensive status: [`status`](Self::status) and its health, from one snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        let status = self.status();
+        let health = evaluate(&status, &self.thresholds());
+        Snapshot { status, health }
+    }
+
+    /// Takes a [`snapshot`](Self::snapshot), publishes it through the
+    /// `metrics` facade, and returns it.
+    pub fn record_metrics(&self) -> Snapshot {
+        let snap = self.snapshot();
+        telemetry::record_status(&snap.status);
+        telemetry::record_health(&snap.health);
+        snap
+    }
+
+    fn observe_feedback(&self, group: Group, fb: &Feedback, now: Instant) {
+        if let Some((from, to)) = fb.ratio_change {
+            self.tracker.sync_ratio(group, from);
+            self.tracker.sync_ratio(group, to);
+        }
+        if let Some(t) = fb.transition {
+            self.tracker.sync_breaker(group, t.from);
+            self.tracker.sync_breaker(group, t.to);
+        }
+        let rest = Feedback {
+            ratio_change: None,
+            transition: None,
+            ..*fb
+        };
+        telemetry::on_feedback(group, &rest, now);
+    }
+}
+
+impl<R: Runtime> Instrumented<R> {
+    /// Waits for a slot for `method path` (default deadline), in a span.
+    pub fn acquire<'a>(
+        &'a self,
+        method: &'a str,
+        path: &'a str,
+    ) -> impl Future<Output = Result<Permit<'a, R>, AcquireError>> + 'a {
+        self.acquire_request(Request::http(method, path))
+    }
+
+    /// Waits for a slot for `request`, in a span.
+    pub fn acquire_request<'a>(
+        &'a self,
+        request: Request<'a>,
+    ) -> impl Future<Output = Result<Permit<'a, R>, AcquireError>> + 'a {
+        let span = tracing::info_span!(
+            target: "upbit_limiter",
+            "acquire",
+            group = request.group.as_str(),
+            endpoint = request.path,
+            method = request.method,
+            correlation_id = request.correlation_id,
+            outcome = tracing::field::Empty,
+            waited_ms = tracing::field::Empty,
+        );
+        let inner = span.clone();
+        async move { self.acquire_in(request, inner).await }.instrument(span)
+    }
+
+    async fn acquire_in<'a>(
+        &'a self,
+        request: Request<'a>,
+        span: tracing::Span,
+    ) -> Result<Permit<'a, R>, AcquireError> {
+        let group = request.group;
+        let start = self.now();
+        self.expire(start);
+        let window = self.thresholds().window;
+        let gl = self.limiter.limiter().group(group);
+        let mut waiter: Option<WaiterGuard<'_>> = None;
+        // The instant the group's next admission conforms (TAT minus the
+        // tolerance, not clamped to now), as read just before each poll: a
+        // waiter admitted after waiting should be admitted exactly then.
+        let mut conforms = Instant::ZERO;
+        let deadline = request.deadline;
+        let mut inner = pin!(self.limiter.acquire_request(request));
+        let result = poll_fn(|cx| {
+            conforms = gl.earliest(Instant::ZERO);
+            let poll = inner.as_mut().poll(cx);
+            if poll.is_pending() && waiter.is_none() {
+                let deadline = deadline.unwrap_or_else(|| start.saturating_add(gl.config().waiter_timeout));
+                waiter = Some(self.tracker.register(group, start, deadline));
+            }
+            poll
+        })
+        .await;
+        let waited_in_queue = waiter.is_some();
+        drop(waiter);
+        match result {
+            Ok(permit) => {
+                let at = permit.admission().at;
+                let waited = permit.waited();
+                let drift = waited_in_queue.then(|| at - conforms);
+                self.tracker.record(group, Sample { at, waited, drift }, window);
+                telemetry::on_acquisition(group, Outcome::Admitted, waited, drift);
+                span.record("outcome", Outcome::Admitted.as_str());
+                span.record("waited_ms", waited.as_nanos() as f64 / 1e6);
+                Ok(Permit {
+                    inner: permit,
+                    owner: self,
+                    span,
+                })
+            }
+            Err(e) => {
+                let outcome = Outcome::of_error(&e);
+                span.record("outcome", outcome.as_str());
+                telemetry::on_acquisition(group, outcome, Duration::ZERO, None);
+                tracing::debug!(target: "upbit_limiter", error = %e, "acquisition failed");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A granted slot from [`Instrumented`]. Report the response with
+/// [`report`](Self::report); dropping it unreported counts as neither
+/// success nor failure.
+#[derive(Debug)]
+#[must_use = "report the response with Permit::report"]
+pub struct Permit<'a, R: Runtime = upbit_limiter_tokio::Tokio> {
+    inner: upbit_limiter_core::Permit<'a, R>,
+    owner: &'a Instrumented<R>,
+    span: tracing::Span,
+}
+
+impl<R: Runtime> Permit<'_, R> {
+    /// The admission (group, instant, sequence number).
+    pub fn admission(&self) -> &Admission {
+        self.inner.admission()
+    }
+    /// The group the request was counted in.
+    pub fn group(&self) -> Group {
+        self.inner.group()
+    }
+    /// How long the acquisition waited.
+    pub fn waited(&self) -> Duration {
+        self.inner.waited()
+    }
+    /// The caller's correlation id, if it gave one.
+    pub fn correlation_id(&self) -> Option<u64> {
+        self.inner.correlation_id()
+    }
+    /// The acquisition's span (enter it around the request to tie its logs in).
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+    /// Reports the response; emits an event for every state change it causes.
+    pub fn report(self, response: Response<'_>) -> Feedback {
+        let Self { inner, owner, span } = self;
+        let _entered = span.enter();
+        let group = inner.group();
+        let fb = inner.report(response);
+        let now = owner.now();
+        owner.observe_feedback(group, &fb, now);
+        owner.expire(now);
+        fb
+    }
+}

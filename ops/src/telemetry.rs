@@ -1,0 +1,383 @@
+//! Metrics through the `metrics` facade and `tracing` events for every state
+//! change. The metric names are listed, with their meaning, in the crate docs.
+//!
+//! Two kinds of recording:
+//! - [`record_status`] publishes a [`Status`] snapshot: core's cumulative
+//!   counters (as absolute counter values) and the gauges. Call it before each
+//!   scrape, or periodically.
+//! - [`on_acquisition`] and [`on_feedback`] are per-request hooks: the wait
+//!   and drift histograms, and the gauges and events a response changes.
+//!   [`crate::Instrumented`] calls them for you.
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use upbit_limiter_core::adaptive::Ratio;
+use upbit_limiter_core::breaker::BreakerState;
+use upbit_limiter_core::{AcquireError, ConfigError, Duration, Feedback, Group, Instant};
+
+use crate::control::Emergency;
+use crate::health::{HealthReport, Level};
+use crate::status::Status;
+
+/// The metric names (see the crate docs for the table).
+pub mod names {
+    /// Counter `{group, outcome}`: acquisitions by outcome.
+    pub const ACQUISITIONS: &str = "upbit_limiter_acquisitions_total";
+    /// Counter `{group}`: acquisitions that failed on their deadline.
+    pub const TIMEOUTS: &str = "upbit_limiter_timeouts_total";
+    /// Counter `{group}`: immediate "not yet" decisions.
+    pub const DENIED: &str = "upbit_limiter_denied_total";
+    /// Counter `{group}`: responses reported.
+    pub const RESPONSES: &str = "upbit_limiter_responses_total";
+    /// Counter `{group}`: HTTP 429 responses.
+    pub const HTTP_429: &str = "upbit_limiter_http_429_total";
+    /// Counter `{group}`: HTTP 418 responses.
+    pub const HTTP_418: &str = "upbit_limiter_http_418_total";
+    /// Counter `{group}`: 5xx responses and transport failures.
+    pub const FAILURES: &str = "upbit_limiter_failures_total";
+    /// Counter `{group}`: `Remaining-Req` headers that tightened the limiter.
+    pub const HEADER_TIGHTENINGS: &str = "upbit_limiter_header_tightenings_total";
+    /// Counter `{group}`: `Remaining-Req` headers that could not be used.
+    pub const HEADER_REJECTS: &str = "upbit_limiter_header_rejects_total";
+    /// Counter `{group}`: times a clock reading went backwards.
+    pub const CLOCK_REGRESSIONS: &str = "upbit_limiter_clock_regressions_total";
+    /// Histogram `{group}`: seconds each admitted acquisition waited.
+    pub const WAIT_SECONDS: &str = "upbit_limiter_wait_seconds";
+    /// Histogram `{group}`: seconds a waited admission came after the instant it conformed.
+    pub const TAT_DRIFT_SECONDS: &str = "upbit_limiter_tat_drift_seconds";
+    /// Gauge `{group}`: waiters queued.
+    pub const QUEUE_DEPTH: &str = "upbit_limiter_queue_depth";
+    /// Gauge `{group}`: pending waiters past their deadline by more than the stall grace.
+    pub const STALLED_WAITERS: &str = "upbit_limiter_stalled_waiters";
+    /// Gauge `{group}`: 429s in a row.
+    pub const CONSECUTIVE_429: &str = "upbit_limiter_consecutive_429";
+    /// Gauge `{group}`: the adaptive rate ratio.
+    pub const RATE_RATIO: &str = "upbit_limiter_rate_ratio";
+    /// Gauge `{group}`: requests per second allowed now (quota times ratio).
+    pub const EFFECTIVE_RATE: &str = "upbit_limiter_effective_rate";
+    /// Gauge `{group}`: the quota's burst.
+    pub const BURST: &str = "upbit_limiter_burst";
+    /// Gauge `{group, state}`: 1 for the breaker's current state, 0 for the others.
+    pub const BREAKER_STATE: &str = "upbit_limiter_breaker_state";
+    /// Gauge `{group}`: seconds left of a 418 ban (0 when none).
+    pub const BAN_REMAINING: &str = "upbit_limiter_ban_remaining_seconds";
+    /// Gauge `{group}`: recent admissions over what the quota allows.
+    pub const UTILISATION: &str = "upbit_limiter_token_utilisation";
+    /// Gauge `{group}`: recent mean admission lateness over the emission interval.
+    pub const TAT_DRIFT: &str = "upbit_limiter_tat_drift_ratio";
+    /// Gauge `{group}`: seconds the TAT is ahead of now.
+    pub const BACKLOG: &str = "upbit_limiter_backlog_seconds";
+    /// Gauge `{group, quantile}`: recent wait quantiles (0.5, 0.95, 0.99).
+    pub const WAIT_QUANTILE: &str = "upbit_limiter_wait_quantile_seconds";
+    /// Gauge: 1 while emergency mode is on.
+    pub const EMERGENCY: &str = "upbit_limiter_emergency_active";
+    /// Gauge: seconds of emergency mode left.
+    pub const EMERGENCY_REMAINING: &str = "upbit_limiter_emergency_remaining_seconds";
+    /// Gauge: 0 ok, 1 warning, 2 critical.
+    pub const HEALTH_LEVEL: &str = "upbit_limiter_health_level";
+}
+
+/// Bucket bounds (seconds) that suit the wait and drift histograms; the same
+/// bounds as core's wait histogram.
+pub const WAIT_BUCKETS_SECONDS: &[f64] = &[
+    0.0, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+];
+
+/// How an acquisition ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Admitted.
+    Admitted,
+    /// Its deadline could not be met.
+    Timeout,
+    /// The breaker was open.
+    CircuitOpen,
+    /// The group was banned (418).
+    Banned,
+    /// Dropped before it was admitted.
+    Cancelled,
+}
+
+impl Outcome {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Admitted => "admitted",
+            Self::Timeout => "timeout",
+            Self::CircuitOpen => "circuit_open",
+            Self::Banned => "banned",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The outcome of a failed acquisition.
+    pub fn of_error(e: &AcquireError) -> Self {
+        match e {
+            AcquireError::Timeout { .. } => Self::Timeout,
+            AcquireError::CircuitOpen { .. } => Self::CircuitOpen,
+            AcquireError::Banned { .. } => Self::Banned,
+            // A future variant: counted with the deadline failures.
+            _ => Self::Timeout,
+        }
+    }
+}
+
+/// Registers the description and unit of every metric with the installed
+/// recorder (the `# HELP` lines). Call once after installing it.
+pub fn describe() {
+    use names::*;
+    let counters: [(&'static str, &'static str); 10] = [
+        (
+            ACQUISITIONS,
+            "Acquisitions by group and outcome (admitted, timeout, circuit_open, banned, cancelled).",
+        ),
+        (
+            TIMEOUTS,
+            "Acquisitions that failed because their deadline could not be met.",
+        ),
+        (
+            DENIED,
+            "Immediate not-yet decisions (each poll of a waiter that had to wait).",
+        ),
+        (RESPONSES, "Responses reported."),
+        (HTTP_429, "HTTP 429 (rate limited) responses."),
+        (HTTP_418, "HTTP 418 (temporary ban) responses."),
+        (
+            FAILURES,
+            "5xx responses and transport failures (count against the breaker).",
+        ),
+        (
+            HEADER_TIGHTENINGS,
+            "Remaining-Req headers that made the limiter stricter.",
+        ),
+        (
+            HEADER_REJECTS,
+            "Remaining-Req headers that could not be parsed or named an unknown group.",
+        ),
+        (CLOCK_REGRESSIONS, "Clock readings earlier than one already seen."),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, Unit::Count, help);
+    }
+    describe_histogram!(
+        WAIT_SECONDS,
+        Unit::Seconds,
+        "Time each admitted acquisition waited."
+    );
+    describe_histogram!(
+        TAT_DRIFT_SECONDS,
+        Unit::Seconds,
+        "Lateness of a waited admission: actual admission minus the instant the TAT made it conform."
+    );
+    let gauges: [(&'static str, &'static str); 15] = [
+        (
+            QUEUE_DEPTH,
+            "Waiters queued (core's queue or pending acquisitions, whichever is larger).",
+        ),
+        (
+            STALLED_WAITERS,
+            "Pending waiters past their deadline by more than the stall grace.",
+        ),
+        (CONSECUTIVE_429, "429 responses in a row."),
+        (RATE_RATIO, "Adaptive rate ratio (1 = full quota)."),
+        (
+            EFFECTIVE_RATE,
+            "Requests per second allowed now (quota rate times ratio).",
+        ),
+        (BURST, "Burst of the quota in force."),
+        (
+            BREAKER_STATE,
+            "1 for the circuit breaker's current state, 0 for the others.",
+        ),
+        (BAN_REMAINING, "Seconds left of a 418 ban (0 when none)."),
+        (
+            UTILISATION,
+            "Recent admissions over the most the effective quota allows in the window.",
+        ),
+        (
+            TAT_DRIFT,
+            "Recent mean admission lateness over the emission interval.",
+        ),
+        (BACKLOG, "Seconds the theoretical arrival time is ahead of now."),
+        (WAIT_QUANTILE, "Recent wait quantiles in seconds."),
+        (EMERGENCY, "1 while emergency mode is on."),
+        (EMERGENCY_REMAINING, "Seconds of emergency mode left."),
+        (HEALTH_LEVEL, "Health level: 0 ok, 1 warning, 2 critical."),
+    ];
+    for (name, help) in gauges {
+        describe_gauge!(name, help);
+    }
+}
+
+const BREAKER_STATES: [BreakerState; 5] = [
+    BreakerState::Closed,
+    BreakerState::Open,
+    BreakerState::HalfOpen,
+    BreakerState::ForcedOpen,
+    BreakerState::Disabled,
+];
+
+fn secs(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e9
+}
+
+/// Publishes a status snapshot: cumulative counters and every gauge.
+pub fn record_status(status: &Status) {
+    use names::*;
+    for g in &status.groups {
+        let group = g.group.as_str();
+        let c = &g.counters;
+        for (outcome, value) in [
+            (Outcome::Admitted, c.admitted),
+            (Outcome::Timeout, c.timeouts),
+            (Outcome::CircuitOpen, c.circuit_rejections),
+            (Outcome::Banned, c.ban_rejections),
+            (Outcome::Cancelled, c.cancelled),
+        ] {
+            counter!(ACQUISITIONS, "group" => group, "outcome" => outcome.as_str()).absolute(value);
+        }
+        for (name, value) in [
+            (TIMEOUTS, c.timeouts),
+            (DENIED, c.denied),
+            (RESPONSES, c.responses),
+            (HTTP_429, c.status_429),
+            (HTTP_418, c.status_418),
+            (FAILURES, c.failures),
+            (HEADER_TIGHTENINGS, c.header_tightenings),
+            (HEADER_REJECTS, c.header_rejects),
+            (CLOCK_REGRESSIONS, c.clock_regressions),
+        ] {
+            counter!(name, "group" => group).absolute(value);
+        }
+        gauge!(QUEUE_DEPTH, "group" => group).set(g.depth() as f64);
+        gauge!(STALLED_WAITERS, "group" => group).set(g.stalled_waiters as f64);
+        gauge!(CONSECUTIVE_429, "group" => group).set(f64::from(g.consecutive_429));
+        gauge!(RATE_RATIO, "group" => group).set(g.ratio);
+        gauge!(EFFECTIVE_RATE, "group" => group).set(g.quota.effective_rate);
+        gauge!(BURST, "group" => group).set(f64::from(g.quota.burst));
+        set_breaker(g.group, g.breaker);
+        let ban = g.banned_until.map_or(Duration::ZERO, |u| u - status.at);
+        gauge!(BAN_REMAINING, "group" => group).set(secs(ban));
+        gauge!(BACKLOG, "group" => group).set(secs(g.backlog));
+        let (p50, p95, p99) = match &g.recent {
+            Some(r) => (r.wait_p50, r.wait_p95, r.wait_p99),
+            None => (g.waits.p50, g.waits.p95, g.waits.p99),
+        };
+        for (q, v) in [("0.5", p50), ("0.95", p95), ("0.99", p99)] {
+            gauge!(WAIT_QUANTILE, "group" => group, "quantile" => q).set(secs(v));
+        }
+        if let Some(r) = &g.recent {
+            gauge!(UTILISATION, "group" => group).set(r.utilisation);
+            gauge!(TAT_DRIFT, "group" => group).set(r.tat_drift);
+        }
+    }
+    let (active, remaining) = status
+        .emergency
+        .map_or((0.0, Duration::ZERO), |e| (1.0, e.remaining));
+    gauge!(EMERGENCY).set(active);
+    gauge!(EMERGENCY_REMAINING).set(secs(remaining));
+}
+
+/// Publishes a health report's level.
+pub fn record_health(report: &HealthReport) {
+    let level = match report.level {
+        Level::Ok => 0.0,
+        Level::Warning => 1.0,
+        Level::Critical => 2.0,
+    };
+    gauge!(names::HEALTH_LEVEL).set(level);
+}
+
+fn set_breaker(group: Group, state: BreakerState) {
+    for s in BREAKER_STATES {
+        let v = if s == state { 1.0 } else { 0.0 };
+        gauge!(names::BREAKER_STATE, "group" => group.as_str(), "state" => s.as_str()).set(v);
+    }
+}
+
+/// Per-acquisition hook: records the wait (admitted acquisitions only) and,
+/// for an acquisition that waited, how late it was admitted against its
+/// scheduled instant.
+pub fn on_acquisition(group: Group, outcome: Outcome, waited: Duration, drift: Option<Duration>) {
+    if outcome != Outcome::Admitted {
+        return;
+    }
+    histogram!(names::WAIT_SECONDS, "group" => group.as_str()).record(secs(waited));
+    if let Some(d) = drift {
+        histogram!(names::TAT_DRIFT_SECONDS, "group" => group.as_str()).record(secs(d));
+    }
+}
+
+/// Per-response hook: emits an event for every change in `feedback` and
+/// updates the gauges it concerns.
+pub fn on_feedback(group: Group, feedback: &Feedback, now: Instant) {
+    if let Some((from, to)) = feedback.ratio_change {
+        ratio_changed(group, from, to);
+    }
+    if let Some(t) = feedback.transition {
+        breaker_transition(group, t.from, t.to);
+    }
+    if let Some(until) = feedback.banned_until {
+        banned(group, until, now);
+    }
+    if feedback.header_tightened {
+        tracing::debug!(target: "upbit_limiter", group = group.as_str(), "Remaining-Req header tightened the limiter");
+    }
+    if feedback.header_rejected {
+        tracing::debug!(target: "upbit_limiter", group = group.as_str(), "Remaining-Req header could not be used");
+    }
+}
+
+/// The ratio of `group` changed: a warning when it fell, info when it recovered.
+pub fn ratio_changed(group: Group, from: Ratio, to: Ratio) {
+    gauge!(names::RATE_RATIO, "group" => group.as_str()).set(to.as_f64());
+    if to < from {
+        tracing::warn!(target: "upbit_limiter", group = group.as_str(), from = from.as_f64(), to = to.as_f64(),
+            "rate ratio lowered");
+    } else {
+        tracing::info!(target: "upbit_limiter", group = group.as_str(), from = from.as_f64(), to = to.as_f64(),
+            "rate ratio raised");
+    }
+}
+
+/// The breaker of `group` changed state.
+pub fn breaker_transition(group: Group, from: BreakerState, to: BreakerState) {
+    set_breaker(group, to);
+    match to {
+        BreakerState::Open | BreakerState::ForcedOpen => tracing::warn!(
+            target: "upbit_limiter", group = group.as_str(), from = from.as_str(), to = to.as_str(),
+            "circuit breaker transition"),
+        _ => tracing::info!(
+            target: "upbit_limiter", group = group.as_str(), from = from.as_str(), to = to.as_str(),
+            "circuit breaker transition"),
+    }
+}
+
+/// `group` (and its scope) is banned until `until`.
+pub fn banned(group: Group, until: Instant, now: Instant) {
+    gauge!(names::BAN_REMAINING, "group" => group.as_str()).set(secs(until - now));
+    tracing::error!(target: "upbit_limiter", group = group.as_str(), scope = ?group.scope(),
+        until_s = until.as_nanos() as f64 / 1e9, ban_s = secs(until - now), "banned by the server (HTTP 418)");
+}
+
+pub(crate) fn config_applied(changed: &[Group], emergency: bool) {
+    let groups: Vec<&str> = changed.iter().map(|g| g.as_str()).collect();
+    tracing::info!(target: "upbit_limiter", groups = ?groups, emergency, "configuration applied");
+}
+
+pub(crate) fn config_refused(e: &ConfigError) {
+    tracing::error!(target: "upbit_limiter", group = e.group.as_str(), error = %e, "configuration refused by the limiter");
+}
+
+pub(crate) fn emergency_entered(e: &Emergency, now: Instant) {
+    gauge!(names::EMERGENCY).set(1.0);
+    tracing::warn!(target: "upbit_limiter", since_s = e.since.as_nanos() as f64 / 1e9,
+        until_s = e.until.as_nanos() as f64 / 1e9, duration_s = secs(e.until - now),
+        "emergency mode entered: every group at half rate and half burst");
+}
+
+pub(crate) fn emergency_left(e: &Emergency, now: Instant, expired: bool) {
+    gauge!(names::EMERGENCY).set(0.0);
+    tracing::warn!(target: "upbit_limiter", since_s = e.since.as_nanos() as f64 / 1e9,
+        at_s = now.as_nanos() as f64 / 1e9, expired, "emergency mode left: configuration restored");
+}
