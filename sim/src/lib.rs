@@ -27,6 +27,8 @@
 //! assert_eq!(report.actors.finished, 10);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod exec;
 pub mod histogram;
 pub mod network;

@@ -77,7 +77,10 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
 }
 
 fn parse_jitter(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of milliseconds"))?;
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of milliseconds"))?;
     if v.is_finite() && (0.0..=60_000.0).contains(&v) {
         Ok(v)
     } else {
@@ -154,7 +157,9 @@ fn run_command(args: RunArgs) -> ExitCode {
                 return;
             }
             let now = WallInstant::now();
-            if now.duration_since(started).as_millis() < 500 || now.duration_since(last_print).as_millis() < 200 {
+            if now.duration_since(started).as_millis() < 500
+                || now.duration_since(last_print).as_millis() < 200
+            {
                 return;
             }
             last_print = now;
@@ -215,7 +220,11 @@ fn run_command(args: RunArgs) -> ExitCode {
         s
     };
     let mut stdout = std::io::stdout().lock();
-    if stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+    if stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
         return ExitCode::from(EXIT_FAILED);
     }
     if reports.iter().any(Report::violated) {

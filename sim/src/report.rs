@@ -321,7 +321,11 @@ impl Report {
             self.total_local_rejections
         );
         if self.actors.started > 0 {
-            let _ = writeln!(o, "actors finished {}/{}", self.actors.finished, self.actors.started);
+            let _ = writeln!(
+                o,
+                "actors finished {}/{}",
+                self.actors.finished, self.actors.started
+            );
         }
         if self.background.requests > 0 {
             let _ = writeln!(
@@ -352,9 +356,7 @@ impl Report {
             "ratio min/end"
         );
         for g in &self.groups {
-            let breaker = g
-                .breaker_transitions
-                .map_or("-".to_owned(), |t| format!("{t}"));
+            let breaker = g.breaker_transitions.map_or("-".to_owned(), |t| format!("{t}"));
             let ratio = g
                 .ratio
                 .map_or("-".to_owned(), |r| format!("{:.2}/{:.2}", r.min, r.last));

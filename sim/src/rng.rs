@@ -72,22 +72,30 @@ mod tests {
 
     #[test]
     fn same_seed_and_stream_same_draws_other_stream_differs() {
-        let a: Vec<u64> = (0..4).map({
-            let mut d = Draws::new(7, 3);
-            move |_| d.next_u64()
-        }).collect();
-        let b: Vec<u64> = (0..4).map({
-            let mut d = Draws::new(7, 3);
-            move |_| d.next_u64()
-        }).collect();
-        let c: Vec<u64> = (0..4).map({
-            let mut d = Draws::new(7, 4);
-            move |_| d.next_u64()
-        }).collect();
-        let e: Vec<u64> = (0..4).map({
-            let mut d = Draws::new(8, 3);
-            move |_| d.next_u64()
-        }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut d = Draws::new(7, 3);
+                move |_| d.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut d = Draws::new(7, 3);
+                move |_| d.next_u64()
+            })
+            .collect();
+        let c: Vec<u64> = (0..4)
+            .map({
+                let mut d = Draws::new(7, 4);
+                move |_| d.next_u64()
+            })
+            .collect();
+        let e: Vec<u64> = (0..4)
+            .map({
+                let mut d = Draws::new(8, 3);
+                move |_| d.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, e);

@@ -25,7 +25,8 @@ use crate::exec::{Executor, SimRuntime, Stall};
 use crate::histogram::Histogram;
 use crate::policy::{BestPractice, Policy};
 use crate::report::{
-    Actors, Background, BreakerChange, GroupReport, LocalRejections, RatioSpan, Report, Sla, Violation, WaitMs,
+    Actors, Background, BreakerChange, GroupReport, LocalRejections, RatioSpan, Report, Sla, Violation,
+    WaitMs,
 };
 use crate::rng::{Draws, LOAD_STREAMS};
 use crate::scenario::{Arrivals, Call, Scenario};
@@ -73,8 +74,8 @@ impl fmt::Display for RunError {
 impl std::error::Error for RunError {}
 
 enum Admission {
-    Limiter(RateLimiter<SimRuntime>),
-    BestPractice(BestPractice),
+    Limiter(Box<RateLimiter<SimRuntime>>),
+    BestPractice(Box<BestPractice>),
     Unlimited,
 }
 
@@ -276,7 +277,9 @@ async fn background_request(w: &World, call: &Call, id: u64) {
     let trip = w.scenario.network.trip(w.seed, id, w.rt.now());
     if let Some(arrival) = trip.arrival {
         w.rt.sleep_until(arrival).await;
-        w.server.borrow_mut().handle(arrival, call.group, Source::Background);
+        w.server
+            .borrow_mut()
+            .handle(arrival, call.group, Source::Background);
     }
 }
 
@@ -402,8 +405,10 @@ pub fn run(
     let mut ex = Executor::new();
     let rt = ex.runtime();
     let admission = match opts.policy.limiter_config(scenario.preset) {
-        Some(cfg) => Admission::Limiter(RateLimiter::with_runtime(&cfg, rt.clone()).map_err(RunError::Config)?),
-        None if opts.policy == Policy::BestPractice => Admission::BestPractice(BestPractice::new()),
+        Some(cfg) => Admission::Limiter(Box::new(
+            RateLimiter::with_runtime(&cfg, rt.clone()).map_err(RunError::Config)?,
+        )),
+        None if opts.policy == Policy::BestPractice => Admission::BestPractice(Box::default()),
         None => Admission::Unlimited,
     };
     let server = Server::new(
@@ -480,7 +485,8 @@ pub fn run(
             no_response: s.no_response,
             local_rejections: s.rejections,
             wait_ms: WaitMs::from_histogram(&s.waits),
-            utilisation: (f64::from(load.peak_in_window) / f64::from(limit.max_requests.max(1)) * 1000.0).round()
+            utilisation: (f64::from(load.peak_in_window) / f64::from(limit.max_requests.max(1)) * 1000.0)
+                .round()
                 / 1000.0,
             max_queue_depth: s.max_waiting,
             breaker_transitions: status.map(|_| s.transitions),

@@ -123,7 +123,9 @@ impl Call {
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut parts = s.split_whitespace();
         let (Some(method), Some(path), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("call `{s}` is not `METHOD /path` (e.g. \"GET /v1/ticker\")"));
+            return Err(format!(
+                "call `{s}` is not `METHOD /path` (e.g. \"GET /v1/ticker\")"
+            ));
         };
         let method = method.to_ascii_uppercase();
         if !["GET", "POST", "DELETE", "PUT", "PATCH"].contains(&method.as_str()) {
@@ -264,7 +266,11 @@ impl Load {
         let period = self.period.as_nanos().max(1);
         let mut next = (since / period + 1) * period;
         if let Some(p) = self.peak {
-            let (off, every, len) = (p.offset.as_nanos(), p.every.as_nanos().max(1), p.length.as_nanos());
+            let (off, every, len) = (
+                p.offset.as_nanos(),
+                p.every.as_nanos().max(1),
+                p.length.as_nanos(),
+            );
             let peak_next = if since < off {
                 off
             } else {
@@ -348,7 +354,10 @@ impl ScenarioError {
 fn position(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, col)
 }
 
@@ -475,7 +484,7 @@ struct Rate(f64);
 impl TryFrom<f64> for Rate {
     type Error = String;
     fn try_from(v: f64) -> Result<Self, String> {
-        if v.is_finite() && v >= 0.0 && v <= 1e7 {
+        if (0.0..=1e7).contains(&v) {
             Ok(Self(v))
         } else {
             Err(format!("{v} is not a rate from 0 to 10000000 calls per minute"))
@@ -653,7 +662,10 @@ impl RawScenario {
             return Err((None, "`name` is empty".into()));
         }
         if self.actors.is_empty() && self.loads.is_empty() {
-            return Err((None, "the scenario has no `[[actors]]` and no `[[loads]]`: nothing would run".into()));
+            return Err((
+                None,
+                "the scenario has no `[[actors]]` and no `[[loads]]`: nothing would run".into(),
+            ));
         }
         let net_span = self.network.span();
         let net = self.network.into_inner();
@@ -667,7 +679,10 @@ impl RawScenario {
             let d = d.into_inner();
             let last = phases.last().map_or(Duration::ZERO, |p| p.at);
             if d.at_s.0 <= last {
-                return Err(at(span, "`degrade` phases must start after the previous one, in order"));
+                return Err(at(
+                    span,
+                    "`degrade` phases must start after the previous one, in order",
+                ));
             }
             phases.push(ServicePhase {
                 at: d.at_s.0,
@@ -688,7 +703,10 @@ impl RawScenario {
 
         let s = self.server;
         if s.block_max_s.0 < s.block_s.0 {
-            return Err((None, "`server.block_max_s` is shorter than `server.block_s`".into()));
+            return Err((
+                None,
+                "`server.block_max_s` is shorter than `server.block_s`".into(),
+            ));
         }
         let server = ServerSpec {
             model: s.model.0,
@@ -710,17 +728,26 @@ impl RawScenario {
             }
             if let Some(every) = a.every_s {
                 if every.0.is_zero() {
-                    return Err(at(span, format!("actor `{}`: `every_s` must be above zero", a.name)));
+                    return Err(at(
+                        span,
+                        format!("actor `{}`: `every_s` must be above zero", a.name),
+                    ));
                 }
                 match a.until_s {
                     None => {
                         return Err(at(
                             span,
-                            format!("actor `{}`: `every_s` needs `until_s` (when to stop repeating)", a.name),
+                            format!(
+                                "actor `{}`: `every_s` needs `until_s` (when to stop repeating)",
+                                a.name
+                            ),
                         ))
                     }
                     Some(u) if u.0 <= a.start_s.0 => {
-                        return Err(at(span, format!("actor `{}`: `until_s` must be after `start_s`", a.name)))
+                        return Err(at(
+                            span,
+                            format!("actor `{}`: `until_s` must be after `start_s`", a.name),
+                        ))
                     }
                     Some(_) => {}
                 }
@@ -750,10 +777,16 @@ impl RawScenario {
             let l = l.into_inner();
             let name = &l.name;
             if l.until_s.0 <= l.start_s.0 {
-                return Err(at(span, format!("load `{name}`: `until_s` must be after `start_s`")));
+                return Err(at(
+                    span,
+                    format!("load `{name}`: `until_s` must be after `start_s`"),
+                ));
             }
             if l.per_minute.is_empty() || l.per_minute.iter().all(|r| r.0 == 0.0) {
-                return Err(at(span, format!("load `{name}`: `per_minute` needs at least one rate above zero")));
+                return Err(at(
+                    span,
+                    format!("load `{name}`: `per_minute` needs at least one rate above zero"),
+                ));
             }
             if l.mix.is_empty() {
                 return Err(at(span, format!("load `{name}`: `mix` is empty")));
@@ -790,7 +823,9 @@ impl RawScenario {
                 _ => {
                     return Err(at(
                         span,
-                        format!("load `{name}`: peaks need all of `peak_factor`, `peak_every_s` and `peak_length_s`"),
+                        format!(
+                        "load `{name}`: peaks need all of `peak_factor`, `peak_every_s` and `peak_length_s`"
+                    ),
                     ))
                 }
             };
@@ -832,7 +867,9 @@ mod tests {
     #[test]
     fn every_builtin_loads() {
         for b in BUILTINS {
-            let s = Scenario::builtin(b.name).unwrap().unwrap_or_else(|e| panic!("{e}"));
+            let s = Scenario::builtin(b.name)
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(s.name, b.name);
             assert!(!s.description.is_empty(), "{}", b.name);
         }
@@ -841,7 +878,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let src = "name = \"x\"\n\n[[actors]]\nname = \"a\"\ncount = 0\nsteps = [{ call = \"GET /v1/ticker\" }]\n";
+        let src =
+            "name = \"x\"\n\n[[actors]]\nname = \"a\"\ncount = 0\nsteps = [{ call = \"GET /v1/ticker\" }]\n";
         let e = Scenario::from_toml(src, "x.toml").unwrap_err();
         assert_eq!(e.line(), Some(5), "{e}");
         assert!(e.to_string().starts_with("x.toml:5:"), "{e}");

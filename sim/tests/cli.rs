@@ -1,0 +1,195 @@
+//! The binary: exit codes, JSON shape, and errors that name the line.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_upbit-limiter-sim"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn scratch(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("upbit-limiter-sim-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+const SMALL: &str = r#"
+name = "small"
+description = "a few traders"
+
+[[actors]]
+name = "trader"
+count = 5
+steps = [{ call = "GET /v1/ticker" }, { call = "POST /v1/orders", repeat = 2 }]
+"#;
+
+#[test]
+fn clean_run_exits_zero_and_prints_the_table() {
+    let out = sim(&["run", "market-shock"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("scenario market-shock"));
+    assert!(text.contains("ticker"));
+    assert!(text.contains("SLA"));
+}
+
+#[test]
+fn any_429_exits_three() {
+    let out = sim(&["run", "market-shock", "--policy", "none"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn bad_arguments_exit_two() {
+    for args in [
+        &["run", "market-shock", "--server-model", "leaky"][..],
+        &["run", "market-shock", "--policy", "governor"],
+        &["run", "market-shock", "--jitter-ms", "-1"],
+        &["run", "no-such-scenario"],
+        &["run"],
+        &["frobnicate"],
+    ] {
+        let out = sim(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: no message");
+    }
+    let missing = sim(&["run", "/nonexistent/dir/scenario.toml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+#[test]
+fn malformed_file_names_the_line() {
+    let bad = SMALL.replace("count = 5", "count = \"five\"");
+    let path = scratch("bad.toml", &bad);
+    let out = sim(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = bad.lines().position(|l| l.contains("five")).unwrap() + 1;
+    assert!(err.contains(&format!("bad.toml:{line}:")), "{err}");
+
+    let typo = SMALL.replace("GET /v1/ticker", "GET /v1/tickers");
+    let path = scratch("typo.toml", &typo);
+    let out = sim(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = typo.lines().position(|l| l.contains("tickers")).unwrap() + 1;
+    assert!(err.contains(&format!("typo.toml:{line}:")), "{err}");
+    assert!(err.contains("/v1/tickers"), "{err}");
+}
+
+#[test]
+fn a_user_file_runs_and_json_has_the_promised_fields() {
+    let path = scratch("small.toml", SMALL);
+    let out = sim(&[
+        "run",
+        path.to_str().unwrap(),
+        "--json",
+        "--seed",
+        "4",
+        "--jitter-ms",
+        "20",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "total_429",
+        "total_418",
+        "virtual_seconds",
+        "wall_ms",
+        "sla",
+        "groups",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["seed"], 4);
+    assert_eq!(v["jitter_ms"], 20.0);
+    assert_eq!(v["total_requests"], 15);
+    let g = &v["groups"][0];
+    for key in [
+        "group",
+        "requests",
+        "admitted",
+        "status_429",
+        "status_418",
+        "wait_ms",
+        "utilisation",
+    ] {
+        assert!(g.get(key).is_some(), "missing groups[].{key}");
+    }
+    for key in ["p50", "p95", "p99", "max"] {
+        assert!(g["wait_ms"].get(key).is_some(), "missing wait_ms.{key}");
+    }
+}
+
+#[test]
+fn all_models_give_one_report_each() {
+    let path = scratch("small-all.toml", SMALL);
+    let out = sim(&["run", path.to_str().unwrap(), "--json", "--server-model", "all"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let models: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["server_model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["sliding", "fixed", "anchored", "token-bucket"]);
+}
+
+#[test]
+fn the_binary_is_deterministic() {
+    let strip = |o: Output| {
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_object_mut().unwrap().remove("wall_ms");
+        v
+    };
+    let a = strip(sim(&[
+        "run",
+        "market-shock",
+        "--json",
+        "--server-model",
+        "sliding",
+    ]));
+    let b = strip(sim(&[
+        "run",
+        "market-shock",
+        "--json",
+        "--server-model",
+        "sliding",
+    ]));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn list_names_every_builtin() {
+    let out = sim(&["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in [
+        "market-shock",
+        "trading-day",
+        "degradation",
+        "endurance-24h",
+        "light",
+        "active",
+        "institutional",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing");
+    }
+}
