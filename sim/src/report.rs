@@ -76,7 +76,8 @@ impl LocalRejections {
 pub struct RatioSpan {
     /// The lowest it went.
     pub min: f64,
-    /// At the end.
+    /// At the end (`final` in JSON).
+    #[serde(rename = "final")]
     pub last: f64,
 }
 
