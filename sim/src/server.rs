@@ -95,12 +95,10 @@ impl std::error::Error for UnknownModel {}
 impl FromStr for ServerModel {
     type Err = UnknownModel;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s.trim().replace('_', "-");
         Self::ALL
             .into_iter()
-            .find(|m| {
-                m.as_str().eq_ignore_ascii_case(s.trim())
-                    || (s.trim() == "token_bucket" && *m == Self::TokenBucket)
-            })
+            .find(|m| m.as_str().eq_ignore_ascii_case(&name))
             .ok_or_else(|| UnknownModel(s.to_owned()))
     }
 }
@@ -825,6 +823,7 @@ mod tests {
             assert_eq!(m.as_str().parse(), Ok(m));
         }
         assert_eq!("Token-Bucket".parse(), Ok(ServerModel::TokenBucket));
+        assert_eq!(" token_bucket ".parse(), Ok(ServerModel::TokenBucket));
         assert!("leaky".parse::<ServerModel>().is_err());
     }
 }
