@@ -118,8 +118,8 @@ impl Tracker {
 
     fn record(&self, group: Group, sample: Sample, window: Duration) {
         let mut s = lock(&self.samples[group.index()]);
-        let horizon = sample.at - window;
-        while s.front().is_some_and(|f| f.at <= horizon) || s.len() >= MAX_SAMPLES {
+        let horizon = before(sample.at, window);
+        while s.front().is_some_and(|f| Some(f.at) <= horizon) || s.len() >= MAX_SAMPLES {
             s.pop_front();
         }
         s.push_back(sample);
@@ -139,11 +139,11 @@ impl Tracker {
     }
 
     fn recent(&self, group: Group, now: Instant, window: Duration, quota: &Quota, ratio: Ratio) -> Recent {
-        let horizon = now - window;
+        let horizon = before(now, window);
         let s = lock(&self.samples[group.index()]);
         let in_window: Vec<Sample> = s
             .iter()
-            .filter(|x| x.at > horizon && x.at <= now)
+            .filter(|x| Some(x.at) > horizon && x.at <= now)
             .copied()
             .collect();
         drop(s);
@@ -199,6 +199,14 @@ impl Tracker {
             telemetry::breaker_transition(group, prev, state);
         }
     }
+}
+
+/// `at - window`, or `None` when that is before the clock's epoch (so that
+/// the window `(at - window, at]` holds everything since the epoch).
+fn before(at: Instant, window: Duration) -> Option<Instant> {
+    at.as_nanos()
+        .checked_sub(window.as_nanos())
+        .map(Instant::from_nanos)
 }
 
 /// The `q`-quantile of sorted `values` by nearest rank; zero when empty.

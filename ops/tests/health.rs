@@ -1,0 +1,348 @@
+//! Health levels flip exactly at the thresholds, on statuses set by hand and
+//! on a real limiter driven in paused tokio time; and the status snapshot as JSON.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use upbit_limiter_core::{Duration, Group, Request, Response};
+use upbit_limiter_ops::health::{evaluate, Check};
+use upbit_limiter_ops::status::Recent;
+use upbit_limiter_ops::{Instrumented, Level, OpsConfig, Status, Thresholds};
+
+fn quiet_status() -> Status {
+    let limiter: Instrumented<upbit_limiter_tokio::Tokio> = Instrumented::new(&OpsConfig::default()).unwrap();
+    let mut status = limiter.status();
+    for g in &mut status.groups {
+        g.recent = Some(Recent::default());
+    }
+    status
+}
+
+/// The level and the checks that fired, for `status` with one field of
+/// `group` set by `set`.
+fn eval(
+    t: &Thresholds,
+    group: Group,
+    set: impl Fn(&mut upbit_limiter_ops::status::GroupReport),
+) -> (Level, Vec<Check>) {
+    let mut status = quiet_status();
+    set(status.groups.iter_mut().find(|g| g.group == group).unwrap());
+    let report = evaluate(&status, t);
+    for r in &report.reasons {
+        assert_eq!(r.group, group);
+    }
+    (report.level, report.reasons.iter().map(|r| r.check).collect())
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_threshold_flips_exactly_where_it_is_set() {
+    let t = Thresholds::default();
+    let g = Group::Order;
+    let ok = (Level::Ok, vec![]);
+    assert_eq!(evaluate(&quiet_status(), &t).level, Level::Ok);
+
+    assert_eq!(eval(&t, g, |r| r.consecutive_429 = 1), ok);
+    assert_eq!(
+        eval(&t, g, |r| r.consecutive_429 = 2),
+        (Level::Critical, vec![Check::Consecutive429])
+    );
+
+    assert_eq!(eval(&t, g, |r| r.queue_depth = 50), ok);
+    assert_eq!(
+        eval(&t, g, |r| r.queue_depth = 51),
+        (Level::Critical, vec![Check::QueueDepth])
+    );
+    assert_eq!(eval(&t, g, |r| r.waiting = 50), ok);
+    assert_eq!(
+        eval(&t, g, |r| r.waiting = 51),
+        (Level::Critical, vec![Check::QueueDepth])
+    );
+
+    assert_eq!(eval(&t, g, |r| r.stalled_waiters = 0), ok);
+    assert_eq!(
+        eval(&t, g, |r| r.stalled_waiters = 1),
+        (Level::Critical, vec![Check::StalledWaiters])
+    );
+
+    let p95 = |d: Duration| {
+        move |r: &mut upbit_limiter_ops::status::GroupReport| r.recent.as_mut().unwrap().wait_p95 = d
+    };
+    assert_eq!(eval(&t, g, p95(Duration::from_millis(100))), ok);
+    assert_eq!(
+        eval(&t, g, p95(Duration::from_nanos(100_000_001))),
+        (Level::Warning, vec![Check::WaitP95])
+    );
+    // Without recent statistics, the all-time p95 is used.
+    let all_time = |d: Duration| {
+        move |r: &mut upbit_limiter_ops::status::GroupReport| {
+            r.recent = None;
+            r.waits.p95 = d;
+        }
+    };
+    assert_eq!(eval(&t, g, all_time(Duration::from_millis(100))), ok);
+    assert_eq!(
+        eval(&t, g, all_time(Duration::from_millis(200))),
+        (Level::Warning, vec![Check::WaitP95])
+    );
+
+    let util = |u: f64| {
+        move |r: &mut upbit_limiter_ops::status::GroupReport| r.recent.as_mut().unwrap().utilisation = u
+    };
+    assert_eq!(eval(&t, g, util(0.95)), ok);
+    assert_eq!(
+        eval(&t, g, util(0.950_001)),
+        (Level::Warning, vec![Check::Utilisation])
+    );
+
+    let drift = |d: f64| {
+        move |r: &mut upbit_limiter_ops::status::GroupReport| r.recent.as_mut().unwrap().tat_drift = d
+    };
+    assert_eq!(eval(&t, g, drift(0.05)), ok);
+    assert_eq!(
+        eval(&t, g, drift(0.050_001)),
+        (Level::Warning, vec![Check::TatDrift])
+    );
+
+    // Critical outranks warning; every reason is listed.
+    let (level, checks) = eval(&t, g, |r| {
+        r.consecutive_429 = 3;
+        r.recent.as_mut().unwrap().utilisation = 1.0;
+    });
+    assert_eq!(
+        (level, checks),
+        (Level::Critical, vec![Check::Consecutive429, Check::Utilisation])
+    );
+
+    // Thresholds are configurable.
+    let strict = Thresholds {
+        max_consecutive_429: 0,
+        max_queue_depth: 5,
+        max_wait_p95: Duration::from_millis(10),
+        ..Thresholds::default()
+    };
+    assert_eq!(
+        eval(&strict, g, |r| r.consecutive_429 = 1),
+        (Level::Critical, vec![Check::Consecutive429])
+    );
+    assert_eq!(
+        eval(&strict, g, |r| r.waiting = 6),
+        (Level::Critical, vec![Check::QueueDepth])
+    );
+    assert_eq!(
+        eval(&strict, g, p95(Duration::from_millis(11))),
+        (Level::Warning, vec![Check::WaitP95])
+    );
+    let lenient = Thresholds {
+        max_consecutive_429: 5,
+        ..Thresholds::default()
+    };
+    assert_eq!(eval(&lenient, g, |r| r.consecutive_429 = 5), ok);
+    let report = evaluate(
+        &{
+            let mut s = quiet_status();
+            s.groups[0].consecutive_429 = 2;
+            s
+        },
+        &t,
+    );
+    assert_eq!(report.reasons[0].message, "market: consecutive 429s 2 is above 1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_429_in_a_row_is_critical() {
+    let limiter: Instrumented = Instrumented::new(&OpsConfig::default()).unwrap();
+    let send = |status: u16| {
+        let limiter = &limiter;
+        async move {
+            let permit = limiter.acquire("POST", "/v1/orders").await.unwrap();
+            permit.report(Response::status(status));
+        }
+    };
+    send(429).await;
+    assert_eq!(limiter.health().level, Level::Ok, "one 429 is at the threshold");
+    send(429).await;
+    let health = limiter.health();
+    assert_eq!(health.level, Level::Critical);
+    assert_eq!(health.reasons[0].check, Check::Consecutive429);
+    assert_eq!(health.reasons[0].group, Group::Order);
+    send(201).await;
+    // A success ends the streak. (The 429s' cool-downs made that last
+    // caller wait over a second: the p95 wait is a warning now.)
+    let health = limiter.health();
+    let checks: Vec<Check> = health.reasons.iter().map(|r| r.check).collect();
+    assert_eq!((health.level, checks), (Level::Warning, vec![Check::WaitP95]));
+}
+
+/// Spawns `n` waiters on `group` with a far deadline and lets them queue.
+async fn queue_up(limiter: &Arc<Instrumented>, group: Group, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    let far = limiter.now() + Duration::from_secs(3600);
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let limiter = Arc::clone(limiter);
+        handles.push(tokio::spawn(async move {
+            let permit = limiter
+                .acquire_request(Request::group(group).deadline(far))
+                .await
+                .unwrap();
+            permit.report(Response::status(200));
+        }));
+    }
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    handles
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_depth_flips_between_50_and_51_waiters() {
+    let limiter: Arc<Instrumented> = Arc::new(Instrumented::new(&OpsConfig::default()).unwrap());
+    // The first caller of each batch is admitted at once; the rest queue.
+    let ticker = queue_up(&limiter, Group::Ticker, 51).await;
+    let candle = queue_up(&limiter, Group::Candle, 52).await;
+    let status = limiter.status();
+    assert_eq!(status.group(Group::Ticker).unwrap().depth(), 50);
+    assert_eq!(status.group(Group::Candle).unwrap().depth(), 51);
+    assert_eq!(
+        status.group(Group::Candle).unwrap().queue_depth,
+        51,
+        "core's queue agrees"
+    );
+    let health = evaluate(&status, &limiter.thresholds());
+    assert_eq!(health.level, Level::Critical);
+    let critical: Vec<(Group, Check)> = health
+        .reasons
+        .iter()
+        .filter(|r| r.level == Level::Critical)
+        .map(|r| (r.group, r.check))
+        .collect();
+    assert_eq!(critical, vec![(Group::Candle, Check::QueueDepth)]);
+    for h in ticker.into_iter().chain(candle) {
+        h.await.unwrap();
+    }
+    let status = limiter.status();
+    assert_eq!(status.totals.queue_depth, 0);
+    assert_eq!(status.totals.admitted, 51 + 52);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_nobody_polls_is_stalled_once_past_deadline_and_grace() {
+    let limiter: Instrumented = Instrumented::new(&OpsConfig::default()).unwrap();
+    let first = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    let deadline = limiter.now() + Duration::from_secs(2);
+    let mut waiter = pin!(limiter.acquire_request(Request::group(Group::Ticker).deadline(deadline)));
+    // Poll once: it queues. Then never again (as if its wake-up were lost).
+    std::future::poll_fn(|cx| {
+        assert!(waiter.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    let stalled = |l: &Instrumented| l.status().group(Group::Ticker).unwrap().stalled_waiters;
+    assert_eq!(stalled(&limiter), 0);
+    // Deadline plus the 1 s grace: not yet.
+    tokio::time::advance(std::time::Duration::from_secs(3)).await;
+    assert_eq!(limiter.now(), deadline + Duration::from_secs(1));
+    assert_eq!(stalled(&limiter), 0);
+    assert_eq!(limiter.health().level, Level::Ok);
+    tokio::time::advance(std::time::Duration::from_nanos(1)).await;
+    assert_eq!(stalled(&limiter), 1);
+    let health = limiter.health();
+    assert_eq!(health.level, Level::Critical);
+    assert_eq!(health.reasons[0].check, Check::StalledWaiters);
+    // Polled again, it finishes and is no longer counted.
+    first.report(Response::status(200));
+    if let Ok(permit) = waiter.await {
+        permit.report(Response::status(200));
+    }
+    assert_eq!(stalled(&limiter), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn saturation_warns_about_utilisation_and_waits_but_not_drift() {
+    let limiter: Arc<Instrumented> = Arc::new(Instrumented::new(&OpsConfig::default()).unwrap());
+    let end = limiter.now() + Duration::from_secs(12);
+    let mut handles = Vec::new();
+    for _ in 0..5 {
+        let limiter = Arc::clone(&limiter);
+        handles.push(tokio::spawn(async move {
+            while limiter.now() < end {
+                let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+                permit.report(Response::status(200));
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let snap = limiter.snapshot();
+    let recent = snap.status.group(Group::Ticker).unwrap().recent.unwrap();
+    // 10 s window at one per 110 ms: 91 slots; all used.
+    assert_eq!(recent.window, Duration::from_secs(10));
+    assert!(
+        recent.utilisation > 0.95 && recent.utilisation <= 1.0,
+        "{recent:?}"
+    );
+    // Five callers take turns: each waits about four intervals.
+    assert!(recent.wait_p95 >= Duration::from_millis(400), "{recent:?}");
+    // Paused time: every waiter is admitted exactly when it conforms.
+    assert_eq!(recent.tat_drift, 0.0);
+    assert_eq!(snap.health.level, Level::Warning);
+    let checks: Vec<Check> = snap.health.reasons.iter().map(|r| r.check).collect();
+    assert_eq!(checks, vec![Check::WaitP95, Check::Utilisation]);
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_snapshot_serialises_to_the_documented_json() {
+    let limiter: Instrumented = Instrumented::new(&OpsConfig::default()).unwrap();
+    for _ in 0..3 {
+        let p = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+        p.report(Response::status(200));
+    }
+    let p = limiter.acquire("POST", "/v1/orders").await.unwrap();
+    p.report(Response::status(429));
+    limiter.enter_emergency(Duration::from_secs(30)).unwrap();
+    let json = serde_json::to_value(limiter.snapshot()).unwrap();
+    let status = &json["status"];
+    assert_eq!(status["groups"].as_array().unwrap().len(), Group::COUNT);
+    let ticker = &status["groups"][Group::Ticker.index()];
+    assert_eq!(ticker["group"], "ticker");
+    assert_eq!(ticker["config"]["limits"][0]["max_requests"], 10);
+    assert_eq!(ticker["config"]["limits"][0]["window_ms"], 1000.0);
+    assert_eq!(ticker["config"]["margin_ms"], 100.0);
+    // Emergency's 600 s recovery delay is no named strategy any more.
+    assert_eq!(ticker["config"]["strategy"], serde_json::Value::Null);
+    assert_eq!(ticker["config"]["adaptive"]["recovery_delay_ms"], 600_000.0);
+    assert_eq!(status["groups"][0]["group"], "market");
+    assert_eq!(ticker["config"]["breaker"]["consecutive_failures"], 5);
+    // Emergency: an explicit quota at twice the 110 ms interval.
+    assert_eq!(ticker["quota"]["interval_ms"], 220.0);
+    assert_eq!(ticker["config"]["rps"].as_f64().unwrap(), 1e9 / 220e6);
+    assert_eq!(ticker["counters"]["admitted"], 3);
+    assert_eq!(ticker["breaker"], "closed");
+    assert_eq!(ticker["banned_until_s"], serde_json::Value::Null);
+    assert!(ticker["tat_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(ticker["recent"]["admissions"], 3);
+    let order = &status["groups"][Group::Order.index()];
+    assert_eq!(order["ratio"], 0.8);
+    assert_eq!(order["consecutive_429"], 1);
+    assert_eq!(order["counters"]["status_429"], 1);
+    assert_eq!(status["totals"]["admitted"], 4);
+    assert_eq!(status["totals"]["throttled_groups"], 1);
+    assert_eq!(status["emergency"]["remaining_ms"], 30_000.0);
+    // Back-to-back ticker calls waited 110 ms each: above the 100 ms p95.
+    assert_eq!(ticker["recent"]["wait_p95_ms"], 110.0);
+    assert_eq!(json["health"]["level"], "warning");
+    assert_eq!(
+        json["health"]["reasons"],
+        serde_json::json!([{
+            "level": "warning",
+            "check": "wait_p95",
+            "group": "ticker",
+            "value": 110.0,
+            "threshold": 100.0,
+            "message": "ticker: p95 wait (ms) 110 is above 100",
+        }])
+    );
+}

@@ -1,0 +1,170 @@
+//! Starts the Prometheus example on a free loopback port and scrapes it with
+//! a real HTTP client (a plain TCP GET): the expected series are there, with
+//! plausible values.
+
+#[allow(dead_code)]
+#[path = "../examples/prometheus.rs"]
+mod example;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+/// `name{labels} value` lines, keyed by `name{labels}` as written.
+fn series(body: &str) -> HashMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn value(s: &HashMap<String, f64>, key: &str) -> f64 {
+    *s.get(key).unwrap_or_else(|| panic!("no series {key}"))
+}
+
+#[test]
+fn the_example_serves_the_expected_series_on_loopback() {
+    let running = example::start("127.0.0.1:0").unwrap();
+    let addr = running.addr;
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+    let started = Instant::now();
+
+    // The example's fake answers every 10th order with 429: wait for it.
+    let (head, body) = loop {
+        let (head, body) = get(addr, "/metrics");
+        let s = series(&body);
+        if s.get("upbit_limiter_http_429_total{group=\"order\"}")
+            .copied()
+            .unwrap_or(0.0)
+            >= 1.0
+        {
+            break (head, body);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no 429 after 30 s:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+    let s = series(&body);
+
+    // Acquisitions by group and outcome.
+    let ticker = value(
+        &s,
+        "upbit_limiter_acquisitions_total{group=\"ticker\",outcome=\"admitted\"}",
+    );
+    // Ticker runs at most one per 110 ms (plus the first).
+    assert!(
+        ticker >= 5.0 && ticker <= elapsed / 0.11 + 2.0,
+        "{ticker} in {elapsed} s"
+    );
+    assert_eq!(
+        value(
+            &s,
+            "upbit_limiter_acquisitions_total{group=\"ticker\",outcome=\"timeout\"}"
+        ),
+        0.0
+    );
+    let orders = value(
+        &s,
+        "upbit_limiter_acquisitions_total{group=\"order\",outcome=\"admitted\"}",
+    );
+    assert!(orders >= 10.0, "{orders}");
+    assert_eq!(value(&s, "upbit_limiter_timeouts_total{group=\"order\"}"), 0.0);
+    assert_eq!(value(&s, "upbit_limiter_http_418_total{group=\"order\"}"), 0.0);
+    let responses = value(&s, "upbit_limiter_responses_total{group=\"order\"}");
+    assert!(
+        responses >= 10.0 && responses <= orders,
+        "{responses} of {orders}"
+    );
+
+    // The 429 lowered the order ratio; ticker is at full speed.
+    let ratio = value(&s, "upbit_limiter_rate_ratio{group=\"order\"}");
+    assert!((0.5..1.0).contains(&ratio), "{ratio}");
+    assert_eq!(value(&s, "upbit_limiter_rate_ratio{group=\"ticker\"}"), 1.0);
+    let c429 = value(&s, "upbit_limiter_consecutive_429{group=\"order\"}");
+    assert!((0.0..=1.0).contains(&c429));
+
+    // Wait histogram (with buckets) and the gauges.
+    let count = value(&s, "upbit_limiter_wait_seconds_count{group=\"ticker\"}");
+    // (The histogram is recorded per acquisition, the counter at the snapshot
+    // that starts the scrape: each of the three pollers may be one ahead.)
+    assert!(count >= 5.0 && count <= ticker + 3.0, "{count} waits of {ticker}");
+    assert_eq!(
+        value(
+            &s,
+            "upbit_limiter_wait_seconds_bucket{group=\"ticker\",le=\"+Inf\"}"
+        ),
+        count
+    );
+    let sum = value(&s, "upbit_limiter_wait_seconds_sum{group=\"ticker\"}");
+    // Three pollers share 9 per second: waits of a few hundred ms.
+    assert!(sum > 0.0 && sum / count < 1.0, "mean wait {}", sum / count);
+    assert!(s.contains_key("upbit_limiter_tat_drift_seconds_count{group=\"ticker\"}"));
+    let depth = value(&s, "upbit_limiter_queue_depth{group=\"ticker\"}");
+    assert!((0.0..=3.0).contains(&depth), "{depth}");
+    assert_eq!(value(&s, "upbit_limiter_stalled_waiters{group=\"ticker\"}"), 0.0);
+    assert_eq!(
+        value(
+            &s,
+            "upbit_limiter_breaker_state{group=\"ticker\",state=\"closed\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&s, "upbit_limiter_breaker_state{group=\"ticker\",state=\"open\"}"),
+        0.0
+    );
+    let utilisation = value(&s, "upbit_limiter_token_utilisation{group=\"ticker\"}");
+    // The pollers saturate ticker, but the 10 s window started with the example.
+    let expected = (elapsed / 10.0).min(1.0);
+    assert!(utilisation > 0.0 && utilisation <= 1.0, "{utilisation}");
+    assert!(utilisation >= expected * 0.5, "{utilisation} after {elapsed} s");
+    let drift = value(&s, "upbit_limiter_tat_drift_ratio{group=\"ticker\"}");
+    assert!((0.0..1.0).contains(&drift), "{drift}");
+    let rate = value(&s, "upbit_limiter_effective_rate{group=\"ticker\"}");
+    assert!((rate - 1.0 / 0.11).abs() < 1e-6, "{rate}");
+    assert_eq!(value(&s, "upbit_limiter_burst{group=\"ticker\"}"), 1.0);
+    assert_eq!(value(&s, "upbit_limiter_emergency_active"), 0.0);
+    let health = value(&s, "upbit_limiter_health_level");
+    assert!((0.0..=2.0).contains(&health));
+    for quantile in ["0.5", "0.95", "0.99"] {
+        let key = format!("upbit_limiter_wait_quantile_seconds{{group=\"ticker\",quantile=\"{quantile}\"}}");
+        assert!((0.0..5.0).contains(&value(&s, &key)), "{key}");
+    }
+    // Descriptions are served.
+    assert!(body.contains("# HELP upbit_limiter_http_429_total HTTP 429 (rate limited) responses."));
+    assert!(body.contains("# TYPE upbit_limiter_wait_seconds histogram"));
+
+    // The JSON status and a 404.
+    let (head, json) = get(addr, "/status");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["status"]["groups"][3]["group"], "ticker");
+    assert!(v["status"]["totals"]["admitted"].as_u64().unwrap() >= (ticker + orders) as u64);
+    let (head, _) = get(addr, "/nothing");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
+    running.stop();
+}
