@@ -346,3 +346,72 @@ async fn the_snapshot_serialises_to_the_documented_json() {
         }])
     );
 }
+
+#[test]
+fn a_plain_core_limiter_has_a_status_and_health_too() {
+    use upbit_limiter_core::{Instant, Limiter, LimiterConfig, Preset};
+    let limiter = Limiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap();
+    let at = |ms: u64| Instant::from_nanos(ms * 1_000_000);
+    for ms in [0, 2_000] {
+        let admission = limiter.try_acquire("POST", "/v1/orders", at(ms)).unwrap();
+        limiter.on_response(&admission, Response::status(429), at(ms));
+    }
+    let status = Status::of_limiter(&limiter, at(2_000));
+    let order = status.group(Group::Order).unwrap();
+    assert_eq!(order.consecutive_429, 2);
+    assert_eq!(order.counters.admitted, 2);
+    assert_eq!((order.recent, order.waiting, order.stalled_waiters), (None, 0, 0));
+    assert_eq!(status.emergency, None);
+    assert_eq!(status.totals.status_429, 2);
+    let health = evaluate(&status, &Thresholds::default());
+    assert_eq!(health.level, Level::Critical);
+    assert_eq!(health.reasons.len(), 1);
+    assert_eq!(health.reasons[0].message, "order: consecutive 429s 2 is above 1");
+}
+
+/// tokio's clock, with a timer that always fires 10 ms late.
+#[derive(Clone, Copy, Debug, Default)]
+struct LateTimer(upbit_limiter_tokio::Tokio);
+
+impl upbit_limiter_core::Runtime for LateTimer {
+    type Sleep = <upbit_limiter_tokio::Tokio as upbit_limiter_core::Runtime>::Sleep;
+    fn now(&self) -> upbit_limiter_core::Instant {
+        self.0.now()
+    }
+    fn sleep_until(&self, deadline: upbit_limiter_core::Instant) -> Self::Sleep {
+        self.0.sleep_until(deadline + Duration::from_millis(10))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_timer_shows_as_tat_drift() {
+    let limiter: Arc<Instrumented<LateTimer>> = Arc::new(Instrumented::new(&OpsConfig::default()).unwrap());
+    let end = limiter.now() + Duration::from_secs(5);
+    let mut handles = Vec::new();
+    for _ in 0..2 {
+        let limiter = Arc::clone(&limiter);
+        handles.push(tokio::spawn(async move {
+            while limiter.now() < end {
+                let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+                permit.report(Response::status(200));
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let snap = limiter.snapshot();
+    let recent = snap.status.group(Group::Ticker).unwrap().recent.unwrap();
+    // Every waited admission came 10 ms after it conformed; the interval is 110 ms.
+    assert!(recent.waited > 30, "{recent:?}");
+    assert_eq!(recent.drift_max, Duration::from_millis(10));
+    assert!((recent.tat_drift - 10.0 / 110.0).abs() < 1e-9, "{recent:?}");
+    let drift: Vec<_> = snap
+        .health
+        .reasons
+        .iter()
+        .filter(|r| r.check == Check::TatDrift)
+        .collect();
+    assert_eq!(drift.len(), 1, "{:?}", snap.health);
+    assert_eq!(drift[0].level, Level::Warning);
+}
