@@ -10,7 +10,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use upbit_limiter_core::adaptive::Strategy;
-use upbit_limiter_core::{Admission, Duration, Group, Instant, Limiter, LimiterConfig, Preset, Response, ServerLimit};
+use upbit_limiter_core::{
+    Admission, Duration, Group, Instant, Limiter, LimiterConfig, Preset, Response, ServerLimit,
+};
 use upbit_limiter_verification::models::{ServerModel, SlidingWindow};
 
 /// Reads bytes one at a time; zeros once exhausted.
@@ -56,7 +58,11 @@ const BODIES: [&str; 3] = [
 
 fuzz_target!(|data: &[u8]| {
     let mut b = Bytes(data);
-    let preset = if b.u8() % 2 == 0 { Preset::Korea } else { Preset::Global };
+    let preset = if b.u8() % 2 == 0 {
+        Preset::Korea
+    } else {
+        Preset::Global
+    };
     let mut config = LimiterConfig::preset(preset);
     for g in Group::ALL {
         let pick = b.u8();
@@ -84,8 +90,8 @@ fuzz_target!(|data: &[u8]| {
     while b.more() && steps < 5_000 {
         steps += 1;
         match b.u8() % 10 {
-            0 | 1 => now = now + Duration::from_micros(u64::from(b.u16()) * 50),
-            2 => now = now + Duration::from_secs(u64::from(b.u16() % 2_000)),
+            0 | 1 => now += Duration::from_micros(u64::from(b.u16()) * 50),
+            2 => now += Duration::from_secs(u64::from(b.u16() % 2_000)),
             3 => now = now.saturating_sub(Duration::from_millis(u64::from(b.u16()))),
             4..=6 => {
                 let g = Group::ALL[usize::from(b.u8()) % Group::COUNT];

@@ -7,6 +7,8 @@
 //! definitions of the server windows and from the documented behaviour of the
 //! state machines. `run.sh` runs everything the way CI does.
 
+#![warn(missing_docs)]
+
 pub mod models;
 pub mod reference;
 pub mod runtime;

@@ -248,7 +248,7 @@ proptest! {
                 at = apply(at, p);
                 let ratio = real.ratio(at).ppm();
                 prop_assert_eq!(ratio, model.ratio_ppm(at), "ratio after event {} at {:?}", i, at);
-                prop_assert!(ratio >= 1 && ratio <= Ratio::SCALE);
+                prop_assert!((1..=Ratio::SCALE).contains(&ratio));
                 prop_assert_eq!(real.next_change(at), model.next_change(at), "next change after event {} at {:?}", i, at);
             }
         }

@@ -213,7 +213,7 @@ pub fn build(case: &Case, force: Option<Quota>, replies: Replies) -> (Setup, Vec
             // Long enough for the adaptive ratio to recover, bans to end.
             _ => scale(raw.gap_frac, Duration::from_secs(1_200)),
         };
-        t = t + gap;
+        t += gap;
         let jitter = match raw.jitter_kind {
             0 => Duration::ZERO,
             1 => config.margin,
