@@ -355,6 +355,10 @@ pub(crate) struct Control {
     breaker: Breaker,
     /// A ban set by a 418 in another group of the same scope.
     scope_ban_until: Instant,
+    /// Our share of the server's budget while another process on the same
+    /// IP or pocket is seen using it (from `Remaining-Req`), and until when.
+    shared: Ratio,
+    shared_until: Instant,
     pub(crate) queue: crate::wait::WaitQueue,
 }
 
@@ -365,6 +369,17 @@ impl Control {
 
     fn banned_until(&self) -> Instant {
         self.adaptive.banned_until().max(self.scope_ban_until)
+    }
+
+    /// The ratio in force: the adaptive one, or our share of a budget that
+    /// others use too, whichever is slower.
+    fn ratio(&self, now: Instant) -> Ratio {
+        let adaptive = self.adaptive.ratio(now);
+        if now < self.shared_until {
+            adaptive.min(self.shared)
+        } else {
+            adaptive
+        }
     }
 }
 
@@ -417,6 +432,8 @@ impl GroupLimiter {
                 adaptive: Adaptive::new(config.adaptive),
                 breaker: Breaker::new(config.breaker),
                 scope_ban_until: Instant::ZERO,
+                shared: Ratio::ONE,
+                shared_until: Instant::ZERO,
                 queue: crate::wait::WaitQueue::new(),
             }),
         };
@@ -519,7 +536,7 @@ impl GroupLimiter {
     /// Brings the lazily changing state up to `now` and republishes the
     /// fast path's words.
     pub(crate) fn publish(&self, c: &mut Control, now: Instant) {
-        let ratio = c.adaptive.ratio(now);
+        let ratio = c.ratio(now);
         let params = Params::new(scaled_interval(c.quota.interval(), ratio), c.quota.tolerance());
         self.params.store(params.pack(), Ordering::Release);
         let state = c.breaker.state(now);
@@ -530,6 +547,9 @@ impl GroupLimiter {
         }
         if let Some(at) = c.breaker.next_change(now) {
             gate = gate.min(at);
+        }
+        if now < c.shared_until {
+            gate = gate.min(c.shared_until);
         }
         match state {
             BreakerState::Open => {
@@ -571,7 +591,7 @@ impl GroupLimiter {
         let mut fb = Feedback::default();
         Counters::bump(&self.counters.responses);
         let mut c = self.control.lock();
-        let before = c.adaptive.ratio(now);
+        let before = c.ratio(now);
         let window = c.config.limits.shortest_window().saturating_add(c.config.margin);
         match response.status {
             Some(429) => {
@@ -602,7 +622,7 @@ impl GroupLimiter {
         if let Some(value) = response.remaining_req {
             self.apply_remaining_req(&mut c, admission, value, now, &mut fb);
         }
-        let after = c.adaptive.ratio(now);
+        let after = c.ratio(now);
         if after != before {
             fb.ratio_change = Some((before, after));
         }
@@ -618,15 +638,18 @@ impl GroupLimiter {
     }
 
     /// `Remaining-Req` sync. The server says `sec` requests remain in its
-    /// current window after this one, so it has counted `N - sec` there. Our
-    /// own part of that is this request and our admissions in the window
-    /// before it (read from the ring of recent admissions). Only usage we
-    /// cannot explain, another process on the same IP or pocket, calls for
-    /// action: then at most `sec` minus our admissions still in flight may
-    /// start before the window (plus margin) is over. Our own traffic is
-    /// already bounded by the quota, so a client alone at full rate, which
-    /// routinely sees `sec=0` on a sliding window, is never slowed by its own
-    /// echo. Only ever tightens.
+    /// window after this one, so it counted `N - sec` there. Our own part of
+    /// that is at most our admissions sent within one window plus the jitter
+    /// margin around this one (from the ring of recent admissions; with
+    /// jitter, any of them may have arrived inside the server's window).
+    /// Usage we cannot explain comes from another process on the same IP or
+    /// pocket: while it lasts, our share of the budget shrinks to what it
+    /// leaves (`(N - X) / N`, as a ratio on the emission interval), and the
+    /// share expires two windows after the last header that showed it. Our
+    /// own traffic is already bounded by the quota, so a client alone at full
+    /// rate, which routinely sees `sec=0` on a sliding window, is never slowed
+    /// by its own echo. A `sec=0` that others share in pauses the group for a
+    /// whole window plus margin. Only ever tightens.
     fn apply_remaining_req(
         &self,
         c: &mut Control,
@@ -657,32 +680,50 @@ impl GroupLimiter {
             .min()
             .unwrap_or(0);
         let used = capacity.saturating_sub(u64::from(header.sec));
-        let ours = 1 + self.admitted_in(admission, admission.at.saturating_sub(window));
-        if used <= ours {
+        let margin = c.config.margin;
+        let ours = self.admitted_between(
+            admission.at.saturating_sub(window).saturating_sub(margin),
+            admission.at.saturating_add(margin),
+        );
+        let external = used.saturating_sub(ours);
+        if external == 0 || capacity == 0 {
             return;
         }
-        let admitted = self.counters.admitted.load(Ordering::Relaxed);
-        let ours_after = admitted.saturating_sub(admission.seq.saturating_add(1));
-        let allowed = u64::from(header.sec).saturating_sub(ours_after);
-        let until = now.saturating_add(window).saturating_add(c.config.margin);
-        let params = Params::unpack(self.params.load(Ordering::Acquire));
-        let floor = tat_allowing(now, until, allowed, params);
-        let before = self.tat.load();
-        if self.tat.push_to(floor) > before {
+        // One slot of slack, so that our share does not itself drive the
+        // server to `sec=0` while the other process keeps its pace.
+        let left = capacity.saturating_sub(external).saturating_sub(1).max(1);
+        let share = Ratio::from_ppm((left * u64::from(Ratio::SCALE) / capacity) as u32).unwrap_or(Ratio::ONE);
+        let before = c.ratio(now);
+        if now >= c.shared_until || share < c.shared {
+            c.shared = share;
+        }
+        let span = window.saturating_add(margin).saturating_mul(2);
+        c.shared_until = c.shared_until.max(now.saturating_add(span));
+        if c.ratio(now) < before {
             fb.header_tightened = true;
+        }
+        if header.sec == 0 {
+            // The server's window is full and not only with our requests:
+            // nothing more until a whole window (plus margin) has passed.
+            let params = Params::unpack(self.params.load(Ordering::Acquire));
+            let until = now.saturating_add(window).saturating_add(margin);
+            let before = self.tat.load();
+            if self.tat.push_to(tat_allowing(now, until, 0, params)) > before {
+                fb.header_tightened = true;
+            }
         }
     }
 
-    /// How many of our admissions before `admission` happened at or after
-    /// `since`, as far as the ring of recent admissions remembers (it
-    /// undercounts beyond [`RECENT`], which only makes the caller stricter).
-    fn admitted_in(&self, admission: &Admission, since: Instant) -> u64 {
+    /// How many of our admissions happened in `[from, to]`, as far as the ring
+    /// of recent admissions remembers (it undercounts beyond [`RECENT`],
+    /// which only makes the caller stricter).
+    fn admitted_between(&self, from: Instant, to: Instant) -> u64 {
         let admitted = self.counters.admitted.load(Ordering::Relaxed);
         let oldest_kept = admitted.saturating_sub(RECENT as u64);
-        (oldest_kept..admission.seq)
+        (oldest_kept..admitted)
             .filter(|&seq| {
                 let at = self.recent[(seq % RECENT as u64) as usize].load(Ordering::Relaxed);
-                at >= since.as_nanos()
+                (from.as_nanos()..=to.as_nanos()).contains(&at)
             })
             .count() as u64
     }
@@ -762,7 +803,7 @@ impl GroupLimiter {
             limits: c.config.limits,
             margin: c.config.margin,
             unsafe_override: c.config.allow_unsafe && c.config.quota.is_some(),
-            ratio: c.adaptive.ratio(now),
+            ratio: c.ratio(now),
             tat,
             backlog: tat - now,
             queue_depth: c.queue.len(),
@@ -935,65 +976,87 @@ mod tests {
     fn remaining_req_sec_zero_blocks_for_a_window_and_only_tightens() {
         let g = ticker();
         let a = g.try_acquire(at(1_000)).unwrap();
+        // The window is full and only one request in it is ours: someone else
+        // uses 9 of 10. Pause for a window plus margin, then run on the share
+        // left to us (one slot kept as slack, at least one): 1/10.
         let fb = g.on_response(
             &a,
             Response::status(200).with_remaining_req("group=ticker; min=600; sec=0"),
             at(1_020),
         );
         assert!(fb.header_tightened);
+        assert_eq!(fb.ratio_change.map(|(_, r)| r.ppm()), Some(100_000));
         assert_eq!(
             g.try_acquire(at(2_119)),
             Err(Denied::NotYet { earliest: at(2_120) })
         );
         let b = g.try_acquire(at(2_120)).unwrap();
         // A header that our own traffic explains changes nothing, and a
-        // generous one never loosens: the next slot is still one interval on.
+        // generous one never loosens.
         let fb = g.on_response(
             &b,
             Response::status(200).with_remaining_req("group=ticker; sec=9"),
             at(2_121),
         );
-        assert!(!fb.header_tightened && !fb.header_rejected);
+        assert!(!fb.header_tightened && !fb.header_rejected && fb.ratio_change.is_none());
         assert_eq!(
             g.try_acquire(at(2_121)),
-            Err(Denied::NotYet { earliest: at(2_230) })
+            Err(Denied::NotYet { earliest: at(3_220) })
         );
+        // The share expires two windows (plus margins) after it was last seen.
+        assert_eq!(g.status(at(3_219)).ratio.ppm(), 100_000);
+        assert_eq!(g.status(at(3_220)).ratio, Ratio::ONE);
         // Garbage is reported, not applied.
-        let c = g.try_acquire(at(2_230)).unwrap();
+        let c = g.try_acquire(at(3_220)).unwrap();
         let fb = g.on_response(
             &c,
             Response::status(200).with_remaining_req("sec=banana"),
-            at(2_231),
+            at(3_221),
         );
         assert!(fb.header_rejected && !fb.header_tightened);
-        assert_eq!(g.status(at(2_231)).counters.header_rejects, 1);
+        assert_eq!(g.status(at(3_221)).counters.header_rejects, 1);
+        assert_eq!(
+            g.try_acquire(at(3_221)),
+            Err(Denied::NotYet { earliest: at(3_330) })
+        );
     }
 
     #[test]
-    fn remaining_req_accounts_for_our_own_requests_in_flight() {
+    fn remaining_req_shares_the_budget_with_another_process() {
         let g = ticker();
         let first = g.try_acquire(at(1_000)).unwrap();
         for i in 1..5 {
             g.try_acquire(at(1_000 + 110 * i)).unwrap();
         }
-        // The server counted `first` and says 5 remain: 4 were used by someone
-        // else. 4 of ours are in flight, so one more may start before the
-        // window (plus margin) ends, and no more.
+        // The server counted 5 in the window that ended with `first`, and only
+        // `first` can have been ours (the others left more than the margin
+        // later): another process uses 4 of 10. We keep 10 - 4 - 1 = 5.
         let fb = g.on_response(
             &first,
             Response::status(200).with_remaining_req("group=ticker; sec=5"),
             at(1_450),
         );
         assert!(fb.header_tightened);
+        assert_eq!(fb.ratio_change.map(|(_, r)| r.ppm()), Some(500_000));
         let mut starts = std::vec::Vec::new();
         let mut now = at(1_450);
-        while now < at(2_700) {
+        while now < at(4_300) {
             match g.try_acquire(now) {
                 Ok(a) => starts.push(a.at),
                 Err(d) => now = d.retry_at(),
             }
         }
-        assert_eq!(starts.iter().filter(|&&t| t < at(2_550)).count(), 1, "{starts:?}");
+        // 220 ms apart while the share lasts (until 1450 + 2 x 1.2 s), then 110.
+        assert_eq!(&starts[..3], &[at(1_550), at(1_770), at(1_990)]);
+        assert!(starts
+            .windows(2)
+            .all(|w| w[1] - w[0] >= Duration::from_millis(110)));
+        let late: std::vec::Vec<_> = starts.iter().filter(|&&t| t >= at(3_850)).collect();
+        assert!(
+            late.windows(2)
+                .all(|w| *w[1] - *w[0] == Duration::from_millis(110)),
+            "{late:?}"
+        );
     }
 
     #[test]
