@@ -3,11 +3,10 @@
 //! (requests sent just before the window, or sent after this one but
 //! arriving first), which is not another process.
 //!
-//! Ignored while the core's sync counts our own admissions over the send
-//! window only: under a sliding-window server with 50 ms of jitter it
-//! mistakes that difference for a neighbour and throttles a 18/s Poisson
-//! flow on `default` (limit 30/s) until requests time out after 30 s.
-//! Run with `cargo test -p upbit-limiter-sim -- --ignored`.
+//! Counting our own admissions over the send window alone (without the
+//! jitter margin on both sides) once mistook that difference for a
+//! neighbour and throttled an 18/s Poisson flow on `default` (limit 30/s)
+//! until requests timed out after 30 s under a sliding-window server.
 
 use upbit_limiter_sim::{run, Policy, RunOptions, Scenario, ServerModel};
 
@@ -22,7 +21,6 @@ mix = [{ call = "GET /v1/accounts" }]
 "#;
 
 #[test]
-#[ignore = "core Remaining-Req sync over-throttles under jitter (reported)"]
 fn a_client_alone_is_not_slowed_by_its_own_echo() {
     let s = Scenario::from_toml(ALONE, "alone").unwrap();
     for model in ServerModel::ALL {

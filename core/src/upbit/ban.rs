@@ -214,7 +214,9 @@ fn spelled_out(b: &[u8]) -> Duration {
         let mut total = Duration::ZERO;
         let mut j = i;
         while let Some((value, after_number)) = number(b, j) {
-            let Some((unit, after_unit)) = unit_at(b, skip_spaces(b, after_number)) else {
+            let unit = unit_at(b, skip_spaces(b, after_number))
+                .filter(|&(_, after_unit)| !is_status_plural(value, after_number, after_unit));
+            let Some((unit, after_unit)) = unit else {
                 // A bare number ends the run; resume scanning after it.
                 j = after_number;
                 break;
@@ -238,6 +240,11 @@ fn spelled_out(b: &[u8]) -> Duration {
         i = j.max(i + 1);
     }
     best
+}
+
+/// "429s" or "418s" in prose is the plural of a status code, not seconds.
+fn is_status_plural(value: Number, after_number: usize, after_unit: usize) -> bool {
+    after_unit == after_number + 1 && value.frac == 0 && (400..=599).contains(&value.whole)
 }
 
 /// A unit word starting at `i`: its length in nanoseconds and where it ends.
@@ -470,6 +477,16 @@ mod tests {
         for body in cases {
             assert_eq!(parse_ban_duration(body), None, "{body}");
         }
+    }
+
+    #[test]
+    fn status_code_plurals_are_not_seconds() {
+        assert_eq!(
+            parse_ban_duration("too many requests after repeated 429s: blocked for 30 seconds"),
+            secs(30)
+        );
+        assert_eq!(parse_ban_duration("repeated 429s"), None);
+        assert_eq!(parse_ban_duration("blocked for 30s"), secs(30));
     }
 
     #[test]
