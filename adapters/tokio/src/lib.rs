@@ -67,3 +67,8 @@ pub type Permit<'a> = upbit_limiter_core::Permit<'a, Tokio>;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The adapters README's example, compiled and run as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct AdaptersReadmeDoctests;

@@ -115,8 +115,8 @@ async fn a_waiter_leaked_in_the_middle_of_the_queue_does_not_stall_it() {
     let mut tail = Box::pin(l.acquire("GET", "/v1/ticker"));
     assert!(tail.as_mut().poll(&mut cx).is_pending());
     let start = tokio::time::Instant::now();
-    head.await.unwrap();
-    tail.await.unwrap();
+    let _ = head.await.unwrap();
+    let _ = tail.await.unwrap();
     // Two slots (110 ms each), the leaked waiter's unused slot, and one
     // interval of grace before the tail steps around it.
     let took = start.elapsed();
