@@ -204,3 +204,14 @@ fn market_shock() {
     let rt = Traced::default();
     run(&rt, suite::market_shock(&limiter(&rt, &korea()), Timing::Exact));
 }
+
+#[test]
+#[ignore = "core: after an executor stall longer than the grace, a waiter polled before the late head evicts it as leaked and is admitted first"]
+fn fifo_after_a_late_executor() {
+    let _driver = exclusive_driver();
+    let rt = Traced::default();
+    run(
+        &rt,
+        suite::fifo_after_a_late_executor(&limiter(&rt, &korea()), Timing::Exact),
+    );
+}

@@ -346,6 +346,35 @@ pub async fn fifo_in_arrival_order<R: Runtime>(l: &RateLimiter<R>, timing: Timin
     assert_eq!(queue_depth(l, GROUP), 0);
 }
 
+/// FIFO when the executor is late: twelve waiters queue, then their task is
+/// not polled for four intervals (a busy or blocked executor), although
+/// their timers fire. When it runs again they are still admitted in arrival
+/// order: a head that is merely late (polled in the same round as those
+/// behind it) is not a leaked one.
+pub async fn fifo_after_a_late_executor<R: Runtime>(l: &RateLimiter<R>, timing: Timing) {
+    const N: usize = 12;
+    let t = interval(l, GROUP);
+    let t0 = saturate(l).await;
+    let mut crowd = Crowd::new((0..N as u64).map(|i| waiter(l, ticker(i))).collect());
+    crowd.arrive(0..N).await;
+    let late = t0 + t.saturating_mul(4);
+    sleep_until(l.runtime(), late).await;
+    crowd.run(l.runtime(), None).await;
+    let admissions: Vec<Admission> = crowd
+        .into_outputs()
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| o.expect("no waiter is cancelled").admission(i))
+        .collect();
+    let seqs: Vec<u64> = admissions.iter().map(|a| a.seq).collect();
+    assert_eq!(inversions(&seqs), 0, "admission order after the stall {seqs:?}");
+    if timing == Timing::Exact {
+        for (i, a) in admissions.iter().enumerate() {
+            assert_eq!(a.at, late + t.saturating_mul(i as u64), "waiter {i}");
+        }
+    }
+}
+
 /// The same with every waiter in its own task: each is polled once (its
 /// arrival) in order, then handed to `spawn`, which returns a future for its
 /// completion. On a multi-threaded executor the waiters wake on different
