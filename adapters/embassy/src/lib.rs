@@ -9,7 +9,10 @@
 //! tick so that it never comes before the instant the core asked for.
 //!
 //! A limiter is shared by reference; put it in a `static` (for example with
-//! `static_cell`) to use it from several tasks.
+//! `static_cell`) to use it from several tasks. Every waiting task holds one
+//! timer: with embassy-time's generic timer queue, size it (`generic-queue-N`)
+//! for the tasks that may wait at once, or a full queue keeps evicting and
+//! re-waking them.
 //!
 //! ```
 //! use upbit_limiter_embassy::{Limiter, Response};
