@@ -627,7 +627,17 @@ impl GroupLimiter {
             fb.ratio_change = Some((before, after));
         }
         self.publish(&mut c, now);
+        // A ban or an opened breaker fails the queued waiters fast: let the
+        // head see it now rather than when its timer fires.
+        let wake = if fb.banned_until.is_some() || fb.transition.is_some() {
+            c.queue.head_waker()
+        } else {
+            None
+        };
         drop(c);
+        if let Some(w) = wake {
+            w.wake();
+        }
         if fb.header_tightened {
             Counters::bump(&self.counters.header_tightenings);
         }
@@ -743,6 +753,11 @@ impl GroupLimiter {
         let mut c = self.control.lock();
         c.scope_ban_until = c.scope_ban_until.max(until);
         self.publish(&mut c, now);
+        let wake = c.queue.head_waker();
+        drop(c);
+        if let Some(w) = wake {
+            w.wake();
+        }
     }
 
     /// Replaces the configuration at run time, keeping the TAT, the ratio and

@@ -318,6 +318,8 @@ impl<'a, R: Runtime> Acquire<'a, R> {
                 group.publish(c, now);
             }
             (*node.as_ptr()).waker = Some(waker.clone());
+            // Polled, so not leaked.
+            (*node.as_ptr()).suspected = None;
         }
         loop {
             let is_head = c.queue.head() == Some(node);
@@ -361,13 +363,29 @@ impl<'a, R: Runtime> Acquire<'a, R> {
             // unlinked before it is dropped).
             let (head_due, ahead) = unsafe { c.queue.head_due_and_position(node) };
             if now > head_due.saturating_add(grace) {
-                // The head was told it could go and has not come back: it may
-                // have been leaked. Step it aside so it cannot stall the queue;
-                // if it is polled again it takes the front place back.
+                // The head was told it could go and has not come back. It may
+                // only be late (a busy executor): first wake it and give it
+                // one more grace period, which its next poll clears. If it
+                // still has not come back, it may have been leaked: step it
+                // aside so it cannot stall the queue; if it is polled again
+                // it takes the front place back.
                 // SAFETY: as above.
-                unsafe { c.queue.evict_head() };
-                c.queue.stamp_head(group.earliest(now));
-                continue;
+                match unsafe { c.queue.head_suspected() } {
+                    None => {
+                        // SAFETY: as above.
+                        *wake = unsafe { c.queue.suspect_head(now) };
+                        return Step::SleepUntil(now.saturating_add(grace).min(self.deadline));
+                    }
+                    Some(since) if now < since.saturating_add(grace) => {
+                        return Step::SleepUntil(since.saturating_add(grace).min(self.deadline));
+                    }
+                    Some(_) => {
+                        // SAFETY: as above.
+                        unsafe { c.queue.evict_head() };
+                        c.queue.stamp_head(group.earliest(now));
+                        continue;
+                    }
+                }
             }
             // We are woken when we become the head; this timer is the
             // fallback for a head that never comes back, and the deadline.
@@ -532,6 +550,8 @@ pub(crate) struct Waiter {
     linked: bool,
     /// When this waiter, as head, expects to claim.
     due: Instant,
+    /// Since when the waiters behind suspect this head of being leaked.
+    suspected: Option<Instant>,
     waker: Option<Waker>,
 }
 
@@ -542,6 +562,7 @@ impl Waiter {
             next: None,
             linked: false,
             due: Instant::MAX,
+            suspected: None,
             waker: None,
         }
     }
@@ -594,6 +615,7 @@ impl WaitQueue {
             n.next = None;
             n.linked = true;
             n.due = Instant::MAX;
+            n.suspected = None;
             match self.tail {
                 Some(t) => (*t.as_ptr()).next = Some(node),
                 None => self.head = Some(node),
@@ -613,6 +635,7 @@ impl WaitQueue {
             n.next = self.head;
             n.linked = true;
             n.due = Instant::MAX;
+            n.suspected = None;
             match self.head {
                 Some(h) => (*h.as_ptr()).prev = Some(node),
                 None => self.tail = Some(node),
@@ -665,6 +688,35 @@ impl WaitQueue {
                 None
             }
         }
+    }
+
+    /// Since when the head has been suspected of being leaked, if it has.
+    ///
+    /// # Safety
+    /// Every linked node is alive.
+    unsafe fn head_suspected(&self) -> Option<Instant> {
+        // SAFETY: per the contract.
+        self.head.and_then(|h| unsafe { (*h.as_ptr()).suspected })
+    }
+
+    /// Marks the head as suspected since `now` and returns its waker, so that
+    /// a head that is only late gets polled and clears the mark.
+    ///
+    /// # Safety
+    /// Every linked node is alive.
+    unsafe fn suspect_head(&mut self, now: Instant) -> Option<Waker> {
+        let h = self.head?;
+        // SAFETY: per the contract.
+        unsafe {
+            (*h.as_ptr()).suspected = Some(now);
+            (*h.as_ptr()).waker.clone()
+        }
+    }
+
+    /// The head's waker, to let it see a change (a ban, an open breaker) at once.
+    pub(crate) fn head_waker(&self) -> Option<Waker> {
+        // SAFETY: linked nodes are alive, and `&self` comes from the group's lock.
+        self.head.and_then(|h| unsafe { (*h.as_ptr()).waker.clone() })
     }
 
     /// Unlinks a stale head and wakes it, in case it is only slow: when it is

@@ -74,7 +74,6 @@ fn runs_on_async_io() {
 }
 
 #[async_std::test]
-#[ignore = "core: after an executor stall longer than the grace, a waiter polled before the late head evicts it as leaked and is admitted first"]
 async fn fifo_after_a_late_executor() {
     suite::fifo_after_a_late_executor(&fast(), Timing::Real).await;
 }

@@ -206,7 +206,6 @@ fn market_shock() {
 }
 
 #[test]
-#[ignore = "core: after an executor stall longer than the grace, a waiter polled before the late head evicts it as leaked and is admitted first"]
 fn fifo_after_a_late_executor() {
     let _driver = exclusive_driver();
     let rt = Traced::default();

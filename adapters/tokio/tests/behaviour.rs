@@ -78,7 +78,6 @@ async fn sec0_blocks_for_a_window() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "core: after an executor stall longer than the grace, a waiter polled before the late head evicts it as leaked and is admitted first"]
 async fn fifo_after_a_late_executor() {
     suite::fifo_after_a_late_executor(&korea(), Timing::Exact).await;
 }
