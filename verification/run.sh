@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the verification suites the way CI does, in order, with timing:
-#   1. property tests (proptest, release; property 1 runs 10 000 cases),
+#   1. property tests (proptest, release; property 1 runs 20 000 cases),
 #   2. loom models (release, under --cfg loom, in their own target dir),
 #   3. cargo-fuzz targets (gcra 60 s, the others 20 s each; nightly).
 #
@@ -35,8 +35,8 @@ stage() {
 }
 
 stage "property tests (release)"
-echo "cases: property 1 (Zero-429) ${UPBIT_PROPTEST_CASES:-10000}, feedback ${UPBIT_PROPTEST_CASES:-2000}," \
-    "state machines ${UPBIT_PROPTEST_CASES:-3000} each, liveness ${UPBIT_PROPTEST_CASES:-1000}"
+echo "cases: property 1 (Zero-429) ${UPBIT_PROPTEST_CASES:-20000}, feedback ${UPBIT_PROPTEST_CASES:-5000}," \
+    "state machines ${UPBIT_PROPTEST_CASES:-5000} each, liveness ${UPBIT_PROPTEST_CASES:-1000}"
 run env CARGO_TARGET_DIR="$TARGET" cargo test -p upbit-limiter-verification --release
 
 stage "loom models (release, --cfg loom)"

@@ -8,7 +8,7 @@
 //! sends, and, without configuration changes, the sends never beat the
 //! configured quota's spacing however the ratio recovers.
 //!
-//! `UPBIT_PROPTEST_CASES` overrides the case count (default: 2 000 in release
+//! `UPBIT_PROPTEST_CASES` overrides the case count (default: 5 000 in release
 //! builds, 200 in debug builds).
 #![cfg(not(loom))]
 
@@ -23,7 +23,7 @@ use upbit_limiter_verification::sim;
 
 proptest! {
     #![proptest_config(Config {
-        cases: cases(2_000, 200),
+        cases: cases(5_000, 200),
         max_shrink_iters: 2_000,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/prop_feedback.txt"))),
         ..Config::default()

@@ -3,7 +3,7 @@
 //! sequences with random valid configurations, time standing still, going
 //! backwards, jumping by hours or to the end of time.
 //!
-//! `UPBIT_PROPTEST_CASES` overrides the case count (default: 3 000 in release
+//! `UPBIT_PROPTEST_CASES` overrides the case count (default: 5 000 in release
 //! builds, 300 in debug builds).
 #![cfg(not(loom))]
 
@@ -172,7 +172,7 @@ fn open(e: BreakerOpen) -> (Instant, bool) {
 
 proptest! {
     #![proptest_config(Config {
-        cases: cases(3_000, 300),
+        cases: cases(5_000, 300),
         max_shrink_iters: 5_000,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/prop_state_machines.txt"))),
         ..Config::default()

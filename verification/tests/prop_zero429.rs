@@ -7,7 +7,7 @@
 //! `Remaining-Req`, and checks that none of the four server models of any of
 //! the group's windows ever answers 429.
 //!
-//! `UPBIT_PROPTEST_CASES` overrides the case count (default: 10 000 in
+//! `UPBIT_PROPTEST_CASES` overrides the case count (default: 20 000 in
 //! release builds, 300 in debug builds).
 #![cfg(not(loom))]
 
@@ -66,7 +66,7 @@ fn check(case: &Case, force: Option<Quota>, all: bool) -> Result<(), TestCaseErr
 
 proptest! {
     #![proptest_config(Config {
-        cases: cases(10_000, 300),
+        cases: cases(20_000, 300),
         max_shrink_iters: 2_000,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/prop_zero429.txt"))),
         ..Config::default()
