@@ -38,6 +38,19 @@ impl Params {
             tolerance_us: u32::try_from(down).unwrap_or(u32::MAX),
         }
     }
+    /// Parameters for `quota` running at emission interval `interval` (the
+    /// quota's, or slower). The tolerance is `(b - 1)` times the quota's own
+    /// interval rounded up to the microsecond, so a full burst is available
+    /// at one instant and the bound `b + ceil(W / T) - 1` still holds (with
+    /// the rounded-up `T`, which is only slower).
+    pub fn for_quota(quota: &crate::quota::Quota, interval: Duration) -> Self {
+        let base = Self::new(quota.interval(), Duration::ZERO).interval_us;
+        let tolerance = u64::from(base).saturating_mul(u64::from(quota.burst()) - 1);
+        Self {
+            tolerance_us: u32::try_from(tolerance).unwrap_or(u32::MAX),
+            ..Self::new(interval, Duration::ZERO)
+        }
+    }
     /// The emission interval (microsecond resolution).
     pub fn interval(self) -> Duration {
         Duration::from_micros(u64::from(self.interval_us))
@@ -95,6 +108,7 @@ impl TatCell {
 
     /// Tries to admit one request at `now`. On success returns the new TAT; on
     /// denial returns the earliest conforming instant and writes nothing.
+
     #[inline]
     pub fn try_claim(&self, now: Instant, params: Params) -> Result<Instant, Instant> {
         let mut seen = self.tat.load(Ordering::Acquire);
@@ -123,9 +137,11 @@ impl TatCell {
         let mut seen = self.tat.load(Ordering::Acquire);
         loop {
             let next = f(Instant::from_nanos(seen)).as_nanos().max(seen);
-            if next == seen {
-                return Instant::from_nanos(seen);
-            }
+            // Always a read-modify-write, even when nothing changes: it puts
+            // this call in the TAT's modification order, so every claim's CAS
+            // either comes before it (and is seen here) or after it (and
+            // synchronises with it, seeing whatever the caller published
+            // before calling). A plain load would let both miss each other.
             match self
                 .tat
                 .compare_exchange_weak(seen, next, Ordering::AcqRel, Ordering::Acquire)

@@ -479,9 +479,19 @@ impl GroupLimiter {
 
     #[inline]
     fn claim(&self, now: Instant) -> Result<Admission, Denied> {
-        let params = Params::unpack(self.params.load(Ordering::Acquire));
+        let word = self.params.load(Ordering::Acquire);
+        let params = Params::unpack(word);
         match self.tat.try_claim(now, params) {
             Ok(_) => {
+                // A slower quota published between our read and our CAS
+                // cannot re-space this admission: space it ourselves.
+                let after = self.params.load(Ordering::Acquire);
+                if after != word {
+                    let grown = Params::unpack(after).interval().saturating_sub(params.interval());
+                    if !grown.is_zero() {
+                        self.tat.advance_with(|tat| tat.saturating_add(grown));
+                    }
+                }
                 let seq = self.counters.admitted.fetch_add(1, Ordering::Relaxed);
                 self.recent[(seq % RECENT as u64) as usize].store(now.as_nanos(), Ordering::Relaxed);
                 Ok(Admission {
@@ -537,7 +547,7 @@ impl GroupLimiter {
     /// fast path's words.
     pub(crate) fn publish(&self, c: &mut Control, now: Instant) {
         let ratio = c.ratio(now);
-        let params = Params::new(scaled_interval(c.quota.interval(), ratio), c.quota.tolerance());
+        let params = Params::for_quota(&c.quota, scaled_interval(c.quota.interval(), ratio));
         self.params.store(params.pack(), Ordering::Release);
         let state = c.breaker.state(now);
         let mut blocked = c.banned_until();
@@ -769,13 +779,18 @@ impl GroupLimiter {
         let now = self.observe(now);
         let mut c = self.control.lock();
         let old = c.quota;
+        let old_span = c.config.limits.longest_window().saturating_add(c.config.margin);
+        c.quota = quota;
+        c.config = config;
+        c.adaptive.set_config(config.adaptive, now);
+        c.breaker.set_config(config.breaker, now);
+        // Publish first, then re-space: an acquire that read the old
+        // parameters and claims after the re-spacing sees the new interval
+        // when it re-reads them (see `claim`), and one that claimed before
+        // is counted here.
+        self.publish(&mut c, now);
         if quota.interval() > old.interval() {
-            let span = c
-                .config
-                .limits
-                .longest_window()
-                .max(config.limits.longest_window())
-                .saturating_add(c.config.margin.max(config.margin));
+            let span = old_span.max(config.limits.longest_window().saturating_add(config.margin));
             let extra = quota.interval().saturating_sub(old.interval());
             let window_start = now.saturating_sub(span);
             self.tat.advance_with(|tat| {
@@ -783,11 +798,6 @@ impl GroupLimiter {
                 tat.saturating_add(extra.saturating_mul(recent))
             });
         }
-        c.quota = quota;
-        c.config = config;
-        c.adaptive.set_config(config.adaptive, now);
-        c.breaker.set_config(config.breaker, now);
-        self.publish(&mut c, now);
         Ok(())
     }
 
@@ -1166,6 +1176,17 @@ mod tests {
         bad.burst = 0;
         assert!(g.set_config(bad, at(t)).is_err());
         assert_eq!(g.config().burst, 5);
+    }
+
+    #[test]
+    fn a_full_burst_is_available_at_one_instant_whatever_the_rounding() {
+        // order: 1.15 s / 11 slots = 104.545454.. ms, not a whole microsecond.
+        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Order);
+        cfg.burst = 2;
+        let g = GroupLimiter::new(Group::Order, cfg).unwrap();
+        assert!(g.try_acquire(at(1_000)).is_ok());
+        assert!(g.try_acquire(at(1_000)).is_ok());
+        assert!(g.try_acquire(at(1_000)).is_err());
     }
 
     #[test]
