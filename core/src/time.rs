@@ -301,8 +301,7 @@ impl ManualClock {
     }
     /// Sets the time to `t` (which may be earlier than now).
     pub fn set(&self, t: Instant) {
-        self.nanos
-            .store(t.as_nanos(), crate::sync::Ordering::Release);
+        self.nanos.store(t.as_nanos(), crate::sync::Ordering::Release);
     }
 }
 
@@ -338,10 +337,19 @@ mod tests {
 
     #[test]
     fn float_seconds_are_validated() {
-        assert_eq!(Duration::try_from_secs_f64(f64::NAN), Err(DurationError::NotANumber));
+        assert_eq!(
+            Duration::try_from_secs_f64(f64::NAN),
+            Err(DurationError::NotANumber)
+        );
         assert_eq!(Duration::try_from_secs_f64(-0.5), Err(DurationError::Negative));
-        assert_eq!(Duration::try_from_secs_f64(f64::NEG_INFINITY), Err(DurationError::Negative));
-        assert_eq!(Duration::try_from_secs_f64(f64::INFINITY), Err(DurationError::Overflow));
+        assert_eq!(
+            Duration::try_from_secs_f64(f64::NEG_INFINITY),
+            Err(DurationError::Negative)
+        );
+        assert_eq!(
+            Duration::try_from_secs_f64(f64::INFINITY),
+            Err(DurationError::Overflow)
+        );
         assert_eq!(Duration::try_from_secs_f64(1e12), Err(DurationError::Overflow));
         assert_eq!(Duration::try_from_secs_f64(1.5), Ok(Duration::from_millis(1500)));
     }
