@@ -108,7 +108,6 @@ impl TatCell {
 
     /// Tries to admit one request at `now`. On success returns the new TAT; on
     /// denial returns the earliest conforming instant and writes nothing.
-
     #[inline]
     pub fn try_claim(&self, now: Instant, params: Params) -> Result<Instant, Instant> {
         let mut seen = self.tat.load(Ordering::Acquire);

@@ -11,8 +11,9 @@
 //!
 //! # Fast path and slow path
 //!
-//! The fast path reads three words (`blocked_until`, `gate`, the packed
-//! [`Params`]) and CASes the TAT: no lock. Everything that changes rarely (the
+//! The fast path reads three words (`gate`, the high-water mark of `now`,
+//! the packed [`Params`]) and CASes the TAT: no lock, and a denial writes
+//! nothing but a relaxed statistic. Everything that changes rarely (the
 //! adaptive ratio, the breaker, bans, the configuration, the waiter queue)
 //! lives behind a spin lock (the group's control block) and is *published* to those words.
 //! `gate` is the instant until which the published words stay valid by
@@ -249,6 +250,8 @@ pub struct Admission {
     pub at: Instant,
     /// Its position among the group's admissions (0-based).
     pub seq: u64,
+    /// Whether it was a half-open probe of the circuit breaker.
+    pub probe: bool,
 }
 
 /// Why a request may not go now, and when it may.
@@ -383,15 +386,27 @@ impl Control {
     }
 }
 
+/// The words every admission writes, on a cache line (pair) of their own so
+/// that the words every decision only reads (`gate`, `params`) are not
+/// invalidated by every admission.
+#[derive(Debug)]
+#[repr(C, align(128))]
+struct Hot {
+    tat: TatCell,
+    /// The highest `now` an admission or the slow path has seen; an earlier
+    /// one takes the slow path, where it is counted and treated as "no time
+    /// passed".
+    high_water: AtomicU64,
+}
+
 /// One group's limiter. Shared by reference (`&self` everywhere).
 #[derive(Debug)]
 pub struct GroupLimiter {
     group: Group,
-    tat: TatCell,
+    hot: Hot,
     params: AtomicU64,
     gate: AtomicU64,
-    blocked_until: AtomicU64,
-    high_water: AtomicU64,
+
     /// Admission instants of the last [`RECENT`] admissions, by sequence number.
     recent: [AtomicU64; RECENT],
     pub(crate) counters: Counters,
@@ -419,11 +434,12 @@ impl GroupLimiter {
     fn with_quota(group: Group, config: GroupConfig, quota: Quota) -> Self {
         let this = Self {
             group,
-            tat: TatCell::default(),
+            hot: Hot {
+                tat: TatCell::default(),
+                high_water: AtomicU64::new(0),
+            },
             params: AtomicU64::new(0),
             gate: AtomicU64::new(0),
-            blocked_until: AtomicU64::new(0),
-            high_water: AtomicU64::new(0),
             recent: core::array::from_fn(|_| AtomicU64::new(0)),
             counters: Counters::default(),
             control: spin::Mutex::new(Control {
@@ -448,13 +464,12 @@ impl GroupLimiter {
         self.group
     }
 
-    /// Reads `now` against the highest instant seen so far: an earlier one is
-    /// counted and treated as "no time passed".
-    #[inline]
+    /// Reads `now` against the highest instant seen so far (on the slow
+    /// path): an earlier one is counted and treated as "no time passed".
     fn observe(&self, now: Instant) -> Instant {
-        let seen = self.high_water.load(Ordering::Relaxed);
+        let seen = self.hot.high_water.load(Ordering::Relaxed);
         if now.as_nanos() > seen {
-            self.high_water.fetch_max(now.as_nanos(), Ordering::Relaxed);
+            self.hot.high_water.fetch_max(now.as_nanos(), Ordering::Relaxed);
             now
         } else if now.as_nanos() < seen {
             Counters::bump(&self.counters.clock_regressions);
@@ -468,9 +483,12 @@ impl GroupLimiter {
     /// Never jumps ahead of queued waiters.
     #[inline]
     pub fn try_acquire(&self, now: Instant) -> Result<Admission, Denied> {
-        let now = self.observe(now);
         let t = now.as_nanos();
-        if t < self.blocked_until.load(Ordering::Acquire) || t >= self.gate.load(Ordering::Acquire) {
+        // The published words hold while `now < gate`; an instant earlier
+        // than one already seen goes the slow way too, to be counted. (On
+        // the fast path an earlier `now` could only make the GCRA stricter.)
+        if t >= self.gate.load(Ordering::Acquire) || t < self.hot.high_water.load(Ordering::Relaxed) {
+            let now = self.observe(now);
             let mut c = self.control.lock();
             return self.acquire_locked(&mut c, now, false);
         }
@@ -481,15 +499,19 @@ impl GroupLimiter {
     fn claim(&self, now: Instant) -> Result<Admission, Denied> {
         let word = self.params.load(Ordering::Acquire);
         let params = Params::unpack(word);
-        match self.tat.try_claim(now, params) {
+        match self.hot.tat.try_claim(now, params) {
             Ok(_) => {
+                // Same cache line as the TAT, which this thread owns right now.
+                if now.as_nanos() > self.hot.high_water.load(Ordering::Relaxed) {
+                    self.hot.high_water.store(now.as_nanos(), Ordering::Relaxed);
+                }
                 // A slower quota published between our read and our CAS
                 // cannot re-space this admission: space it ourselves.
                 let after = self.params.load(Ordering::Acquire);
                 if after != word {
                     let grown = Params::unpack(after).interval().saturating_sub(params.interval());
                     if !grown.is_zero() {
-                        self.tat.advance_with(|tat| tat.saturating_add(grown));
+                        self.hot.tat.advance_with(|tat| tat.saturating_add(grown));
                     }
                 }
                 let seq = self.counters.admitted.fetch_add(1, Ordering::Relaxed);
@@ -497,11 +519,12 @@ impl GroupLimiter {
                 Ok(Admission {
                     group: self.group,
                     at: now,
+                    probe: false,
                     seq,
                 })
             }
             Err(earliest) => {
-                Counters::bump(&self.counters.denied);
+                Counters::bump_relaxed(&self.counters.denied);
                 Err(Denied::NotYet { earliest })
             }
         }
@@ -528,17 +551,19 @@ impl GroupLimiter {
                 retry_at: open.retry_at,
             });
         }
-        let result = if !(is_head || c.queue.is_empty()) {
+        let mut result = if !(is_head || c.queue.is_empty()) {
             // Behind queued waiters: the earliest is no sooner than the GCRA's.
             let params = Params::unpack(self.params.load(Ordering::Acquire));
-            let earliest = self.tat.load().saturating_sub(params.tolerance()).max(now);
+            let earliest = self.hot.tat.load().saturating_sub(params.tolerance()).max(now);
             Counters::bump(&self.counters.denied);
             Err(Denied::NotYet { earliest })
         } else {
             self.claim(now)
         };
-        if half_open && result.is_err() {
-            c.breaker.on_ignored(now);
+        match &mut result {
+            Ok(admission) => admission.probe = half_open,
+            Err(_) if half_open => c.breaker.on_ignored(now),
+            Err(_) => {}
         }
         result
     }
@@ -550,7 +575,6 @@ impl GroupLimiter {
         let params = Params::for_quota(&c.quota, scaled_interval(c.quota.interval(), ratio));
         self.params.store(params.pack(), Ordering::Release);
         let state = c.breaker.state(now);
-        let mut blocked = c.banned_until();
         let mut gate = Instant::MAX;
         if let Some(at) = c.adaptive.next_change(now) {
             gate = gate.min(at);
@@ -561,19 +585,17 @@ impl GroupLimiter {
         if now < c.shared_until {
             gate = gate.min(c.shared_until);
         }
-        match state {
-            BreakerState::Open => {
-                blocked = blocked.max(c.breaker.next_change(now).unwrap_or(Instant::MAX));
-            }
-            BreakerState::ForcedOpen => blocked = Instant::MAX,
-            // Every decision must count its probe: no fast path in half-open.
-            BreakerState::HalfOpen => gate = Instant::ZERO,
-            BreakerState::Closed | BreakerState::Disabled => {}
-        }
-        if !c.queue.is_empty() {
+        // No fast path while banned or open (fail fast with the reason), in
+        // half-open (every decision must count its probe), or while waiters
+        // are queued (nobody jumps the queue).
+        let blocked = now < c.banned_until()
+            || matches!(
+                state,
+                BreakerState::Open | BreakerState::ForcedOpen | BreakerState::HalfOpen
+            );
+        if blocked || !c.queue.is_empty() {
             gate = Instant::ZERO;
         }
-        self.blocked_until.store(blocked.as_nanos(), Ordering::Release);
         self.gate.store(gate.as_nanos(), Ordering::Release);
     }
 
@@ -591,7 +613,7 @@ impl GroupLimiter {
     /// breaker (see [`Denied`] for those).
     pub fn earliest(&self, now: Instant) -> Instant {
         let params = Params::unpack(self.params.load(Ordering::Acquire));
-        self.tat.load().saturating_sub(params.tolerance()).max(now)
+        self.hot.tat.load().saturating_sub(params.tolerance()).max(now)
     }
 
     /// Reports the response to an admitted request. Errors and headers only
@@ -608,7 +630,8 @@ impl GroupLimiter {
                 Counters::bump(&self.counters.status_429);
                 c.adaptive.on_429(now);
                 // Nothing more until a whole server window (plus margin) has passed.
-                self.tat
+                self.hot
+                    .tat
                     .push_to(now.saturating_add(window).saturating_add(c.quota.tolerance()));
                 fb.transition = c.breaker.on_failure(now);
             }
@@ -616,7 +639,7 @@ impl GroupLimiter {
                 Counters::bump(&self.counters.status_418);
                 let ban = response.body.and_then(parse_ban_duration);
                 let until = c.adaptive.on_418(now, ban);
-                self.tat.push_to(until.saturating_add(c.quota.tolerance()));
+                self.hot.tat.push_to(until.saturating_add(c.quota.tolerance()));
                 fb.banned_until = Some(until);
                 fb.transition = c.breaker.on_failure(now);
             }
@@ -727,8 +750,8 @@ impl GroupLimiter {
             // nothing more until a whole window (plus margin) has passed.
             let params = Params::unpack(self.params.load(Ordering::Acquire));
             let until = now.saturating_add(window).saturating_add(margin);
-            let before = self.tat.load();
-            if self.tat.push_to(tat_allowing(now, until, 0, params)) > before {
+            let before = self.hot.tat.load();
+            if self.hot.tat.push_to(tat_allowing(now, until, 0, params)) > before {
                 fb.header_tightened = true;
             }
         }
@@ -793,7 +816,7 @@ impl GroupLimiter {
             let span = old_span.max(config.limits.longest_window().saturating_add(config.margin));
             let extra = quota.interval().saturating_sub(old.interval());
             let window_start = now.saturating_sub(span);
-            self.tat.advance_with(|tat| {
+            self.hot.tat.advance_with(|tat| {
                 let recent = (tat - window_start).as_nanos() / old.interval().as_nanos();
                 tat.saturating_add(extra.saturating_mul(recent))
             });
@@ -821,7 +844,7 @@ impl GroupLimiter {
     /// A snapshot of everything about this group at `now`.
     pub fn status(&self, now: Instant) -> GroupStatus {
         let c = self.control.lock();
-        let tat = self.tat.load();
+        let tat = self.hot.tat.load();
         GroupStatus {
             group: self.group,
             quota: c.quota,

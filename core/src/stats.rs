@@ -74,7 +74,19 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A load and a store instead of a locked read-modify-write, for the
+    /// lock-free fast path: exact without contention, and may miss a count
+    /// when threads race (statistics only; no decision reads it).
+    pub(crate) fn bump_relaxed(counter: &AtomicU64) {
+        counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
     pub(crate) fn record_wait(&self, waited: Duration) {
+        if waited.is_zero() {
+            // The common case, one read-modify-write: the sum and the maximum stay as they are.
+            self.wait_buckets[0].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let ms = waited.as_millis();
         let bucket = WAIT_BUCKETS_MS
             .iter()

@@ -420,16 +420,17 @@ impl<'a, R: Runtime> Future for Acquire<'a, R> {
                 }
             }
             let group = this.group();
-            let now = group.observe_now(this.owner.runtime.now());
+            let raw = this.owner.runtime.now();
             if this.phase == Phase::Init {
                 // The lock-free fast path first: an uncontended acquire takes no lock.
-                this.started = now;
-                match group.try_acquire(now) {
-                    Ok(admission) => return this.finish(Ok(admission), now),
+                this.started = raw;
+                match group.try_acquire(raw) {
+                    Ok(admission) => return this.finish(Ok(admission), raw),
                     Err(Denied::NotYet { .. }) => {}
-                    Err(denied) => return this.finish(Err(denied.into()), now),
+                    Err(denied) => return this.finish(Err(denied.into()), raw),
                 }
             }
+            let now = group.observe_now(raw);
             let mut wake = None;
             let step = {
                 let mut c = group.control.lock();
@@ -531,7 +532,8 @@ impl<R: Runtime> Permit<'_, R> {
 
 impl<R: Runtime> Drop for Permit<'_, R> {
     fn drop(&mut self) {
-        if !self.reported {
+        // Only a half-open probe holds anything to give back.
+        if !self.reported && self.admission.probe {
             let now = self.owner.runtime.now();
             self.owner.limiter.group(self.admission.group).on_unreported(now);
         }

@@ -158,6 +158,7 @@ struct AdmissionKey {
     at: u64,
     seq: u64,
     group: usize,
+    probe: bool,
 }
 
 impl AdmissionKey {
@@ -166,6 +167,7 @@ impl AdmissionKey {
             group: Group::ALL[self.group],
             at: Instant::from_nanos(self.at),
             seq: self.seq,
+            probe: self.probe,
         }
     }
 }
@@ -244,6 +246,7 @@ pub fn run(setup: &Setup, intents: &[Intent], max_steps: usize) -> Outcome {
                             at: adm.at.as_nanos(),
                             seq: adm.seq,
                             group: group.index(),
+                            probe: adm.probe,
                         };
                         let arrive = adm.at + setup.base_delay + intents[intent].jitter;
                         push(
