@@ -111,6 +111,44 @@ fn path_of(target: &str) -> &str {
 /// [`Group::Origin`] and [`Group::WebsocketMessage`] are never returned: the
 /// first depends on a header, the second is a message on an open connection.
 pub fn classify(method: &str, path: &str) -> Group {
+    canonical(path).unwrap_or_else(|| by_segments(method, path))
+}
+
+/// The common case, without splitting the path: `/v1/<family>...` written
+/// canonically (lower case, no `.` segments, no empty first segment). Returns
+/// `None` for anything else, including `/v1/orders`, whose group depends on
+/// the method and the rest of the path; [`by_segments`] decides those.
+fn canonical(path: &str) -> Option<Group> {
+    let rest = path.strip_prefix("/v1/")?;
+    let end = rest
+        .bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let family = &rest[..end];
+    // A `.` segment anywhere (`/v1/ticker/../orders`) can change the family.
+    let tail = rest[end..].split(['?', '#']).next().unwrap_or("");
+    if tail.contains("/.") {
+        return None;
+    }
+    match family {
+        "ticker" => Some(Group::Ticker),
+        "orderbook" => Some(Group::Orderbook),
+        "candles" => Some(Group::Candle),
+        "trades" => Some(Group::Trade),
+        "market" => Some(Group::Market),
+        "orders" | "" | "." | ".." => None,
+        f if f
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+        {
+            Some(Group::Default)
+        }
+        _ => None,
+    }
+}
+
+/// The general case: every tolerated spelling.
+fn by_segments(method: &str, path: &str) -> Group {
     let seg = Segments::split(path_of(path));
 
     if seg.is(0, "websocket") {
@@ -159,6 +197,43 @@ pub fn classify(method: &str, path: &str) -> Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_canonical_shortcut_agrees_with_the_general_rules() {
+        let methods = ["GET", "POST", "DELETE", "get"];
+        let mut paths: std::vec::Vec<String> = DOCUMENTED.iter().map(|(_, p, _)| String::from(*p)).collect();
+        for extra in [
+            "/v1/ticker/../orders",
+            "/v1/ticker/./x",
+            "/v1/ticker?x=/../",
+            "/v1//ticker",
+            "/v1/TICKER",
+            "/v1/orders",
+            "/v1/orders/open",
+            "/v1/unknown_thing/x",
+            "/v1/Accounts",
+            "/v1/",
+            "/v1/.",
+            "/v1/ticker#frag",
+            "/v1/candles/minutes/5?count=200",
+            "/v1/ticker/..",
+            "/v1/a-b",
+        ] {
+            paths.push(String::from(extra));
+        }
+        for p in &paths {
+            for m in methods {
+                if let Some(g) = canonical(p) {
+                    assert_eq!(g, by_segments(m, p), "{m} {p}");
+                }
+                assert_eq!(classify(m, p), by_segments(m, p), "{m} {p}");
+            }
+        }
+        // The shortcut is taken for the documented quotation and default paths.
+        assert_eq!(canonical("/v1/ticker"), Some(Group::Ticker));
+        assert_eq!(canonical("/v1/accounts"), Some(Group::Default));
+        assert_eq!(canonical("/v1/orders"), None);
+    }
     use std::format;
     use std::string::String;
 
