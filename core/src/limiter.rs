@@ -13,7 +13,7 @@
 //!
 //! The fast path reads three words (`gate`, the high-water mark of `now`,
 //! the packed [`Params`]) and CASes the TAT: no lock, and a denial writes
-//! nothing but a relaxed statistic. Everything that changes rarely (the
+//! nothing. Everything that changes rarely (the
 //! adaptive ratio, the breaker, bans, the configuration, the waiter queue)
 //! lives behind a spin lock (the group's control block) and is *published* to those words.
 //! `gate` is the instant until which the published words stay valid by
@@ -523,10 +523,8 @@ impl GroupLimiter {
                     seq,
                 })
             }
-            Err(earliest) => {
-                Counters::bump_relaxed(&self.counters.denied);
-                Err(Denied::NotYet { earliest })
-            }
+            // A denial on the fast path writes nothing at all: the caller has it.
+            Err(earliest) => Err(Denied::NotYet { earliest }),
         }
     }
 
@@ -555,11 +553,13 @@ impl GroupLimiter {
             // Behind queued waiters: the earliest is no sooner than the GCRA's.
             let params = Params::unpack(self.params.load(Ordering::Acquire));
             let earliest = self.hot.tat.load().saturating_sub(params.tolerance()).max(now);
-            Counters::bump(&self.counters.denied);
             Err(Denied::NotYet { earliest })
         } else {
             self.claim(now)
         };
+        if result.is_err() {
+            Counters::bump(&self.counters.denied);
+        }
         match &mut result {
             Ok(admission) => admission.probe = half_open,
             Err(_) if half_open => c.breaker.on_ignored(now),
@@ -976,8 +976,9 @@ mod tests {
             Err(Denied::NotYet { earliest: at(1_110) })
         );
         assert!(g.try_acquire(at(1_110)).is_ok());
+        // The fast path's denial wrote nothing, not even a statistic.
         let s = g.status(at(1_110)).counters;
-        assert_eq!((s.admitted, s.denied), (2, 1));
+        assert_eq!((s.admitted, s.denied), (2, 0));
     }
 
     #[test]

@@ -41,7 +41,9 @@ macro_rules! counters {
 counters! {
     /// Requests admitted.
     admitted,
-    /// Immediate decisions that said "not yet" (each poll of a waiter that had to wait counts once).
+    /// Decisions taken under the group's lock that said "not yet" (for waiters,
+    /// behind a queue, in half-open). A denial on the lock-free fast path
+    /// writes nothing, so only its caller sees it.
     denied,
     /// Acquisitions that had to wait before admission.
     waits,
@@ -72,13 +74,6 @@ counters! {
 impl Counters {
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A load and a store instead of a locked read-modify-write, for the
-    /// lock-free fast path: exact without contention, and may miss a count
-    /// when threads race (statistics only; no decision reads it).
-    pub(crate) fn bump_relaxed(counter: &AtomicU64) {
-        counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
     pub(crate) fn record_wait(&self, waited: Duration) {

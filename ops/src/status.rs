@@ -261,7 +261,7 @@ pub struct QuotaView {
 pub struct Counters {
     /// Requests admitted.
     pub admitted: u64,
-    /// Immediate "not yet" decisions.
+    /// "Not yet" decisions taken under the group's lock (the lock-free fast path's denials write nothing).
     pub denied: u64,
     /// Acquisitions that waited.
     pub waits: u64,

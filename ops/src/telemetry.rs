@@ -24,7 +24,7 @@ pub mod names {
     pub const ACQUISITIONS: &str = "upbit_limiter_acquisitions_total";
     /// Counter `{group}`: acquisitions that failed on their deadline.
     pub const TIMEOUTS: &str = "upbit_limiter_timeouts_total";
-    /// Counter `{group}`: immediate "not yet" decisions.
+    /// Counter `{group}`: "not yet" decisions taken under the group's lock (waiters, behind a queue, half-open).
     pub const DENIED: &str = "upbit_limiter_denied_total";
     /// Counter `{group}`: responses reported.
     pub const RESPONSES: &str = "upbit_limiter_responses_total";
