@@ -18,15 +18,15 @@ ROWS = [
     ("manual_clock/allow/ours", "manual_clock/allow/governor", "1. allow, manual clock, fixed instant",
      "The TAT compare-and-swap on both sides. Ours adds a second locked read-modify-write "
      "(the `admitted` counter, which also numbers the admission for header sync), a store "
-     "into the ring of recent admissions, three more loads (high-water mark, ban, gate) and "
-     "a re-read of the parameters after the CAS."),
+     "into the ring of recent admissions, two more loads (gate, high-water mark, the latter "
+     "on the TAT's own cache line) and a re-read of the parameters after the CAS."),
     ("manual_clock/allow_advancing/ours", "manual_clock/allow_advancing/governor",
      "1. allow, manual clock advanced 1 µs per call",
-     "Both pay the manual clock's own CAS and the TAT CAS; ours adds a third RMW, the "
-     "clock high-water mark's `fetch_max`, taken whenever time moves forward."),
+     "Both pay the manual clock's own CAS and the TAT CAS; ours also raises the high-water "
+     "mark with a plain store on the line the CAS already owns."),
     ("manual_clock/deny/ours", "manual_clock/deny/governor", "1. deny, manual clock",
-     "governor reads two words and compares, writing nothing; ours reads five words and "
-     "increments the `denied` counter (a locked RMW)."),
+     "Both read and compare, writing nothing: governor two words, ours five (clock, gate, "
+     "high-water mark, parameters, TAT)."),
     ("real_clock/allow/ours_quanta", "real_clock/allow/governor_quanta", "2. allow, quanta clock (both)",
      "The quanta clock read (TSC read and scaling, row \"clock read alone: quanta\") is most "
      "of it; the atomics overlap with it."),
@@ -37,7 +37,7 @@ ROWS = [
      "2. allow, tokio Instant (governor MonotonicClock)",
      "The same clock (tokio's `Instant` is std's outside paused tests), plus a subtraction."),
     ("real_clock/deny/ours_quanta", "real_clock/deny/governor_quanta", "2. deny, quanta clock (both)",
-     "The clock read; ours also raises the high-water mark and bumps `denied`."),
+     "The clock read; the decision writes nothing on either side."),
     ("real_clock/deny/ours_std", "real_clock/deny/governor_monotonic",
      "2. deny, std Instant (governor MonotonicClock)", "The clock read."),
     ("real_clock/deny/ours_tokio", "real_clock/deny/governor_monotonic",
@@ -47,39 +47,40 @@ ROWS = [
     ("real_clock/clock/tokio", None, "2. clock read alone: tokio Instant", "The std clock read."),
     ("classified/decision/ours", "classified/decision/governor_keyed",
      "3. full decision from (method, path) (governor: keyed by (method, path))",
-     "Ours: `classify` (lenient URL parsing) is nearly all of it, then an array index and the "
-     "decision. governor: hashing the key (SipHash), the DashMap shard's read lock, the CAS."),
+     "Ours: `classify` is most of it (canonical `/v1/<family>` paths take a shortcut; "
+     "`/v1/orders`, full URLs and paths outside the API are parsed in full), then an array "
+     "index and the decision. governor: hashing the key (SipHash), the DashMap shard's read "
+     "lock, the CAS."),
     ("classified/classify/ours", None, "3. classify alone",
-     "Trimming, dropping scheme/host/query, splitting segments with `.`/`..` resolution, and "
-     "up to eight case-insensitive segment compares."),
+     "The eight-request mix: four canonical paths take the shortcut (one prefix test, one "
+     "scan for `/.`, one family match); `/v1/orders` (method-dependent), a full URL and "
+     "`/v2/...` are split into segments with `.`/`..` resolution and compared ignoring case."),
     ("classified/remaining_req/ours", None, "3. Remaining-Req parse alone",
      "Splitting on `;` and `=`, Unicode-aware trims, case-insensitive key lookup, checked digit "
      "parsing. Once per response, not per decision."),
     ("two_threads/allow_manual/ours", "two_threads/allow_manual/governor", "4. two threads, allow, manual clock",
      "Moving cache lines between the cores: governor writes one line per decision (the TAT); "
-     "ours writes the TAT, the `admitted` counter and a slot of the recent-admissions ring."),
+     "ours writes the TAT line (with the high-water mark), the `admitted` counter and a slot "
+     "of the recent-admissions ring."),
     ("two_threads/deny_manual/ours", "two_threads/deny_manual/governor", "4. two threads, deny, manual clock",
-     "governor only reads, so the line stays shared in both caches; ours writes the `denied` "
-     "counter on every denial."),
+     "Both only read, so the lines stay shared in both caches."),
     ("two_threads/allow_quanta/ours", "two_threads/allow_quanta/governor", "4. two threads, allow, quanta clock",
-     "As the manual row, plus the high-water `fetch_max`: with a real clock every call moves "
-     "time forward, so every call writes that line too."),
+     "As the manual row, plus the clock reads."),
     ("two_threads/deny_quanta/ours", "two_threads/deny_quanta/governor", "4. two threads, deny, quanta clock",
-     "governor's denial is read-only; ours writes two contended lines per denial (high-water "
-     "mark and `denied`)."),
+     "Both denials are read-only; the clock read dominates."),
     ("async_acquire/uncontended/ours", "async_acquire/uncontended/governor",
      "5. uncontended acquire().await + drop permit (governor: until_ready)",
-     "Two std clock reads (poll, permit drop), the permit drop's `on_unreported` (group lock, "
-     "breaker update, republish) and three RMWs recording a zero wait. governor: its quanta "
-     "`check()` and an async state machine, no permit."),
+     "One std clock read, the decision, and one RMW recording a zero wait; dropping a permit "
+     "that was not a half-open probe does nothing. governor: its quanta `check()` and an "
+     "async state machine, no permit."),
     ("async_acquire/uncontended_permit_forgotten/ours", "async_acquire/uncontended/governor",
      "5. same, permit forgotten (no on_unreported)",
-     "One clock read, the decision, the wait record: the difference to the row above is what "
-     "dropping an unreported permit costs."),
+     "The same without the permit's drop: the difference to the row above is what dropping "
+     "an unreported permit costs."),
     ("async_acquire/uncontended_reported/ours", "async_acquire/uncontended/governor",
      "5. same, permit reported (200)",
-     "`on_response` instead of `on_unreported`: the group lock, the adaptive ratio and breaker "
-     "updates, the republish, one more clock read."),
+     "`on_response`: one more clock read, the group lock, the adaptive ratio and breaker "
+     "updates, the republish."),
     ("async_acquire/uncontended_classified/ours", "async_acquire/uncontended/governor",
      "5. same, acquire(method, path) + drop permit", "The first row plus `classify`."),
     ("async_acquire/cancelled_waiter/ours", "async_acquire/cancelled_waiter/governor",
