@@ -47,6 +47,32 @@ impl Verdict {
     }
 }
 
+/// What a model has answered so far.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    accepted: u64,
+    rejected: u64,
+}
+
+impl Tally {
+    /// Counts an accepted request, with `remaining` left after it.
+    fn accept(&mut self, remaining: u32) -> Verdict {
+        self.accepted += 1;
+        Verdict {
+            status: OK,
+            remaining,
+        }
+    }
+    /// Counts a rejected request (429).
+    fn reject(&mut self) -> Verdict {
+        self.rejected += 1;
+        Verdict {
+            status: TOO_MANY_REQUESTS,
+            remaining: 0,
+        }
+    }
+}
+
 /// Which of the four models.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ModelKind {
@@ -114,8 +140,7 @@ pub struct SlidingWindow {
     limit: ServerLimit,
     recent: VecDeque<Instant>,
     last: Option<Instant>,
-    accepted: u64,
-    rejected: u64,
+    tally: Tally,
 }
 
 impl SlidingWindow {
@@ -125,8 +150,7 @@ impl SlidingWindow {
             limit,
             recent: VecDeque::new(),
             last: None,
-            accepted: 0,
-            rejected: 0,
+            tally: Tally::default(),
         }
     }
 }
@@ -150,24 +174,16 @@ impl ServerModel for SlidingWindow {
         let n = self.limit.max_requests as usize;
         if self.recent.len() < n {
             self.recent.push_back(t);
-            self.accepted += 1;
-            Verdict {
-                status: OK,
-                remaining: (n - self.recent.len()) as u32,
-            }
+            self.tally.accept((n - self.recent.len()) as u32)
         } else {
-            self.rejected += 1;
-            Verdict {
-                status: TOO_MANY_REQUESTS,
-                remaining: 0,
-            }
+            self.tally.reject()
         }
     }
     fn accepted(&self) -> u64 {
-        self.accepted
+        self.tally.accepted
     }
     fn rejected(&self) -> u64 {
-        self.rejected
+        self.tally.rejected
     }
 }
 
@@ -180,8 +196,7 @@ pub struct CalendarWindow {
     window_index: Option<u64>,
     count: u32,
     last: Option<Instant>,
-    accepted: u64,
-    rejected: u64,
+    tally: Tally,
 }
 
 impl CalendarWindow {
@@ -194,8 +209,7 @@ impl CalendarWindow {
             window_index: None,
             count: 0,
             last: None,
-            accepted: 0,
-            rejected: 0,
+            tally: Tally::default(),
         }
     }
 
@@ -225,24 +239,16 @@ impl ServerModel for CalendarWindow {
         }
         if self.count < self.limit.max_requests {
             self.count += 1;
-            self.accepted += 1;
-            Verdict {
-                status: OK,
-                remaining: self.limit.max_requests - self.count,
-            }
+            self.tally.accept(self.limit.max_requests - self.count)
         } else {
-            self.rejected += 1;
-            Verdict {
-                status: TOO_MANY_REQUESTS,
-                remaining: 0,
-            }
+            self.tally.reject()
         }
     }
     fn accepted(&self) -> u64 {
-        self.accepted
+        self.tally.accepted
     }
     fn rejected(&self) -> u64 {
-        self.rejected
+        self.tally.rejected
     }
 }
 
@@ -254,8 +260,7 @@ pub struct AnchoredWindow {
     opened_at: Option<Instant>,
     count: u32,
     last: Option<Instant>,
-    accepted: u64,
-    rejected: u64,
+    tally: Tally,
 }
 
 impl AnchoredWindow {
@@ -266,8 +271,7 @@ impl AnchoredWindow {
             opened_at: None,
             count: 0,
             last: None,
-            accepted: 0,
-            rejected: 0,
+            tally: Tally::default(),
         }
     }
 }
@@ -294,24 +298,16 @@ impl ServerModel for AnchoredWindow {
         }
         if self.count < self.limit.max_requests {
             self.count += 1;
-            self.accepted += 1;
-            Verdict {
-                status: OK,
-                remaining: self.limit.max_requests - self.count,
-            }
+            self.tally.accept(self.limit.max_requests - self.count)
         } else {
-            self.rejected += 1;
-            Verdict {
-                status: TOO_MANY_REQUESTS,
-                remaining: 0,
-            }
+            self.tally.reject()
         }
     }
     fn accepted(&self) -> u64 {
-        self.accepted
+        self.tally.accepted
     }
     fn rejected(&self) -> u64 {
-        self.rejected
+        self.tally.rejected
     }
 }
 
@@ -326,8 +322,7 @@ pub struct TokenBucket {
     level: u128,
     refilled_at: Option<Instant>,
     last: Option<Instant>,
-    accepted: u64,
-    rejected: u64,
+    tally: Tally,
 }
 
 impl TokenBucket {
@@ -338,8 +333,7 @@ impl TokenBucket {
             level: Self::capacity(limit),
             refilled_at: None,
             last: None,
-            accepted: 0,
-            rejected: 0,
+            tally: Tally::default(),
         }
     }
 
@@ -375,24 +369,16 @@ impl ServerModel for TokenBucket {
         let token = Self::token(self.limit);
         if self.level >= token {
             self.level -= token;
-            self.accepted += 1;
-            Verdict {
-                status: OK,
-                remaining: self.tokens() as u32,
-            }
+            self.tally.accept(self.tokens() as u32)
         } else {
-            self.rejected += 1;
-            Verdict {
-                status: TOO_MANY_REQUESTS,
-                remaining: 0,
-            }
+            self.tally.reject()
         }
     }
     fn accepted(&self) -> u64 {
-        self.accepted
+        self.tally.accepted
     }
     fn rejected(&self) -> u64 {
-        self.rejected
+        self.tally.rejected
     }
 }
 
