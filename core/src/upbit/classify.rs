@@ -111,14 +111,14 @@ fn path_of(target: &str) -> &str {
 /// [`Group::Origin`] and [`Group::WebsocketMessage`] are never returned: the
 /// first depends on a header, the second is a message on an open connection.
 pub fn classify(method: &str, path: &str) -> Group {
-    canonical(path).unwrap_or_else(|| by_segments(method, path))
+    canonical(method, path).unwrap_or_else(|| by_segments(method, path))
 }
 
 /// The common case, without splitting the path: `/v1/<family>...` written
-/// canonically (lower case, no `.` segments, no empty first segment). Returns
-/// `None` for anything else, including `/v1/orders`, whose group depends on
-/// the method and the rest of the path; [`by_segments`] decides those.
-fn canonical(path: &str) -> Option<Group> {
+/// canonically (lower case, no `.` segments, no empty first segment), and the
+/// four `/v1/orders` endpoints exactly as documented. Returns `None` for
+/// anything else; [`by_segments`] decides those.
+fn canonical(method: &str, path: &str) -> Option<Group> {
     let rest = path.strip_prefix("/v1/")?;
     let end = rest
         .bytes()
@@ -136,7 +136,19 @@ fn canonical(path: &str) -> Option<Group> {
         "candles" => Some(Group::Candle),
         "trades" => Some(Group::Trade),
         "market" => Some(Group::Market),
-        "orders" | "" | "." | ".." => None,
+        "orders" => match (Method::parse(method), tail) {
+            (Method::Post, "" | "/cancel_and_new") => Some(Group::Order),
+            (Method::Post, "/test") => Some(Group::OrderTest),
+            (Method::Delete, "/open") => Some(Group::OrderCancelAll),
+            // Every other documented `/v1/orders...` endpoint is `default`;
+            // anything less plain (a trailing slash, deeper paths) goes the
+            // general way.
+            (_, "" | "/chance" | "/uuids" | "/open" | "/closed" | "/test" | "/cancel_and_new") => {
+                Some(Group::Default)
+            }
+            _ => None,
+        },
+        "" | "." | ".." => None,
         f if f
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
@@ -200,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_canonical_shortcut_agrees_with_the_general_rules() {
-        let methods = ["GET", "POST", "DELETE", "get"];
+        let methods = ["GET", "POST", "DELETE", "get", " post ", "delete", "PUT", ""];
         let mut paths: std::vec::Vec<String> = DOCUMENTED.iter().map(|(_, p, _)| String::from(*p)).collect();
         for extra in [
             "/v1/ticker/../orders",
@@ -223,16 +235,21 @@ mod tests {
         }
         for p in &paths {
             for m in methods {
-                if let Some(g) = canonical(p) {
+                if let Some(g) = canonical(m, p) {
                     assert_eq!(g, by_segments(m, p), "{m} {p}");
                 }
                 assert_eq!(classify(m, p), by_segments(m, p), "{m} {p}");
             }
         }
         // The shortcut is taken for the documented quotation and default paths.
-        assert_eq!(canonical("/v1/ticker"), Some(Group::Ticker));
-        assert_eq!(canonical("/v1/accounts"), Some(Group::Default));
-        assert_eq!(canonical("/v1/orders"), None);
+        assert_eq!(canonical("GET", "/v1/ticker"), Some(Group::Ticker));
+        assert_eq!(canonical("GET", "/v1/accounts"), Some(Group::Default));
+        assert_eq!(canonical("POST", "/v1/orders"), Some(Group::Order));
+        assert_eq!(
+            canonical("DELETE", "/v1/orders/open"),
+            Some(Group::OrderCancelAll)
+        );
+        assert_eq!(canonical("POST", "/v1/orders/"), None);
     }
     use std::format;
     use std::string::String;
