@@ -48,12 +48,12 @@ ROWS = [
     ("classified/decision/ours", "classified/decision/governor_keyed",
      "3. full decision from (method, path) (governor: keyed by (method, path))",
      "Ours: `classify` is most of it (canonical `/v1/<family>` paths take a shortcut; "
-     "`/v1/orders`, full URLs and paths outside the API are parsed in full), then an array "
+     "full URLs and paths outside the API are parsed in full), then an array "
      "index and the decision. governor: hashing the key (SipHash), the DashMap shard's read "
      "lock, the CAS."),
     ("classified/classify/ours", None, "3. classify alone",
-     "The eight-request mix: four canonical paths take the shortcut (one prefix test, one "
-     "scan for `/.`, one family match); `/v1/orders` (method-dependent), a full URL and "
+     "The eight-request mix: six canonical paths take the shortcut (one prefix test, one "
+     "scan for `/.`, one family match, the method for `/v1/orders`); a full URL and "
      "`/v2/...` are split into segments with `.`/`..` resolution and compared ignoring case."),
     ("classified/remaining_req/ours", None, "3. Remaining-Req parse alone",
      "Splitting on `;` and `=`, Unicode-aware trims, case-insensitive key lookup, checked digit "
