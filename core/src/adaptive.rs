@@ -423,8 +423,14 @@ pub struct Adaptive {
 }
 
 impl Adaptive {
-    /// Full speed, no ban, nothing counted.
-    pub fn new(config: AdaptiveConfig) -> Self {
+    /// Full speed, no ban, nothing counted; or why `config` is refused.
+    pub fn new(config: AdaptiveConfig) -> Result<Self, AdaptiveConfigError> {
+        config.validate()?;
+        Ok(Self::from_valid(config))
+    }
+
+    /// As [`Adaptive::new`], for a configuration already validated.
+    pub(crate) fn from_valid(config: AdaptiveConfig) -> Self {
         Self {
             config,
             base: Ratio::ONE,
@@ -444,7 +450,7 @@ impl Adaptive {
             return self.base;
         }
         let interval = self.config.recovery_interval.as_nanos().max(1);
-        let steps = 1 + (now - self.first_step).as_nanos() / interval;
+        let steps = ((now - self.first_step).as_nanos() / interval).saturating_add(1);
         self.base
             .raised_by(steps.saturating_mul(u64::from(self.config.recovery_step_ppm)))
     }
@@ -544,11 +550,12 @@ impl Adaptive {
     /// so a longer delay (emergency mode) holds recovery back and a shorter one
     /// cannot cause a jump at the moment of the change. Bans in force and the
     /// 418 streak are kept.
-    pub fn set_config(&mut self, config: AdaptiveConfig, now: Instant) {
+    pub fn set_config(&mut self, config: AdaptiveConfig, now: Instant) -> Result<(), AdaptiveConfigError> {
+        config.validate()?;
         let now = self.observe(now);
         let old = self.config;
         if config == old {
-            return;
+            return Ok(());
         }
         let schedule_changed = config.recovery_delay != old.recovery_delay
             || config.recovery_interval != old.recovery_interval
@@ -558,6 +565,7 @@ impl Adaptive {
             self.first_step = (self.anchor + config.recovery_delay).max(now + config.recovery_interval);
         }
         self.config = config;
+        Ok(())
     }
 
     /// `current * reduction`, floored at `min_ratio` but never above `current`.
@@ -608,7 +616,7 @@ mod tests {
 
     #[test]
     fn first_429_reduces_to_point_eight() {
-        let mut a = Adaptive::new(AdaptiveConfig::default());
+        let mut a = Adaptive::new(AdaptiveConfig::default()).unwrap();
         assert_eq!(a.ratio(at(0)), Ratio::ONE);
         assert_eq!(a.next_change(at(0)), None);
         assert_eq!(ppm(a.on_429(at(10))), 800_000);
@@ -618,7 +626,7 @@ mod tests {
 
     #[test]
     fn repeated_429s_stop_at_the_floor() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         let seen: [u32; 5] = core::array::from_fn(|_| ppm(a.on_429(at(1))));
         assert_eq!(seen, [800_000, 640_000, 512_000, 500_000, 500_000]);
         assert_eq!(a.consecutive_429(), 5);
@@ -626,7 +634,7 @@ mod tests {
 
     #[test]
     fn recovery_steps_land_exactly_on_schedule() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         let t0 = at(100);
         a.on_429(t0);
         // First step at t0 + 300 s, then every 30 s, capped at 1.0.
@@ -649,7 +657,7 @@ mod tests {
 
     #[test]
     fn from_the_floor_full_speed_takes_570_seconds() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         for _ in 0..4 {
             a.on_429(at(0));
         }
@@ -661,7 +669,7 @@ mod tests {
 
     #[test]
     fn a_429_during_recovery_reduces_the_recovered_ratio_and_restarts_the_clock() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         a.on_429(at(0));
         assert_eq!(ppm(a.ratio(at(330))), 900_000);
         assert_eq!(ppm(a.on_429(at(330))), 720_000);
@@ -671,7 +679,7 @@ mod tests {
 
     #[test]
     fn success_resets_the_count_but_never_raises_the_ratio() {
-        let mut a = Adaptive::new(AdaptiveConfig::aggressive());
+        let mut a = Adaptive::new(AdaptiveConfig::aggressive()).unwrap();
         // Threshold 2: one isolated 429 is tolerated.
         assert_eq!(a.on_429(at(0)), Ratio::ONE);
         a.on_success(at(1));
@@ -688,7 +696,7 @@ mod tests {
 
     #[test]
     fn an_uncounted_429_still_restarts_recovery() {
-        let mut a = Adaptive::new(AdaptiveConfig::aggressive());
+        let mut a = Adaptive::new(AdaptiveConfig::aggressive()).unwrap();
         a.on_429(at(0));
         a.on_429(at(0));
         a.on_success(at(1));
@@ -700,7 +708,7 @@ mod tests {
 
     #[test]
     fn ban_without_a_duration_doubles_up_to_the_cap() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         let mut t = at(0);
         for secs in [60, 120, 240, 480, 960, 1_920, 3_600, 3_600] {
             let until = a.on_418(t, None);
@@ -712,7 +720,7 @@ mod tests {
 
     #[test]
     fn ban_with_a_duration_is_used_as_given_and_never_shortened() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         assert_eq!(a.banned_until(), Instant::ZERO);
         assert_eq!(a.on_418(at(0), Some(Duration::from_secs(10))), at(10));
         // An echo with a shorter ban does not shorten it ...
@@ -729,7 +737,7 @@ mod tests {
 
     #[test]
     fn the_ban_streak_resets_after_a_quiet_ban_max() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         a.on_418(at(0), None);
         assert_eq!(a.on_418(at(60), None), at(180));
         let mut quiet = a.clone();
@@ -741,7 +749,7 @@ mod tests {
 
     #[test]
     fn a_ban_reduces_the_ratio_once_and_recovery_waits_for_its_end() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         assert_eq!(a.on_418(at(0), None), at(60));
         assert_eq!(ppm(a.ratio(at(0))), 800_000);
         assert_eq!(a.consecutive_429(), 0);
@@ -754,7 +762,7 @@ mod tests {
         assert_eq!(ppm(a.ratio(at(360) - NS)), 800_000);
         assert_eq!(ppm(a.ratio(at(360))), 850_000);
         // A 429 in the ban's shadow does not pull the anchor back.
-        let mut b = Adaptive::new(AdaptiveConfig::conservative());
+        let mut b = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         b.on_418(at(0), Some(Duration::from_secs(600)));
         b.on_429(at(10));
         assert_eq!(b.next_change(at(10)), Some(at(900)));
@@ -762,7 +770,7 @@ mod tests {
 
     #[test]
     fn time_going_backwards_reads_as_no_time_passed() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         a.on_429(at(1_000));
         assert_eq!(ppm(a.ratio(Instant::ZERO)), 800_000);
         assert_eq!(a.next_change(Instant::ZERO), Some(at(1_300)));
@@ -785,7 +793,7 @@ mod tests {
 
     #[test]
     fn huge_time_jumps_saturate_without_panicking() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         a.on_429(at(0));
         assert_eq!(a.ratio(Instant::MAX), Ratio::ONE);
         assert_eq!(a.next_change(Instant::MAX), None);
@@ -795,14 +803,14 @@ mod tests {
         assert_eq!(a.next_change(Instant::MAX), None);
         assert_eq!(ppm(a.on_429(Instant::MAX)), 640_000);
 
-        let mut b = Adaptive::new(AdaptiveConfig::conservative());
+        let mut b = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         assert_eq!(b.on_418(at(5), Some(Duration::MAX)), Instant::MAX);
         assert_eq!(b.on_418(at(6), None), Instant::MAX);
         assert_eq!(b.next_change(at(6)), None);
 
         // Just short of the end: the schedule saturates instead of wrapping.
         let near = Instant::MAX - Duration::from_secs(10);
-        let mut c = Adaptive::new(AdaptiveConfig::conservative());
+        let mut c = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         c.on_429(near);
         assert_eq!(ppm(c.ratio(Instant::MAX)), 800_000);
         assert_eq!(c.next_change(near), None);
@@ -810,13 +818,13 @@ mod tests {
 
     #[test]
     fn set_config_never_raises_the_ratio() {
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         for _ in 0..4 {
             a.on_429(at(0));
         }
         assert_eq!(ppm(a.ratio(at(0))), 500_000);
         // Balanced has a floor of 0.6; the ratio stays at 0.5 ...
-        a.set_config(AdaptiveConfig::balanced(), at(10));
+        a.set_config(AdaptiveConfig::balanced(), at(10)).unwrap();
         assert_eq!(ppm(a.ratio(at(10))), 500_000);
         assert_eq!(a.config(), &AdaptiveConfig::balanced());
         // ... and the next 429 cannot lift it to the floor either.
@@ -826,18 +834,18 @@ mod tests {
     #[test]
     fn set_config_moves_the_schedule_without_a_jump() {
         // A shorter delay applies from the last 429 when it has not elapsed yet.
-        let mut a = Adaptive::new(AdaptiveConfig::conservative());
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         a.on_429(at(0));
-        a.set_config(AdaptiveConfig::balanced(), at(100));
+        a.set_config(AdaptiveConfig::balanced(), at(100)).unwrap();
         assert_eq!(a.next_change(at(100)), Some(at(120)));
         assert_eq!(ppm(a.ratio(at(120))), 850_000);
         assert_eq!(ppm(a.ratio(at(135))), 900_000);
 
         // When it has elapsed, the next step is one new interval away.
-        let mut b = Adaptive::new(AdaptiveConfig::conservative());
+        let mut b = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         b.on_429(at(0));
         assert_eq!(ppm(b.ratio(at(350))), 900_000);
-        b.set_config(AdaptiveConfig::balanced(), at(350));
+        b.set_config(AdaptiveConfig::balanced(), at(350)).unwrap();
         assert_eq!(ppm(b.ratio(at(350))), 900_000);
         assert_eq!(ppm(b.ratio(at(365) - NS)), 900_000);
         assert_eq!(ppm(b.ratio(at(365))), 950_000);
@@ -847,25 +855,25 @@ mod tests {
             recovery_delay: Duration::from_secs(600),
             ..AdaptiveConfig::conservative()
         };
-        let mut c = Adaptive::new(AdaptiveConfig::conservative());
+        let mut c = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         c.on_429(at(0));
-        c.set_config(emergency, at(100));
+        c.set_config(emergency, at(100)).unwrap();
         assert_eq!(c.next_change(at(100)), Some(at(600)));
         assert_eq!(ppm(c.ratio(at(599))), 800_000);
 
         // Changing only the ban numbers leaves the schedule alone.
-        let mut d = Adaptive::new(AdaptiveConfig::conservative());
+        let mut d = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         d.on_429(at(0));
         let bans = AdaptiveConfig {
             ban_max: Duration::from_secs(7_200),
             ..AdaptiveConfig::conservative()
         };
-        d.set_config(bans, at(310));
+        d.set_config(bans, at(310)).unwrap();
         assert_eq!(ppm(d.ratio(at(330))), 900_000);
     }
 
     #[test]
-    fn unvalidated_configs_do_not_panic() {
+    fn unvalidated_configs_are_refused() {
         let nonsense = AdaptiveConfig {
             error_threshold: 0,
             reduction: Ratio::ONE,
@@ -876,15 +884,30 @@ mod tests {
             ban_default: Duration::MAX,
             ban_max: Duration::ZERO,
         };
-        let mut a = Adaptive::new(nonsense);
-        for t in 0..10 {
-            a.on_429(at(t));
-            a.on_418(at(t), None);
-            let _ = a.ratio(at(t));
-            let _ = a.next_change(at(t));
-        }
-        // Unity reduction and floor: the ratio cannot fall.
-        assert_eq!(a.ratio(at(10)), Ratio::ONE);
+        assert_eq!(
+            Adaptive::new(nonsense).map(|_| ()),
+            Err(AdaptiveConfigError::ZeroErrorThreshold)
+        );
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
+        assert_eq!(
+            a.set_config(nonsense, at(1)),
+            Err(AdaptiveConfigError::ZeroErrorThreshold)
+        );
+        assert_eq!(a.config(), &AdaptiveConfig::conservative());
+    }
+
+    #[test]
+    fn the_ratio_at_the_end_of_time_does_not_overflow() {
+        // The smallest schedule validation accepts: 1 ns delay and interval.
+        let config = AdaptiveConfig {
+            recovery_delay: NS,
+            recovery_interval: NS,
+            ..AdaptiveConfig::conservative()
+        };
+        let mut a = Adaptive::new(config).unwrap();
+        a.on_429(at(0));
+        assert_eq!(a.ratio(Instant::MAX), Ratio::ONE);
+        assert_eq!(a.next_change(Instant::MAX), None);
     }
 
     #[test]
@@ -912,7 +935,7 @@ mod tests {
             (Strategy::Aggressive, 80),
         ] {
             let config = strategy.config();
-            let mut a = Adaptive::new(config);
+            let mut a = Adaptive::new(config).unwrap();
             for _ in 0..100 {
                 a.on_429(at(0));
             }

@@ -45,7 +45,7 @@ impl Params {
     /// the rounded-up `T`, which is only slower).
     pub fn for_quota(quota: &crate::quota::Quota, interval: Duration) -> Self {
         let base = Self::new(quota.interval(), Duration::ZERO).interval_us;
-        let tolerance = u64::from(base).saturating_mul(u64::from(quota.burst()) - 1);
+        let tolerance = u64::from(base).saturating_mul(u64::from(quota.burst()).saturating_sub(1));
         Self {
             tolerance_us: u32::try_from(tolerance).unwrap_or(u32::MAX),
             ..Self::new(interval, Duration::ZERO)

@@ -12,6 +12,7 @@ pub mod adaptive;
 pub mod breaker;
 pub mod gcra;
 pub mod limiter;
+mod queue;
 pub mod quota;
 pub mod stats;
 mod sync;

@@ -26,9 +26,10 @@ use core::fmt;
 use crate::adaptive::{Adaptive, AdaptiveConfig, AdaptiveConfigError, Ratio};
 use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Transition};
 use crate::gcra::{tat_allowing, Params, TatCell};
+use crate::queue::WaitQueue;
 use crate::quota::{Quota, QuotaError, ServerLimit};
 use crate::stats::{CounterSnapshot, Counters, WaitHistogram};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU64, Lock, Ordering};
 use crate::time::{Duration, Instant};
 use crate::upbit::{classify, parse_ban_duration, Group, Preset, RemainingReq};
 
@@ -126,9 +127,15 @@ impl GroupConfig {
     }
 
     /// The quota this configuration runs on, or why it is refused.
+    ///
+    /// An explicit quota is always checked for sanity (a non-zero interval
+    /// of at most [`MAX_INTERVAL`](crate::quota::MAX_INTERVAL), a non-zero
+    /// burst); `allow_unsafe` relaxes only the check against the server's
+    /// limits.
     pub fn quota(&self) -> Result<Quota, ConfigErrorKind> {
         match self.quota {
             Some(q) => {
+                Quota::new(q.interval(), q.burst())?;
                 if !self.allow_unsafe {
                     q.check_against(self.limits.as_slice(), self.margin)?;
                 }
@@ -362,7 +369,7 @@ pub(crate) struct Control {
     /// IP or pocket is seen using it (from `Remaining-Req`), and until when.
     shared: Ratio,
     shared_until: Instant,
-    pub(crate) queue: crate::wait::WaitQueue,
+    pub(crate) queue: WaitQueue,
 }
 
 impl Control {
@@ -410,8 +417,16 @@ pub struct GroupLimiter {
     /// Admission instants of the last [`RECENT`] admissions, by sequence number.
     recent: [AtomicU64; RECENT],
     pub(crate) counters: Counters,
-    pub(crate) control: spin::Mutex<Control>,
+    pub(crate) control: Lock<Control>,
 }
+
+/// The parameter word while `set_config` re-spaces the TAT: no fast-path
+/// claim proceeds on it (a packed [`Params`] is never zero: its interval is
+/// at least one microsecond).
+const RESPACING: u64 = 0;
+
+/// What a withdrawn claim leaves in its `recent` slot: no admission instant.
+const WITHDRAWN: u64 = u64::MAX;
 
 /// How many admission instants a group remembers for `Remaining-Req` sync:
 /// more than any per-second Upbit limit.
@@ -442,20 +457,19 @@ impl GroupLimiter {
             gate: AtomicU64::new(0),
             recent: core::array::from_fn(|_| AtomicU64::new(0)),
             counters: Counters::default(),
-            control: spin::Mutex::new(Control {
+            control: Lock::new(Control {
                 config,
                 quota,
-                adaptive: Adaptive::new(config.adaptive),
+                // Validated with the rest of the configuration.
+                adaptive: Adaptive::from_valid(config.adaptive),
                 breaker: Breaker::new(config.breaker),
                 scope_ban_until: Instant::ZERO,
                 shared: Ratio::ONE,
                 shared_until: Instant::ZERO,
-                queue: crate::wait::WaitQueue::new(),
+                queue: WaitQueue::new(),
             }),
         };
-        let mut c = this.control.lock();
-        this.publish(&mut c, Instant::ZERO);
-        drop(c);
+        this.control.with(|c| this.publish(c, Instant::ZERO));
         this
     }
 
@@ -465,18 +479,36 @@ impl GroupLimiter {
     }
 
     /// Reads `now` against the highest instant seen so far (on the slow
-    /// path): an earlier one is counted and treated as "no time passed".
+    /// path): an earlier one is treated as "no time passed".
+    ///
+    /// It is not counted here: threads that read one monotonic clock race
+    /// between reading it and getting here, so an earlier `now` is usually
+    /// such a race. Whoever owns the clock tells the two apart by reading it
+    /// again ([`GroupLimiter::is_behind`], [`GroupLimiter::note_clock_regression`]).
     fn observe(&self, now: Instant) -> Instant {
         let seen = self.hot.high_water.load(Ordering::Relaxed);
         if now.as_nanos() > seen {
             self.hot.high_water.fetch_max(now.as_nanos(), Ordering::Relaxed);
             now
-        } else if now.as_nanos() < seen {
-            Counters::bump(&self.counters.clock_regressions);
-            Instant::from_nanos(seen)
         } else {
-            now
+            Instant::from_nanos(seen)
         }
+    }
+
+    /// Whether `now` is earlier than an instant this group has already seen.
+    ///
+    /// A clock owner that finds a reading behind reads its clock again: if
+    /// the second reading is still behind, the clock really went backwards
+    /// (report it with [`GroupLimiter::note_clock_regression`]); if not, the
+    /// first reading only lost a race with another thread.
+    pub fn is_behind(&self, now: Instant) -> bool {
+        now.as_nanos() < self.hot.high_water.load(Ordering::Relaxed)
+    }
+
+    /// Counts a clock regression confirmed by a second reading (see
+    /// [`GroupLimiter::is_behind`]).
+    pub fn note_clock_regression(&self) {
+        Counters::bump(&self.counters.clock_regressions);
     }
 
     /// Decides at `now` without waiting: admit, or say when and why not.
@@ -487,45 +519,61 @@ impl GroupLimiter {
         // The published words hold while `now < gate`; an instant earlier
         // than one already seen goes the slow way too, to be counted. (On
         // the fast path an earlier `now` could only make the GCRA stricter.)
-        if t >= self.gate.load(Ordering::Acquire) || t < self.hot.high_water.load(Ordering::Relaxed) {
-            let now = self.observe(now);
-            let mut c = self.control.lock();
-            return self.acquire_locked(&mut c, now, false);
+        if t < self.gate.load(Ordering::Acquire) && t >= self.hot.high_water.load(Ordering::Relaxed) {
+            if let Some(result) = self.claim(now) {
+                return result;
+            }
         }
-        self.claim(now)
+        let now = self.observe(now);
+        self.control.with(|c| self.acquire_locked(c, now, false))
     }
 
+    /// One claim on the TAT with the published parameters, or `None` when
+    /// the parameters changed under it (take the slow path).
+    ///
+    /// # Why a claim can withdraw
+    ///
+    /// The parameters and the TAT are two words. A claim reads the
+    /// parameters, CASes the TAT, records its instant in `recent`, and then
+    /// reads the parameters again behind a `SeqCst` fence; `set_config`
+    /// publishes [`RESPACING`], fences, counts the recent admissions and
+    /// re-spaces the TAT. By the fences, either the claim's second read sees
+    /// the change, or `set_config` sees the claim's record (or both). A
+    /// claim that sees a change withdraws: the slot it took stays taken
+    /// (stricter), and the request decides again under the lock with the new
+    /// parameters. So every admission that is returned was decided entirely
+    /// under one parameter word and, if that word was replaced, was counted
+    /// by the re-spacing.
     #[inline]
-    fn claim(&self, now: Instant) -> Result<Admission, Denied> {
+    fn claim(&self, now: Instant) -> Option<Result<Admission, Denied>> {
         let word = self.params.load(Ordering::Acquire);
-        let params = Params::unpack(word);
-        match self.hot.tat.try_claim(now, params) {
-            Ok(_) => {
-                // Same cache line as the TAT, which this thread owns right now.
-                if now.as_nanos() > self.hot.high_water.load(Ordering::Relaxed) {
-                    self.hot.high_water.store(now.as_nanos(), Ordering::Relaxed);
-                }
-                // A slower quota published between our read and our CAS
-                // cannot re-space this admission: space it ourselves.
-                let after = self.params.load(Ordering::Acquire);
-                if after != word {
-                    let grown = Params::unpack(after).interval().saturating_sub(params.interval());
-                    if !grown.is_zero() {
-                        self.hot.tat.advance_with(|tat| tat.saturating_add(grown));
-                    }
-                }
-                let seq = self.counters.admitted.fetch_add(1, Ordering::Relaxed);
-                self.recent[(seq % RECENT as u64) as usize].store(now.as_nanos(), Ordering::Relaxed);
-                Ok(Admission {
-                    group: self.group,
-                    at: now,
-                    probe: false,
-                    seq,
-                })
-            }
-            // A denial on the fast path writes nothing at all: the caller has it.
-            Err(earliest) => Err(Denied::NotYet { earliest }),
+        if word == RESPACING {
+            return None;
         }
+        let params = Params::unpack(word);
+        if let Err(earliest) = self.hot.tat.try_claim(now, params) {
+            // A denial on the fast path writes nothing at all: the caller has it.
+            return Some(Err(Denied::NotYet { earliest }));
+        }
+        // Same cache line as the TAT, which this thread owns right now.
+        if now.as_nanos() > self.hot.high_water.load(Ordering::Relaxed) {
+            self.hot.high_water.store(now.as_nanos(), Ordering::Relaxed);
+        }
+        let seq = self.counters.admitted.fetch_add(1, Ordering::Relaxed);
+        let slot = &self.recent[(seq % RECENT as u64) as usize];
+        slot.store(now.as_nanos(), Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.params.load(Ordering::Relaxed) != word {
+            slot.store(WITHDRAWN, Ordering::Relaxed);
+            Counters::bump(&self.counters.withdrawn);
+            return None;
+        }
+        Some(Ok(Admission {
+            group: self.group,
+            at: now,
+            probe: false,
+            seq,
+        }))
     }
 
     /// The slow path, with the lock held. While waiters are queued only the
@@ -555,7 +603,9 @@ impl GroupLimiter {
             let earliest = self.hot.tat.load().saturating_sub(params.tolerance()).max(now);
             Err(Denied::NotYet { earliest })
         } else {
-            self.claim(now)
+            // Under the lock the word is never `RESPACING` and cannot change
+            // (both need the lock), so the claim always decides.
+            self.claim(now).unwrap_or(Err(Denied::NotYet { earliest: now }))
         };
         if result.is_err() {
             Counters::bump(&self.counters.denied);
@@ -571,9 +621,8 @@ impl GroupLimiter {
     /// Brings the lazily changing state up to `now` and republishes the
     /// fast path's words.
     pub(crate) fn publish(&self, c: &mut Control, now: Instant) {
-        let ratio = c.ratio(now);
-        let params = Params::for_quota(&c.quota, scaled_interval(c.quota.interval(), ratio));
-        self.params.store(params.pack(), Ordering::Release);
+        self.params
+            .store(Self::params_for(c, now).pack(), Ordering::Release);
         let state = c.breaker.state(now);
         let mut gate = Instant::MAX;
         if let Some(at) = c.adaptive.next_change(now) {
@@ -599,9 +648,29 @@ impl GroupLimiter {
         self.gate.store(gate.as_nanos(), Ordering::Release);
     }
 
+    /// The parameters `c` runs on at `now`: its quota, scaled by the ratio.
+    fn params_for(c: &Control, now: Instant) -> Params {
+        Params::for_quota(&c.quota, scaled_interval(c.quota.interval(), c.ratio(now)))
+    }
+
     /// The emission interval in force (the quota's, scaled by the rate ratio).
     pub(crate) fn interval_now(&self) -> Duration {
         Params::unpack(self.params.load(Ordering::Acquire)).interval()
+    }
+
+    /// The earliest instant at which the group could admit one more request
+    /// after `ahead` others (those queued in front of a waiter), ignoring
+    /// bans and the breaker: the `ahead + 1`-th conforming instant of the
+    /// GCRA from its current TAT.
+    pub(crate) fn earliest_after(&self, now: Instant, ahead: u64) -> Instant {
+        let params = Params::unpack(self.params.load(Ordering::Acquire));
+        self.hot
+            .tat
+            .load()
+            .max(now)
+            .saturating_add(params.interval().saturating_mul(ahead))
+            .saturating_sub(params.tolerance())
+            .max(now)
     }
 
     /// Reads `now` against the highest instant seen (see `observe`).
@@ -622,7 +691,31 @@ impl GroupLimiter {
         let now = self.observe(now);
         let mut fb = Feedback::default();
         Counters::bump(&self.counters.responses);
-        let mut c = self.control.lock();
+        let wake = self
+            .control
+            .with(|c| self.on_response_locked(c, admission, response, now, &mut fb));
+        if let Some(w) = wake {
+            w.wake();
+        }
+        if fb.header_tightened {
+            Counters::bump(&self.counters.header_tightenings);
+        }
+        if fb.header_rejected {
+            Counters::bump(&self.counters.header_rejects);
+        }
+        fb
+    }
+
+    /// The locked part of [`GroupLimiter::on_response`]; returns a waker to
+    /// wake once the lock is released.
+    fn on_response_locked(
+        &self,
+        c: &mut Control,
+        admission: &Admission,
+        response: Response<'_>,
+        now: Instant,
+        fb: &mut Feedback,
+    ) -> Option<core::task::Waker> {
         let before = c.ratio(now);
         let window = c.config.limits.shortest_window().saturating_add(c.config.margin);
         match response.status {
@@ -653,31 +746,26 @@ impl GroupLimiter {
             }
         }
         if let Some(value) = response.remaining_req {
-            self.apply_remaining_req(&mut c, admission, value, now, &mut fb);
+            self.apply_remaining_req(c, admission, value, now, fb);
         }
         let after = c.ratio(now);
         if after != before {
             fb.ratio_change = Some((before, after));
         }
-        self.publish(&mut c, now);
-        // A ban or an opened breaker fails the queued waiters fast: let the
-        // head see it now rather than when its timer fires.
-        let wake = if fb.banned_until.is_some() || fb.transition.is_some() {
-            c.queue.head_waker()
+        self.publish(c, now);
+        // A penalty, a ban or a breaker transition moves every waiter's turn:
+        // wake the head now (the wake travels down the queue), so that a
+        // waiter whose deadline can no longer be met fails at once and a
+        // ban or an open breaker fails them fast.
+        let moved = matches!(response.status, Some(429 | 418))
+            || fb.header_tightened
+            || fb.transition.is_some()
+            || fb.ratio_change.is_some();
+        if moved {
+            c.queue.bump_generation()
         } else {
             None
-        };
-        drop(c);
-        if let Some(w) = wake {
-            w.wake();
         }
-        if fb.header_tightened {
-            Counters::bump(&self.counters.header_tightenings);
-        }
-        if fb.header_rejected {
-            Counters::bump(&self.counters.header_rejects);
-        }
-        fb
     }
 
     /// `Remaining-Req` sync. The server says `sec` requests remain in its
@@ -775,75 +863,134 @@ impl GroupLimiter {
     /// probe slot without counting an outcome.
     pub fn on_unreported(&self, now: Instant) {
         let now = self.observe(now);
-        let mut c = self.control.lock();
-        c.breaker.on_ignored(now);
-        self.publish(&mut c, now);
+        self.control.with(|c| {
+            c.breaker.on_ignored(now);
+            self.publish(c, now);
+        });
     }
 
     /// Bans this group until `until` because another group of the same scope
     /// received a 418. Never shortens a ban.
     pub fn ban_scope_until(&self, until: Instant, now: Instant) {
-        let mut c = self.control.lock();
-        c.scope_ban_until = c.scope_ban_until.max(until);
-        self.publish(&mut c, now);
-        let wake = c.queue.head_waker();
-        drop(c);
+        let now = self.observe(now);
+        let wake = self.control.with(|c| {
+            c.scope_ban_until = c.scope_ban_until.max(until);
+            self.publish(c, now);
+            c.queue.bump_generation()
+        });
         if let Some(w) = wake {
             w.wake();
         }
     }
 
     /// Replaces the configuration at run time, keeping the TAT, the ratio and
-    /// the breaker's state. Moving to a slower quota re-spaces the admissions
-    /// of the last window at the new interval, so the switch cannot burst.
+    /// the breaker's state, without a burst across the switch.
+    ///
+    /// The admissions of the last window (the longest window plus margin,
+    /// old or new) are replayed through the new quota from the `recent`
+    /// ring: the TAT becomes at least what the new quota would have after
+    /// admitting exactly those requests at their instants. The new quota's
+    /// bound (`b + ceil(W/T) - 1` per window) then covers every window that
+    /// holds admissions from after the switch, and windows before it were
+    /// covered by the old quota. An idle group is not pushed back; a group
+    /// whose window holds more admissions than the ring remembers is
+    /// re-spaced as if every slot of that window had been used (stricter).
+    ///
+    /// Lock-free claims racing the switch either are counted by the replay
+    /// or withdraw (see `claim`): the parameter word is [`RESPACING`] while
+    /// the replay runs.
     pub fn set_config(&self, config: GroupConfig, now: Instant) -> Result<(), ConfigError> {
         let group = self.group;
         let quota = config.validate().map_err(|kind| ConfigError { group, kind })?;
         let now = self.observe(now);
-        let mut c = self.control.lock();
-        let old = c.quota;
-        let old_span = c.config.limits.longest_window().saturating_add(c.config.margin);
-        c.quota = quota;
-        c.config = config;
-        c.adaptive.set_config(config.adaptive, now);
-        c.breaker.set_config(config.breaker, now);
-        // Publish first, then re-space: an acquire that read the old
-        // parameters and claims after the re-spacing sees the new interval
-        // when it re-reads them (see `claim`), and one that claimed before
-        // is counted here.
-        self.publish(&mut c, now);
-        if quota.interval() > old.interval() {
+        let wake = self.control.with(|c| {
+            let old_span = c.config.limits.longest_window().saturating_add(c.config.margin);
             let span = old_span.max(config.limits.longest_window().saturating_add(config.margin));
-            let extra = quota.interval().saturating_sub(old.interval());
-            let window_start = now.saturating_sub(span);
-            self.hot.tat.advance_with(|tat| {
-                let recent = (tat - window_start).as_nanos() / old.interval().as_nanos();
-                tat.saturating_add(extra.saturating_mul(recent))
-            });
+            self.params.store(RESPACING, Ordering::Release);
+            fence(Ordering::SeqCst);
+            // The old quota's own interval (the fastest it ever ran at).
+            let old = Params::for_quota(&c.quota, c.quota.interval());
+            c.quota = quota;
+            c.config = config;
+            // Validated with the rest of the configuration.
+            let _ = c.adaptive.set_config(config.adaptive, now);
+            c.breaker.set_config(config.breaker, now);
+            let new = Self::params_for(c, now);
+            let replayed = self.replay_recent(now.saturating_sub(span), old, new);
+            self.hot.tat.advance_with(|tat| tat.max(replayed));
+            self.publish(c, now);
+            c.queue.bump_generation()
+        });
+        if let Some(w) = wake {
+            w.wake();
         }
         Ok(())
     }
 
+    /// The TAT a GCRA with `new` would have after admitting our recent
+    /// admissions since `from`, in order. When the ring does not reach back
+    /// to `from`, every slot of the old parameters in that span counts as
+    /// used: the TAT is then `from + slots·T` with `slots` the most the old
+    /// quota could have admitted there.
+    fn replay_recent(&self, from: Instant, old: Params, new: Params) -> Instant {
+        let admitted = self.counters.admitted.load(Ordering::Relaxed);
+        let kept = admitted.min(RECENT as u64);
+        let mut tat = Instant::ZERO;
+        let mut counted: u64 = 0;
+        let mut latest = from;
+        for seq in admitted - kept..admitted {
+            let at = self.recent[(seq % RECENT as u64) as usize].load(Ordering::Relaxed);
+            if at < from.as_nanos() || at == WITHDRAWN {
+                continue;
+            }
+            let at = Instant::from_nanos(at);
+            counted += 1;
+            latest = latest.max(at);
+            tat = tat.max(at).saturating_add(new.interval());
+        }
+        if kept == RECENT as u64 && counted == kept {
+            // The ring may have forgotten admissions in the span: count the
+            // most the old quota could have admitted there, `b + ceil(span/T) - 1`,
+            // as if all of them had been admitted at the latest instant.
+            let t = old.interval().as_nanos().max(1);
+            let slots = ((latest - from).as_nanos() / t)
+                .saturating_add(1)
+                .saturating_add(old.tolerance().as_nanos() / t)
+                .saturating_add(1);
+            return latest.saturating_add(new.interval().saturating_mul(slots));
+        }
+        tat
+    }
+
     /// The current configuration.
     pub fn config(&self) -> GroupConfig {
-        self.control.lock().config
+        self.control.with(|c| c.config)
     }
 
     /// Forces the breaker open (an operator's switch) or back to closed.
     pub fn force_open(&self, open: bool, now: Instant) -> Option<Transition> {
-        let mut c = self.control.lock();
-        let t = if open {
-            c.breaker.force_open(now)
-        } else {
-            c.breaker.reset(now)
-        };
-        self.publish(&mut c, now);
+        let now = self.observe(now);
+        let (t, wake) = self.control.with(|c| {
+            let t = if open {
+                c.breaker.force_open(now)
+            } else {
+                c.breaker.reset(now)
+            };
+            self.publish(c, now);
+            (t, c.queue.bump_generation())
+        });
+        if let Some(w) = wake {
+            w.wake();
+        }
         t
     }
 
     /// A snapshot of everything about this group at `now`.
     pub fn status(&self, now: Instant) -> GroupStatus {
-        let c = self.control.lock();
+        self.control.with(|c| self.status_locked(c, now))
+    }
+
+    fn status_locked(&self, c: &Control, now: Instant) -> GroupStatus {
         let tat = self.hot.tat.load();
         GroupStatus {
             group: self.group,
@@ -1152,12 +1299,69 @@ mod tests {
     }
 
     #[test]
-    fn clock_regressions_are_counted_and_read_as_no_time_passed() {
+    fn an_earlier_now_reads_as_no_time_passed_and_is_counted_only_when_confirmed() {
         let g = ticker();
         g.try_acquire(at(5_000)).unwrap();
         assert_eq!(g.try_acquire(at(1)), Err(Denied::NotYet { earliest: at(5_110) }));
+        // One reading proves nothing (it may have lost a race with another
+        // thread): the owner of the clock reads again and reports.
+        assert_eq!(g.status(at(5_000)).counters.clock_regressions, 0);
+        assert!(g.is_behind(at(1)) && !g.is_behind(at(5_000)));
+        g.note_clock_regression();
         assert_eq!(g.status(at(5_000)).counters.clock_regressions, 1);
         assert!(g.try_acquire(at(5_110)).is_ok());
+    }
+
+    #[test]
+    fn allow_unsafe_relaxes_only_the_server_check_never_sanity() {
+        for (quota, expected) in [
+            (Quota::new_unchecked(Duration::ZERO, 1), QuotaError::ZeroInterval),
+            (
+                Quota::new_unchecked(Duration::from_millis(100), 0),
+                QuotaError::ZeroBurst,
+            ),
+            (
+                Quota::new_unchecked(Duration::from_secs(3_601), 1),
+                QuotaError::IntervalTooLong {
+                    interval: Duration::from_secs(3_601),
+                },
+            ),
+        ] {
+            let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+            cfg.quota = Some(quota);
+            cfg.allow_unsafe = true;
+            let err = GroupLimiter::new(Group::Ticker, cfg).unwrap_err();
+            assert_eq!(err.kind, ConfigErrorKind::Quota(expected), "{quota:?}");
+            // Nor at run time: a running group refuses it and keeps its quota.
+            let g = ticker();
+            assert_eq!(
+                g.set_config(cfg, at(1)).unwrap_err().kind,
+                ConfigErrorKind::Quota(expected)
+            );
+            assert_eq!(g.config(), GroupConfig::preset(Preset::Korea, Group::Ticker));
+        }
+    }
+
+    #[test]
+    fn a_switch_to_a_slower_quota_respaces_by_admissions_not_slots() {
+        // One admission, then a switch to burst 5 (interval 1.1 s / 6): the
+        // replay of that one admission leaves the new burst available.
+        let g = ticker();
+        g.try_acquire(at(1_000)).unwrap();
+        let mut cfg = g.config();
+        cfg.burst = 5;
+        g.set_config(cfg, at(1_010)).unwrap();
+        for _ in 0..4 {
+            assert!(g.try_acquire(at(1_010)).is_ok());
+        }
+        // Five in the window now: the sixth waits until the first one's
+        // slot at the new interval (183 334 us, rounded up) has passed.
+        assert_eq!(
+            g.try_acquire(at(1_010)),
+            Err(Denied::NotYet {
+                earliest: Instant::from_nanos((1_000_000 + 183_334) * 1_000)
+            })
+        );
     }
 
     #[test]

@@ -141,8 +141,8 @@ impl fmt::Display for QuotaError {
 impl core::error::Error for QuotaError {}
 
 fn div_ceil(a: u64, b: u64) -> u64 {
-    // `b` is never zero here: intervals are validated non-zero.
-    a / b + u64::from(a % b != 0)
+    // Validated intervals are never zero; an unchecked zero one reads as 1 ns.
+    a.div_ceil(b.max(1))
 }
 
 impl Quota {
@@ -218,7 +218,8 @@ impl Quota {
 
     /// The tolerance `τ = (b - 1)·T`.
     pub const fn tolerance(&self) -> Duration {
-        self.interval.saturating_mul(self.burst as u64 - 1)
+        self.interval
+            .saturating_mul((self.burst as u64).saturating_sub(1))
     }
 
     /// The most admissions this quota allows in any half-open window of length

@@ -32,7 +32,10 @@ macro_rules! counters {
 
         impl Counters {
             pub(crate) fn snapshot(&self) -> CounterSnapshot {
-                CounterSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+                let mut s = CounterSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* };
+                // `admitted` hands out the sequence numbers, withdrawn claims included.
+                s.admitted = s.admitted.saturating_sub(s.withdrawn);
+                s
             }
         }
     };
@@ -67,8 +70,14 @@ counters! {
     header_tightenings,
     /// `Remaining-Req` headers that could not be parsed or named an unknown group.
     header_rejects,
-    /// Times a `now` earlier than one already seen was passed in (treated as no time passed).
+    /// Times the clock was seen going backwards: a reading earlier than one
+    /// already seen, confirmed by a second reading (a reading that only lost a
+    /// race with another thread is not counted). Treated as no time passed.
     clock_regressions,
+    /// Lock-free claims withdrawn because the group's parameters changed while
+    /// they claimed: the slot stayed taken, the request decided again under
+    /// the lock. Not counted in `admitted`.
+    withdrawn,
 }
 
 impl Counters {

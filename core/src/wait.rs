@@ -17,6 +17,7 @@ use core::task::{Context, Poll, Waker};
 use crate::limiter::{
     Admission, ConfigError, Control, Denied, Feedback, GroupLimiter, Limiter, LimiterConfig, Response,
 };
+use crate::queue::{Waiter, Wakes};
 use crate::stats::Counters;
 use crate::time::{Duration, Instant};
 use crate::upbit::{classify, Group};
@@ -269,30 +270,47 @@ impl<'a, R: Runtime> Acquire<'a, R> {
         }))
     }
 
-    /// One decision with the lock held. `wake` collects a waiter to wake
-    /// after the lock is released (waking under a spin lock could deadlock a
-    /// waker that locks it again).
+    /// Leaves the queue with `result`, handing the turn on.
+    fn leave(
+        &mut self,
+        c: &mut Control,
+        now: Instant,
+        wakes: &mut Wakes,
+        result: Result<Admission, AcquireError>,
+    ) -> Step<Result<Admission, AcquireError>> {
+        let group = self.group();
+        if matches!(result, Err(AcquireError::Timeout { .. })) {
+            Counters::bump(&group.counters.timeouts);
+        }
+        // SAFETY: under the lock; the node is linked.
+        wakes.push(unsafe { c.queue.unlink(self.node_ptr()) });
+        c.queue.stamp_head(group.earliest(now));
+        group.publish(c, now);
+        Step::Ready(result)
+    }
+
+    /// One decision with the lock held, in O(1) unless this waiter's
+    /// deadline is in danger. Wakers to wake go to `wakes`, woken after the
+    /// lock is released.
     fn step_locked(
         &mut self,
         c: &mut Control,
         now: Instant,
-        wake: &mut Option<Waker>,
+        wakes: &mut Wakes,
         waker: &Waker,
     ) -> Step<Result<Admission, AcquireError>> {
         let group = self.group();
         let node = self.node_ptr();
         if self.phase == Phase::Init {
-            self.started = now;
             self.deadline = self
                 .request
                 .deadline
                 .unwrap_or_else(|| now.saturating_add(c.config().waiter_timeout));
             match group.acquire_locked(c, now, false) {
                 Ok(admission) => return Step::Ready(Ok(admission)),
-                Err(Denied::NotYet { earliest }) => {
-                    // Everyone already queued goes first, one interval each.
-                    let ahead = c.queue.len() as u64;
-                    let estimate = earliest.saturating_add(group.interval_now().saturating_mul(ahead));
+                Err(Denied::NotYet { .. }) => {
+                    // Everyone already queued goes first.
+                    let estimate = group.earliest_after(now, c.queue.len() as u64);
                     if estimate > self.deadline {
                         Counters::bump(&group.counters.timeouts);
                         return Step::Ready(Err(AcquireError::Timeout {
@@ -310,58 +328,64 @@ impl<'a, R: Runtime> Acquire<'a, R> {
                 Err(denied) => return Step::Ready(Err(denied.into())),
             }
         }
-        // SAFETY: under the lock; the node is ours.
+        // SAFETY: under the lock; the node is ours, and linked after this.
         unsafe {
             if !c.queue.contains(node) {
                 // Evicted while we were slow to claim: we get our turn back first.
                 c.queue.push_front(node);
                 group.publish(c, now);
             }
-            (*node.as_ptr()).waker = Some(waker.clone());
-            // Polled, so not leaked.
-            (*node.as_ptr()).suspected = None;
+            wakes.push(c.queue.check_in(node, waker));
         }
         loop {
-            let is_head = c.queue.head() == Some(node);
-            if is_head {
+            if c.queue.head() == Some(node) {
+                if now > self.deadline {
+                    // Polled late: the deadline has passed, admission or not.
+                    let earliest = group.earliest(now);
+                    let deadline = self.deadline;
+                    return self.leave(c, now, wakes, Err(AcquireError::Timeout { earliest, deadline }));
+                }
                 let result = match group.acquire_locked(c, now, true) {
                     Ok(admission) => Ok(admission),
                     Err(Denied::NotYet { earliest }) if earliest <= self.deadline => {
                         // SAFETY: under the lock; the node is linked.
-                        unsafe { (*node.as_ptr()).due = earliest };
+                        unsafe { c.queue.set_due(node, earliest) };
                         return Step::SleepUntil(earliest);
                     }
-                    Err(Denied::NotYet { earliest }) => {
-                        Counters::bump(&group.counters.timeouts);
-                        Err(AcquireError::Timeout {
-                            earliest,
-                            deadline: self.deadline,
-                        })
-                    }
+                    Err(Denied::NotYet { earliest }) => Err(AcquireError::Timeout {
+                        earliest,
+                        deadline: self.deadline,
+                    }),
                     Err(denied) => Err(denied.into()),
                 };
-                // SAFETY: under the lock; the node is linked.
-                *wake = unsafe { c.queue.unlink(node) };
-                c.queue.stamp_head(group.earliest(now));
-                group.publish(c, now);
-                return Step::Ready(result);
+                return self.leave(c, now, wakes, result);
             }
-            if now >= self.deadline {
-                Counters::bump(&group.counters.timeouts);
-                // SAFETY: under the lock; the node is linked.
-                *wake = unsafe { c.queue.unlink(node) };
-                c.queue.stamp_head(group.earliest(now));
-                group.publish(c, now);
-                return Step::Ready(Err(AcquireError::Timeout {
-                    earliest: group.earliest(now),
-                    deadline: self.deadline,
-                }));
+            // Our turn comes no sooner than when the group can admit everyone
+            // ahead of us. The O(1) bound first; the exact count only when
+            // the bound says the deadline would be missed.
+            // SAFETY: under the lock; the node is linked.
+            let mut ahead = unsafe { c.queue.ahead_at_most(node) };
+            let mut turn = group.earliest_after(now, ahead);
+            if turn > self.deadline {
+                // SAFETY: as above.
+                ahead = unsafe { c.queue.position(node) };
+                turn = group.earliest_after(now, ahead);
+            }
+            if turn > self.deadline || now >= self.deadline {
+                let deadline = self.deadline;
+                return self.leave(
+                    c,
+                    now,
+                    wakes,
+                    Err(AcquireError::Timeout {
+                        earliest: turn,
+                        deadline,
+                    }),
+                );
             }
             let interval = group.interval_now();
             let grace = interval.max(MIN_GRACE);
-            // SAFETY: under the lock; every linked node is alive (pinned, and
-            // unlinked before it is dropped).
-            let (head_due, ahead) = unsafe { c.queue.head_due_and_position(node) };
+            let (head_due, suspected) = c.queue.head_state().unwrap_or((now, None));
             if now > head_due.saturating_add(grace) {
                 // The head was told it could go and has not come back. It may
                 // only be late (a busy executor): first wake it and give it
@@ -369,26 +393,25 @@ impl<'a, R: Runtime> Acquire<'a, R> {
                 // still has not come back, it may have been leaked: step it
                 // aside so it cannot stall the queue; if it is polled again
                 // it takes the front place back.
-                // SAFETY: as above.
-                match unsafe { c.queue.head_suspected() } {
+                match suspected {
                     None => {
-                        // SAFETY: as above.
-                        *wake = unsafe { c.queue.suspect_head(now) };
+                        wakes.push(c.queue.suspect_head(now));
                         return Step::SleepUntil(now.saturating_add(grace).min(self.deadline));
                     }
                     Some(since) if now < since.saturating_add(grace) => {
                         return Step::SleepUntil(since.saturating_add(grace).min(self.deadline));
                     }
+                    Some(_) if !wakes.has_room() => return Step::SleepUntil(now),
                     Some(_) => {
-                        // SAFETY: as above.
-                        unsafe { c.queue.evict_head() };
+                        c.queue.evict_head(wakes);
                         c.queue.stamp_head(group.earliest(now));
                         continue;
                     }
                 }
             }
-            // We are woken when we become the head; this timer is the
-            // fallback for a head that never comes back, and the deadline.
+            // We are woken when we become the head, or when an event moves
+            // every turn; this timer is the fallback for a head that never
+            // comes back, and the deadline.
             let fallback = head_due
                 .max(now)
                 .saturating_add(interval.saturating_mul(ahead))
@@ -400,6 +423,21 @@ impl<'a, R: Runtime> Acquire<'a, R> {
 
 /// How late a head may be before the waiters behind it step around it.
 const MIN_GRACE: Duration = Duration::from_millis(5);
+
+/// Reads the runtime's clock for `group`. A reading behind what the group has
+/// seen is read again: only if the second reading is behind too did the clock
+/// go backwards (the first may just have lost a race with another thread).
+fn read_clock<R: Runtime>(runtime: &R, group: &GroupLimiter) -> Instant {
+    let now = runtime.now();
+    if !group.is_behind(now) {
+        return now;
+    }
+    let again = runtime.now();
+    if group.is_behind(again) {
+        group.note_clock_regression();
+    }
+    again
+}
 
 impl<'a, R: Runtime> Future for Acquire<'a, R> {
     type Output = Result<Permit<'a, R>, AcquireError>;
@@ -420,7 +458,7 @@ impl<'a, R: Runtime> Future for Acquire<'a, R> {
                 }
             }
             let group = this.group();
-            let raw = this.owner.runtime.now();
+            let raw = read_clock(&this.owner.runtime, group);
             if this.phase == Phase::Init {
                 // The lock-free fast path first: an uncontended acquire takes no lock.
                 this.started = raw;
@@ -431,14 +469,11 @@ impl<'a, R: Runtime> Future for Acquire<'a, R> {
                 }
             }
             let now = group.observe_now(raw);
-            let mut wake = None;
-            let step = {
-                let mut c = group.control.lock();
-                this.step_locked(&mut c, now, &mut wake, cx.waker())
-            };
-            if let Some(w) = wake {
-                w.wake();
-            }
+            let mut wakes = Wakes::default();
+            let step = group
+                .control
+                .with(|c| this.step_locked(c, now, &mut wakes, cx.waker()));
+            wakes.wake();
             match step {
                 Step::Ready(result) => return this.finish(result, now),
                 Step::SleepUntil(at) => {
@@ -470,8 +505,8 @@ impl<R: Runtime> Drop for Acquire<'_, R> {
         }
         let group = self.group();
         let node = self.node_ptr();
-        let wake = {
-            let mut c = group.control.lock();
+        let now = group.observe_now(read_clock(&self.owner.runtime, group));
+        let wake = group.control.with(|c| {
             // SAFETY: under the lock; unlinking before the memory goes away is
             // what keeps every linked node alive.
             let wake = unsafe {
@@ -481,11 +516,10 @@ impl<R: Runtime> Drop for Acquire<'_, R> {
                     None
                 }
             };
-            let now = group.observe_now(self.owner.runtime.now());
             c.queue.stamp_head(group.earliest(now));
-            group.publish(&mut c, now);
+            group.publish(c, now);
             wake
-        };
+        });
         Counters::bump(&group.counters.cancelled);
         if let Some(w) = wake {
             w.wake();
@@ -525,7 +559,10 @@ impl<R: Runtime> Permit<'_, R> {
     /// Reports the response: status, `Remaining-Req`, and the body for 418.
     pub fn report(mut self, response: Response<'_>) -> Feedback {
         self.reported = true;
-        let now = self.owner.runtime.now();
+        let now = read_clock(
+            &self.owner.runtime,
+            self.owner.limiter.group(self.admission.group),
+        );
         self.owner.limiter.on_response(&self.admission, response, now)
     }
 }
@@ -534,233 +571,12 @@ impl<R: Runtime> Drop for Permit<'_, R> {
     fn drop(&mut self) {
         // Only a half-open probe holds anything to give back.
         if !self.reported && self.admission.probe {
-            let now = self.owner.runtime.now();
+            let now = read_clock(
+                &self.owner.runtime,
+                self.owner.limiter.group(self.admission.group),
+            );
             self.owner.limiter.group(self.admission.group).on_unreported(now);
         }
-    }
-}
-
-/// A queue node, embedded in its [`Acquire`] future.
-///
-/// Invariant: a node is reachable from the queue only while its future is
-/// alive and pinned; every field of a linked node is read and written only
-/// with the group's lock held.
-#[derive(Debug)]
-pub(crate) struct Waiter {
-    prev: Option<NonNull<Waiter>>,
-    next: Option<NonNull<Waiter>>,
-    linked: bool,
-    /// When this waiter, as head, expects to claim.
-    due: Instant,
-    /// Since when the waiters behind suspect this head of being leaked.
-    suspected: Option<Instant>,
-    waker: Option<Waker>,
-}
-
-impl Waiter {
-    const fn new() -> Self {
-        Self {
-            prev: None,
-            next: None,
-            linked: false,
-            due: Instant::MAX,
-            suspected: None,
-            waker: None,
-        }
-    }
-}
-
-/// The waiters of one group, in arrival order: an intrusive doubly linked
-/// list through the waiters' own futures.
-#[derive(Debug)]
-pub(crate) struct WaitQueue {
-    head: Option<NonNull<Waiter>>,
-    tail: Option<NonNull<Waiter>>,
-    len: usize,
-}
-
-// SAFETY: the pointers are only followed with the owning group's lock held.
-unsafe impl Send for WaitQueue {}
-
-impl WaitQueue {
-    pub(crate) const fn new() -> Self {
-        Self {
-            head: None,
-            tail: None,
-            len: 0,
-        }
-    }
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    fn head(&self) -> Option<NonNull<Waiter>> {
-        self.head
-    }
-
-    /// # Safety
-    /// `node` is a live node owned by the caller.
-    unsafe fn contains(&self, node: NonNull<Waiter>) -> bool {
-        // SAFETY: per the contract.
-        unsafe { (*node.as_ptr()).linked }
-    }
-
-    /// # Safety
-    /// `node` is alive, pinned, not linked, and stays alive until unlinked.
-    unsafe fn push_back(&mut self, node: NonNull<Waiter>) {
-        // SAFETY: per the contract; `tail` is linked hence alive.
-        unsafe {
-            let n = &mut *node.as_ptr();
-            n.prev = self.tail;
-            n.next = None;
-            n.linked = true;
-            n.due = Instant::MAX;
-            n.suspected = None;
-            match self.tail {
-                Some(t) => (*t.as_ptr()).next = Some(node),
-                None => self.head = Some(node),
-            }
-        }
-        self.tail = Some(node);
-        self.len += 1;
-    }
-
-    /// # Safety
-    /// As [`WaitQueue::push_back`].
-    unsafe fn push_front(&mut self, node: NonNull<Waiter>) {
-        // SAFETY: per the contract; `head` is linked hence alive.
-        unsafe {
-            let n = &mut *node.as_ptr();
-            n.prev = None;
-            n.next = self.head;
-            n.linked = true;
-            n.due = Instant::MAX;
-            n.suspected = None;
-            match self.head {
-                Some(h) => (*h.as_ptr()).prev = Some(node),
-                None => self.tail = Some(node),
-            }
-        }
-        self.head = Some(node);
-        self.len += 1;
-    }
-
-    /// Records when a head that has not said when it will claim is due: the
-    /// moment it became head, or when the group allows the next admission.
-    /// A head that is alive overwrites it on its next poll; one that never
-    /// comes back is then recognised as stale by the waiters behind it.
-    fn stamp_head(&mut self, earliest: Instant) {
-        if let Some(h) = self.head {
-            // SAFETY: the head is linked, hence alive; we hold the lock (`&mut self`).
-            unsafe {
-                let h = &mut *h.as_ptr();
-                if h.due == Instant::MAX {
-                    h.due = earliest;
-                }
-            }
-        }
-    }
-
-    /// Unlinks `node`; if it was the head, returns the new head's waker.
-    ///
-    /// # Safety
-    /// `node` is linked in this queue.
-    unsafe fn unlink(&mut self, node: NonNull<Waiter>) -> Option<Waker> {
-        let was_head = self.head == Some(node);
-        // SAFETY: per the contract; neighbours are linked hence alive.
-        unsafe {
-            let n = &mut *node.as_ptr();
-            match n.prev {
-                Some(p) => (*p.as_ptr()).next = n.next,
-                None => self.head = n.next,
-            }
-            match n.next {
-                Some(x) => (*x.as_ptr()).prev = n.prev,
-                None => self.tail = n.prev,
-            }
-            n.prev = None;
-            n.next = None;
-            n.linked = false;
-            self.len -= 1;
-            if was_head {
-                self.head.and_then(|h| (*h.as_ptr()).waker.clone())
-            } else {
-                None
-            }
-        }
-    }
-
-    /// Since when the head has been suspected of being leaked, if it has.
-    ///
-    /// # Safety
-    /// Every linked node is alive.
-    unsafe fn head_suspected(&self) -> Option<Instant> {
-        // SAFETY: per the contract.
-        self.head.and_then(|h| unsafe { (*h.as_ptr()).suspected })
-    }
-
-    /// Marks the head as suspected since `now` and returns its waker, so that
-    /// a head that is only late gets polled and clears the mark.
-    ///
-    /// # Safety
-    /// Every linked node is alive.
-    unsafe fn suspect_head(&mut self, now: Instant) -> Option<Waker> {
-        let h = self.head?;
-        // SAFETY: per the contract.
-        unsafe {
-            (*h.as_ptr()).suspected = Some(now);
-            (*h.as_ptr()).waker.clone()
-        }
-    }
-
-    /// The head's waker, to let it see a change (a ban, an open breaker) at once.
-    pub(crate) fn head_waker(&self) -> Option<Waker> {
-        // SAFETY: linked nodes are alive, and `&self` comes from the group's lock.
-        self.head.and_then(|h| unsafe { (*h.as_ptr()).waker.clone() })
-    }
-
-    /// Unlinks a stale head and wakes it, in case it is only slow: when it is
-    /// polled again it re-enters at the front.
-    ///
-    /// # Safety
-    /// Every linked node is alive.
-    unsafe fn evict_head(&mut self) {
-        if let Some(h) = self.head {
-            // SAFETY: per the contract.
-            unsafe {
-                let _ = self.unlink(h);
-                if let Some(w) = (*h.as_ptr()).waker.take() {
-                    w.wake();
-                }
-            }
-        }
-    }
-
-    /// The head's expected claim instant, and how many waiters stand between
-    /// the head and `node` (head excluded, `node` included).
-    ///
-    /// # Safety
-    /// Every linked node is alive; `node` is linked.
-    unsafe fn head_due_and_position(&self, node: NonNull<Waiter>) -> (Instant, u64) {
-        let mut ahead = 0;
-        let mut cur = self.head;
-        let mut due = Instant::MAX;
-        // SAFETY: per the contract.
-        unsafe {
-            if let Some(h) = cur {
-                due = (*h.as_ptr()).due;
-            }
-            while let Some(c) = cur {
-                if c == node {
-                    break;
-                }
-                ahead += 1;
-                cur = (*c.as_ptr()).next;
-            }
-        }
-        (due, ahead)
     }
 }
 

@@ -226,7 +226,7 @@ proptest! {
         probes in proptest::collection::vec(step(), 3),
     ) {
         prop_assert_eq!(config.validate(), Ok(()));
-        let mut real = Adaptive::new(config);
+        let mut real = Adaptive::new(config).expect("validated");
         let mut model = RefAdaptive::new(config);
         let mut now = Instant::ZERO;
         for (i, &(step, op)) in events.iter().enumerate() {
