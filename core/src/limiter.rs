@@ -15,7 +15,7 @@
 //! the packed [`Params`]) and CASes the TAT: no lock, and a denial writes
 //! nothing. Everything that changes rarely (the
 //! adaptive ratio, the breaker, bans, the configuration, the waiter queue)
-//! lives behind a spin lock (the group's control block) and is *published* to those words.
+//! lives behind the group's lock (its control block, see `sync::Lock`) and is *published* to those words.
 //! `gate` is the instant until which the published words stay valid by
 //! themselves (the next lazy recovery step, the breaker's open-until); at or
 //! after it, or while the group is blocked, a decision takes the slow path,
