@@ -9,7 +9,7 @@
 //! for Exchange groups, so budgets and 418 blocks are per IP and per pocket as
 //! on Upbit. [`Server::bind`] puts it behind axum on a tokio runtime.
 //!
-//! - Routing: [`route`](crate::server::route) says which paths Upbit serves
+//! - Routing: [`route`] says which paths Upbit serves
 //!   (anything else is a 404 with Upbit's error shape and no `Remaining-Req`),
 //!   and the core's [`classify`] names the group the request is counted in.
 //! - Pockets: an Exchange request must carry `Authorization: Bearer <jwt>`;
