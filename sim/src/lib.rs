@@ -15,6 +15,7 @@
 //! - [`scenario`]: the scenario format and the built-in scenarios.
 //! - [`policy`]: ours and the baselines (`seed-gcra`, `best-practice`, `none`).
 //! - [`run`](mod@run): one run; [`report`]: what it found.
+//! - [`serve`]: the same server model over real HTTP, in real time.
 //!
 //! ```
 //! use upbit_limiter_sim::{run, Policy, RunOptions, Scenario, ServerModel};
@@ -37,6 +38,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+pub mod serve;
 pub mod server;
 
 pub use policy::Policy;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Instant as WallInstant;
 
 use clap::{Parser, Subcommand};
-use upbit_limiter_core::Duration;
+use upbit_limiter_core::{Duration, Preset};
+use upbit_limiter_sim::serve::{Server, Settings};
 use upbit_limiter_sim::{run, Policy, Progress, Report, RunOptions, Scenario, ServerModel, BUILTINS};
 
 /// Exit code when every run finished without a 429 or 418.
@@ -35,6 +36,48 @@ enum Command {
     List,
     /// Run a built-in scenario or a scenario file and print the report.
     Run(RunArgs),
+    /// Serve the server model over HTTP in real time (a mock Upbit).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// The address to listen on; port 0 picks a free one. The bound address is
+    /// the first line on stdout.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Take the preset and the `[server]` settings from this scenario (a built-in
+    /// name or a .toml file); the options below override them.
+    #[arg(long, value_name = "SCENARIO")]
+    scenario: Option<String>,
+    /// The server's window model: sliding, fixed, anchored, token-bucket.
+    /// Default: the scenario's, else fixed.
+    #[arg(long, value_name = "MODEL", value_parser = parse_model)]
+    server_model: Option<ServerModel>,
+    /// Upbit's limits to serve: korea or global. Default: the scenario's, else korea.
+    #[arg(long, value_name = "PRESET", value_parser = parse_preset)]
+    preset: Option<Preset>,
+    /// Multiply every limit's request count by this (rounded, at least 1).
+    #[arg(long, value_name = "F", default_value = "1", value_parser = parse_scale)]
+    limit_scale: f64,
+    /// Where the fixed model's calendar windows start, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    fixed_phase_ms: Option<u64>,
+    /// This many 429s to one IP/pocket within --escalate-window-s turn the next into a 418.
+    #[arg(long, value_name = "N")]
+    escalate_after: Option<u32>,
+    /// The span, in seconds, over which 429s are counted for escalation.
+    #[arg(long, value_name = "S")]
+    escalate_window_s: Option<u64>,
+    /// The first block's length in seconds (it doubles per block).
+    #[arg(long, value_name = "S")]
+    block_s: Option<u64>,
+    /// The longest block in seconds.
+    #[arg(long, value_name = "S")]
+    block_max_s: Option<u64>,
+    /// Record up to N decisions, served at GET /__sim/decisions.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    record: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,6 +113,22 @@ fn parse_models(s: &str) -> Result<Models, String> {
         return Ok(Models::All);
     }
     s.parse().map(Models::One).map_err(|e| format!("{e}, or all"))
+}
+
+fn parse_model(s: &str) -> Result<ServerModel, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    s.parse()
+        .map_err(|_| format!("unknown preset `{s}` (expected korea or global)"))
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1000.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number above 0 (at most 1000)")),
+    }
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {
@@ -234,9 +293,113 @@ fn run_command(args: RunArgs) -> ExitCode {
     }
 }
 
+fn serve_settings(args: &ServeArgs) -> Result<Settings, String> {
+    let mut settings = match &args.scenario {
+        Some(name) => {
+            let scenario = load_scenario(name)?;
+            Settings::from_spec(scenario.preset, &scenario.server)
+        }
+        None => Settings::new(Preset::Korea, ServerModel::Fixed),
+    };
+    if let Some(m) = args.server_model {
+        settings.model = m;
+    }
+    if let Some(p) = args.preset {
+        settings.preset = p;
+    }
+    settings.limit_scale = args.limit_scale;
+    if let Some(ms) = args.fixed_phase_ms {
+        settings.fixed_phase = Duration::from_millis(ms);
+    }
+    let e = &mut settings.escalation;
+    if let Some(n) = args.escalate_after {
+        e.after = n;
+    }
+    if let Some(s) = args.escalate_window_s {
+        e.window = Duration::from_secs(s);
+    }
+    if let Some(s) = args.block_s {
+        e.block = Duration::from_secs(s);
+    }
+    if let Some(s) = args.block_max_s {
+        e.block_max = Duration::from_secs(s);
+    }
+    settings.decision_log = args.record;
+    settings.validate().map_err(|e| e.to_string())?;
+    Ok(settings)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn serve_command(args: ServeArgs) -> ExitCode {
+    let settings = match serve_settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    runtime.block_on(async move {
+        let (addr, handle) = match Server::bind(args.listen, settings).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        };
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(stdout, "{addr}").and_then(|()| stdout.flush()).is_err() {
+            return ExitCode::from(EXIT_FAILED);
+        }
+        drop(stdout);
+        eprintln!(
+            "serving a mock Upbit on http://{addr} ({} model, {} preset, limits x{}); stats at /__sim/stats; ctrl-c stops",
+            settings.model, settings.preset.as_str(), settings.limit_scale
+        );
+        shutdown_signal().await;
+        match handle.shutdown().await {
+            Ok(stats) => {
+                if let Ok(json) = serde_json::to_string_pretty(&stats) {
+                    println!("{json}");
+                }
+                ExitCode::from(EXIT_CLEAN)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+    })
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::List => list(),
         Command::Run(args) => run_command(args),
+        Command::Serve(args) => serve_command(args),
     }
 }

@@ -432,14 +432,28 @@ impl Server {
     /// A server with `preset`'s limits under `model`; `phase` places the
     /// `fixed` model's calendar windows.
     pub fn new(preset: Preset, model: ServerModel, phase: Duration, escalation: Escalation) -> Self {
+        Self::with_limits(model, phase, escalation, |g| preset.limits(g).to_vec())
+    }
+
+    /// A server whose windows for each group are `limits(group)` (each group
+    /// needs at least one) instead of a preset's, e.g. a preset's scaled down
+    /// so that a test reaches them with few requests.
+    pub fn with_limits(
+        model: ServerModel,
+        phase: Duration,
+        escalation: Escalation,
+        mut limits: impl FnMut(Group) -> Vec<ServerLimit>,
+    ) -> Self {
         let groups = Group::ALL
             .iter()
             .map(|&g| GroupState {
-                windows: preset
-                    .limits(g)
-                    .iter()
-                    .map(|&l| Window::new(model, l, phase))
-                    .collect(),
+                windows: {
+                    let mut l = limits(g);
+                    if l.is_empty() {
+                        l.push(ServerLimit::per_second(1));
+                    }
+                    l.into_iter().map(|l| Window::new(model, l, phase)).collect()
+                },
                 peak_log: VecDeque::new(),
                 load: GroupLoad::default(),
             })

@@ -193,3 +193,92 @@ fn list_names_every_builtin() {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing");
     }
 }
+
+/// Sends one HTTP/1.1 GET and returns the raw response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connects to the served address");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_prints_its_address_and_stops_on_sigint() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_upbit-limiter-sim"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--server-model",
+            "token-bucket",
+            "--preset",
+            "global",
+            "--limit-scale",
+            "0.5",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first.trim().to_owned();
+    assert!(addr.starts_with("127.0.0.1:"), "{first:?}");
+    let reply = http_get(&addr, "/v1/ticker");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.contains("remaining-req: group=ticker; min=300; sec=4"),
+        "{reply}"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&rest).expect("the final stats as JSON");
+    assert_eq!(stats["model"], "token-bucket");
+    assert_eq!(stats["preset"], "global");
+    assert_eq!(stats["groups"]["ticker"]["accepted"], 1);
+}
+
+#[test]
+fn serve_refuses_bad_settings() {
+    for args in [
+        &["serve", "--limit-scale", "0"][..],
+        &["serve", "--limit-scale", "nan"],
+        &["serve", "--server-model", "all"],
+        &["serve", "--preset", "mars"],
+        &["serve", "--block-s", "60", "--block-max-s", "30"],
+        &["serve", "--scenario", "no-such-scenario"],
+    ] {
+        let out = sim(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+}
