@@ -143,13 +143,13 @@ fn acquire_races_a_429() {
 /// Thread A acquires twice at `at` while thread B switches the group to a
 /// slower quota (burst 3: a longer interval, the TAT re-spaced).
 ///
-/// A claim that read the old parameters may commit its CAS after
-/// `set_config` re-spaced the TAT; the core publishes the new parameters
-/// before re-spacing and re-reads them after every successful CAS, spacing
-/// such a claim itself. That can count one admission twice (a later TAT than
-/// any sequential order: stricter, never looser), so the invariant is: the
-/// admissions are those of some sequential order, and the TAT is at least
-/// that order's.
+/// A claim that read the old parameters may commit its CAS while
+/// `set_config` re-spaces the TAT; such a claim sees the change when it
+/// re-reads the parameters and withdraws (its slot stays taken, its sequence
+/// number is spent) and decides again under the lock. That leaves a later
+/// TAT than any sequential order (stricter, never looser), so the invariant
+/// is: the admissions happen at the instants of some sequential order, and
+/// the TAT is at least that order's.
 #[test]
 fn acquire_races_a_quota_change() {
     model(|| {
@@ -182,7 +182,7 @@ fn acquire_races_a_quota_change() {
         // A denial that read the old parameters before the switch may name a
         // later retry instant than any sequential order: stricter, not looser.
         let no_looser = |seq: &Acquired, got: &Acquired| match (seq, got) {
-            (Ok(a), Ok(b)) => a == b,
+            (Ok(a), Ok(b)) => (a.group, a.at, a.probe) == (b.group, b.at, b.probe),
             (Err(a), Err(b)) => b.retry_at() >= a.retry_at(),
             _ => false,
         };
@@ -194,5 +194,63 @@ fn acquire_races_a_quota_change() {
             }),
             "not a sequential outcome: {rs:?} with TAT {tat:?}; sequential: {orders:?}"
         );
+    });
+}
+
+/// Admissions of `l` from `from` on, greedily, until `until` (sequential,
+/// after the model's threads have joined): what the limiter would let
+/// through next.
+fn drain(l: &GroupLimiter, from: Instant, until: Instant) -> Vec<Instant> {
+    let mut out = Vec::new();
+    let mut now = from;
+    while now < until {
+        match l.try_acquire(now) {
+            Ok(a) => out.push(a.at),
+            Err(d) => now = d.retry_at().max(now + Duration::from_nanos(1)),
+        }
+    }
+    out
+}
+
+/// The most admissions in any half-open window of length `w`.
+fn most_in_window(times: &[Instant], w: Duration) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    (0..sorted.len())
+        .map(|i| sorted[i..].iter().take_while(|&&t| t < sorted[i] + w).count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The order group (12 per second, 150 ms margin) with its last window
+/// full, switched from burst 1 to burst 3 while another thread claims.
+///
+/// Whatever the interleaving, no window of 1.15 s (the server's second plus
+/// the margin) holds more than 12 admissions: the ones before the switch,
+/// the racing claims, and everything the limiter admits afterwards.
+#[test]
+fn a_quota_change_racing_claims_from_a_full_window_never_exceeds_the_limit() {
+    model(|| {
+        let interval = Duration::from_nanos(1_150_000_000u64.div_ceil(12));
+        let l = Arc::new(limiter(1));
+        // Fill the last window: 12 admissions, one interval apart.
+        let mut admitted = Vec::new();
+        let mut now = T0;
+        for _ in 0..12 {
+            let a = l.try_acquire(now).expect("spaced at the interval");
+            admitted.push(a.at);
+            now = now + interval + Duration::from_micros(1);
+        }
+        let at = now;
+        let la = Arc::clone(&l);
+        let a = thread::spawn(move || vec![la.try_acquire(at), la.try_acquire(at)]);
+        let lb = Arc::clone(&l);
+        let b = thread::spawn(move || lb.set_config(config(3), at).expect("valid"));
+        let raced = a.join().unwrap();
+        b.join().unwrap();
+        admitted.extend(raced.iter().filter_map(|r| r.as_ref().ok().map(|a| a.at)));
+        admitted.extend(drain(&l, at, at + Duration::from_millis(2_400)));
+        let most = most_in_window(&admitted, Duration::from_millis(1_150));
+        assert!(most <= 12, "{most} admissions in one 1.15 s window: {raced:?}");
     });
 }
