@@ -191,7 +191,7 @@ fn a_stale_head_is_woken_and_stepped_around_without_the_lock_held() {
         let mut now = T0 + ms(110);
         let mut outcome = Poll::Pending;
         for _ in 0..10 {
-            now = now + ms(200);
+            now += ms(200);
             rt.clock().set(now);
             outcome = poll(behind.as_mut(), waker);
             if outcome.is_ready() {
