@@ -51,6 +51,14 @@ impl Params {
             ..Self::new(interval, Duration::ZERO)
         }
     }
+    /// The loosest of `self` and `other`: the smaller interval and the larger
+    /// tolerance. Every request that conformed to either conforms to it.
+    pub fn loosest(self, other: Self) -> Self {
+        Self {
+            interval_us: self.interval_us.min(other.interval_us),
+            tolerance_us: self.tolerance_us.max(other.tolerance_us),
+        }
+    }
     /// The emission interval (microsecond resolution).
     pub fn interval(self) -> Duration {
         Duration::from_micros(u64::from(self.interval_us))

@@ -369,6 +369,11 @@ pub(crate) struct Control {
     /// IP or pocket is seen using it (from `Remaining-Req`), and until when.
     shared: Ratio,
     shared_until: Instant,
+    /// The loosest parameters any admission since `loosest_until` minus a
+    /// span may have been decided with (the smallest interval and largest
+    /// tolerance of the configurations in force), for re-spacing.
+    loosest: Params,
+    loosest_until: Instant,
     pub(crate) queue: WaitQueue,
 }
 
@@ -428,9 +433,11 @@ const RESPACING: u64 = 0;
 /// What a withdrawn claim leaves in its `recent` slot: no admission instant.
 const WITHDRAWN: u64 = u64::MAX;
 
-/// How many admission instants a group remembers for `Remaining-Req` sync:
-/// more than any per-second Upbit limit.
-pub const RECENT: usize = 64;
+/// How many admission instants a group remembers, for `Remaining-Req` sync
+/// and for re-spacing on a configuration change: at least the count of every
+/// Upbit window (the largest is websocket-message's 100 per minute), so that
+/// for a quota checked against its limits the ring covers a whole window.
+pub const RECENT: usize = 128;
 
 fn scaled_interval(interval: Duration, ratio: Ratio) -> Duration {
     let n = u128::from(interval.as_nanos()) * u128::from(Ratio::SCALE);
@@ -466,6 +473,8 @@ impl GroupLimiter {
                 scope_ban_until: Instant::ZERO,
                 shared: Ratio::ONE,
                 shared_until: Instant::ZERO,
+                loosest: Params::for_quota(&quota, quota.interval()),
+                loosest_until: Instant::ZERO,
                 queue: WaitQueue::new(),
             }),
         };
@@ -908,15 +917,23 @@ impl GroupLimiter {
             let span = old_span.max(config.limits.longest_window().saturating_add(config.margin));
             self.params.store(RESPACING, Ordering::Release);
             fence(Ordering::SeqCst);
-            // The old quota's own interval (the fastest it ever ran at).
+            // The old quota at its own interval (the fastest it ran at), and
+            // anything looser that ran within the span.
             let old = Params::for_quota(&c.quota, c.quota.interval());
+            let loosest = if now < c.loosest_until {
+                c.loosest.loosest(old)
+            } else {
+                old
+            };
+            c.loosest = loosest;
+            c.loosest_until = now.saturating_add(span);
             c.quota = quota;
             c.config = config;
             // Validated with the rest of the configuration.
             let _ = c.adaptive.set_config(config.adaptive, now);
             c.breaker.set_config(config.breaker, now);
             let new = Self::params_for(c, now);
-            let replayed = self.replay_recent(now.saturating_sub(span), old, new);
+            let replayed = self.replay_recent(now.saturating_sub(span), loosest, new);
             self.hot.tat.advance_with(|tat| tat.max(replayed));
             self.publish(c, now);
             c.queue.bump_generation()
@@ -927,37 +944,49 @@ impl GroupLimiter {
         Ok(())
     }
 
-    /// The TAT a GCRA with `new` would have after admitting our recent
-    /// admissions since `from`, in order. When the ring does not reach back
-    /// to `from`, every slot of the old parameters in that span counts as
-    /// used: the TAT is then `from + slots·T` with `slots` the most the old
-    /// quota could have admitted there.
+    /// The TAT a GCRA with `new` would have after admitting our admissions
+    /// since `from`, in order (an upper bound when the ring does not reach
+    /// back to `from`).
+    ///
+    /// When it does not, the admissions between `from` and the oldest one
+    /// remembered are unknown, but each conformed to `old` (the loosest
+    /// parameters in force in the span). Of all such sequences ending at the
+    /// oldest remembered instant `o`, the one that leaves the new GCRA the
+    /// latest TAT has every admission as late as `old` allows; with `m` of
+    /// them at most and burst `b`, its TAT is at most
+    /// `o + max(b·T_new, b·T_old + m·(T_new − T_old))`. The remembered ones
+    /// are replayed from there.
     fn replay_recent(&self, from: Instant, old: Params, new: Params) -> Instant {
         let admitted = self.counters.admitted.load(Ordering::Relaxed);
         let kept = admitted.min(RECENT as u64);
+        let first = admitted - kept;
+        let instant_of = |seq: u64| self.recent[(seq % RECENT as u64) as usize].load(Ordering::Relaxed);
         let mut tat = Instant::ZERO;
-        let mut counted: u64 = 0;
-        let mut latest = from;
-        for seq in admitted - kept..admitted {
-            let at = self.recent[(seq % RECENT as u64) as usize].load(Ordering::Relaxed);
+        // The oldest remembered admission is in the span: earlier ones may be too.
+        if kept == RECENT as u64 {
+            let oldest = (first..admitted)
+                .map(instant_of)
+                .filter(|&at| at != WITHDRAWN)
+                .min()
+                .map_or(from, Instant::from_nanos);
+            if oldest >= from {
+                let t_old = old.interval().as_nanos().max(1);
+                let burst = old.tolerance().as_nanos() / t_old + 1;
+                let most = ((oldest - from).as_nanos() / t_old).saturating_add(burst);
+                let grown = new.interval().saturating_sub(old.interval());
+                let packed = old
+                    .interval()
+                    .saturating_mul(burst)
+                    .saturating_add(grown.saturating_mul(most));
+                tat = oldest.saturating_add(new.interval().saturating_mul(burst).max(packed));
+            }
+        }
+        for seq in first..admitted {
+            let at = instant_of(seq);
             if at < from.as_nanos() || at == WITHDRAWN {
                 continue;
             }
-            let at = Instant::from_nanos(at);
-            counted += 1;
-            latest = latest.max(at);
-            tat = tat.max(at).saturating_add(new.interval());
-        }
-        if kept == RECENT as u64 && counted == kept {
-            // The ring may have forgotten admissions in the span: count the
-            // most the old quota could have admitted there, `b + ceil(span/T) - 1`,
-            // as if all of them had been admitted at the latest instant.
-            let t = old.interval().as_nanos().max(1);
-            let slots = ((latest - from).as_nanos() / t)
-                .saturating_add(1)
-                .saturating_add(old.tolerance().as_nanos() / t)
-                .saturating_add(1);
-            return latest.saturating_add(new.interval().saturating_mul(slots));
+            tat = tat.max(Instant::from_nanos(at)).saturating_add(new.interval());
         }
         tat
     }
@@ -1340,6 +1369,44 @@ mod tests {
             );
             assert_eq!(g.config(), GroupConfig::preset(Preset::Korea, Group::Ticker));
         }
+    }
+
+    #[test]
+    fn a_switch_beyond_what_the_ring_remembers_stays_within_the_limit_without_a_stall() {
+        // 1000 per second: a full window holds far more admissions than the
+        // ring keeps, so the start of the window is bounded, not replayed.
+        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        cfg.limits = Limits::new(&[ServerLimit::new(1_000, Duration::from_secs(1))]).unwrap();
+        let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
+        let mut admitted = std::vec::Vec::new();
+        let mut now = at(1_000);
+        while now < at(2_200) {
+            match g.try_acquire(now) {
+                Ok(a) => admitted.push(a.at),
+                Err(d) => now = d.retry_at(),
+            }
+        }
+        let switched = now;
+        cfg.burst = 2;
+        g.set_config(cfg, switched).unwrap();
+        let mut first_after = None;
+        while now < at(4_500) {
+            match g.try_acquire(now) {
+                Ok(a) => {
+                    first_after.get_or_insert(a.at);
+                    admitted.push(a.at);
+                }
+                Err(d) => now = d.retry_at(),
+            }
+        }
+        let window = Duration::from_millis(1_100);
+        for (i, &start) in admitted.iter().enumerate() {
+            let n = admitted[i..].iter().take_while(|&&t| t < start + window).count();
+            assert!(n <= 1_000, "{n} admissions in the window from {start:?}");
+        }
+        // The switch costs about one new interval, not a window.
+        let waited = first_after.unwrap() - switched;
+        assert!(waited <= Duration::from_millis(5), "{waited:?}");
     }
 
     #[test]
