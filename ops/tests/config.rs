@@ -118,7 +118,7 @@ fn good_inputs_produce_the_intended_configuration() {
             },
         ),
         (
-            "the seed's 10 rps burst 10 with the named override",
+            "10 rps with burst 10 (twice the server's 10/s in a window) with the named override",
             Some("[groups.ticker]\nrps = 10\nburst = 10\nallow_unsafe_quota = true\n"),
             &[],
             |c| {
@@ -350,7 +350,7 @@ fn good_inputs_produce_the_intended_configuration() {
 fn bad_inputs_report_every_problem_with_key_and_position() {
     let cases: &[(&str, Option<&str>, Env, &[&str])] = &[
         (
-            "the seed's 10 rps with burst 10 for a 10/s group is refused, saying why",
+            "10 rps with burst 10 for a 10/s group is refused, saying why",
             Some("[groups.ticker]\nrps = 10\nburst = 10\n"),
             &[],
             &["ops.toml:2:7: groups.ticker.rps: quota admits up to 20 requests in 1.1s (server window 1s plus \

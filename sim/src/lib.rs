@@ -3,7 +3,7 @@
 //! It puts a population of clients, a network and a model of Upbit's server
 //! in one virtual clock, runs a scenario (built in, or a TOML file a user
 //! writes), and reports per rate-limit group what the server answered, how
-//! long requests waited for admission and whether the seed's SLA targets were
+//! long requests waited for admission and whether the SLA targets were
 //! met. The clients wait through the real limiter (`RateLimiter::acquire`)
 //! on a deterministic executor, so the same seed gives the same report, byte
 //! for byte, apart from the wall time it took.
@@ -13,7 +13,7 @@
 //!   `token-bucket`), 429/418 escalation and `Remaining-Req`.
 //! - [`network`]: delays with jitter, response-time degradation, loss, timeouts.
 //! - [`scenario`]: the scenario format and the built-in scenarios.
-//! - [`policy`]: ours and the baselines (`seed-gcra`, `best-practice`, `none`).
+//! - [`policy`]: ours and the baselines (`gcra-at-limit`, `best-practice`, `none`).
 //! - [`run`](mod@run): one run; [`report`]: what it found.
 //!
 //! ```

@@ -51,7 +51,7 @@ struct RunArgs {
     /// Seed of every random draw. Default: the scenario's.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Admission policy: ours, seed-gcra, best-practice, none.
+    /// Admission policy: ours, gcra-at-limit, best-practice, none.
     #[arg(long, value_name = "POLICY", default_value = "ours", value_parser = parse_policy)]
     policy: Policy,
     /// Print the report as JSON (an array of reports with --server-model all).

@@ -1,4 +1,4 @@
-//! The report of one run: per group and overall, with the seed's SLA targets.
+//! The report of one run: per group and overall, with the SLA targets.
 //!
 //! Serialised as JSON by `--json`; [`Report::render`] draws the table.
 
@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::histogram::Histogram;
 
-/// The seed's SLA targets.
+/// The SLA targets.
 pub mod targets {
     /// Share of requests that must get neither 429 nor 418, in percent.
     pub const WITHOUT_429_PCT: f64 = 99.95;
@@ -167,7 +167,7 @@ pub struct SlaItem {
     pub met: bool,
 }
 
-/// The seed's SLA targets against the run.
+/// The SLA targets against the run.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Sla {
     /// Percent of sent requests answered without 429/418 (at least the target).
@@ -232,7 +232,7 @@ pub struct Report {
     pub server_model: String,
     /// The admission policy.
     pub policy: String,
-    /// The seed.
+    /// The random seed of the run.
     pub seed: u64,
     /// Upbit preset.
     pub preset: String,
@@ -263,7 +263,7 @@ pub struct Report {
     pub actors: Actors,
     /// Waits of every admitted request.
     pub wait_ms: WaitMs,
-    /// The seed's SLA targets.
+    /// The SLA targets.
     pub sla: Sla,
     /// Per group, in Upbit's group order, only groups that saw traffic.
     pub groups: Vec<GroupReport>,
@@ -401,7 +401,7 @@ impl Report {
         }
         let s = &self.sla;
         let _ = writeln!(o);
-        let _ = writeln!(o, "SLA (seed targets)");
+        let _ = writeln!(o, "SLA targets");
         let _ = writeln!(
             o,
             "  requests without 429/418 >= {:.2} %   {:>10.4} %   {}",

@@ -237,7 +237,7 @@ pub struct OpsConfig {
 }
 
 impl Default for OpsConfig {
-    /// The Korea preset, the seed's thresholds and emergency numbers.
+    /// The Korea preset, the default alert thresholds and emergency numbers.
     fn default() -> Self {
         Self {
             preset: Preset::Korea,
