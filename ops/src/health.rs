@@ -147,7 +147,12 @@ pub fn evaluate(status: &Status, thresholds: &Thresholds) -> HealthReport {
                 group: g.group,
                 value,
                 threshold,
-                message: format!("{}: {what} {value} is above {threshold}", g.group),
+                message: format!(
+                    "{}: {what} {} is above {}",
+                    g.group,
+                    rounded(value, threshold),
+                    rounded(threshold, value)
+                ),
             });
         };
         let t = thresholds;
@@ -213,6 +218,39 @@ pub fn evaluate(status: &Status, thresholds: &Thresholds) -> HealthReport {
     HealthReport { level, reasons }
 }
 
+/// `x` with at most three decimals and no trailing zeros, or as many more
+/// (up to nine) as it takes to tell it from `other`.
+fn rounded(x: f64, other: f64) -> String {
+    let mut decimals = 3;
+    let s = loop {
+        let s = format!("{x:.decimals$}");
+        if x == other || decimals >= 9 || s != format!("{other:.decimals$}") {
+            break s;
+        }
+        decimals += 1;
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_nanos() as f64 / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounded;
+
+    #[test]
+    fn numbers_are_rounded_but_never_to_their_threshold() {
+        assert_eq!(rounded(0.952_380_952_380_952_3, 0.95), "0.952");
+        assert_eq!(rounded(113.514_751, 100.0), "113.515");
+        assert_eq!(rounded(2.0, 1.0), "2");
+        assert_eq!(rounded(0.95, 0.952_380_952_380_952_3), "0.95");
+        assert_eq!(rounded(0.950_04, 0.95), "0.95004");
+        assert_eq!(rounded(0.050_000_000_01, 0.05), "0.05");
+    }
 }
