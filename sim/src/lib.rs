@@ -14,7 +14,8 @@
 //! - [`network`]: delays with jitter, response-time degradation, loss, timeouts.
 //! - [`scenario`]: the scenario format and the built-in scenarios.
 //! - [`policy`]: ours and the baselines (`gcra-at-limit`, `best-practice`, `none`).
-//! - [`run`](mod@run): one run; [`report`]: what it found.
+//! - [`run`](mod@run): one run; [`report`]: what it found;
+//!   [`least_wait`]: the least wait the limits allow for the run's traffic.
 //!
 //! ```
 //! use upbit_limiter_sim::{run, Policy, RunOptions, Scenario, ServerModel};
@@ -31,6 +32,7 @@
 
 pub mod exec;
 pub mod histogram;
+pub mod least_wait;
 pub mod network;
 pub mod policy;
 pub mod report;

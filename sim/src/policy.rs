@@ -43,6 +43,19 @@ impl Policy {
         }
     }
 
+    /// One line on what the policy admits, as `--help` shows it.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Self::Ours => "the limiter with the preset's derived quotas (jitter margin, Zero-429)",
+            Self::GcraAtLimit => {
+                "the same limiter with every quota at the server's limit: rate N/W, burst N, no margin \
+                 (10 rps with burst 10 on a 10/s group)"
+            }
+            Self::BestPractice => "Upbit's published example: fixed one-second windows, header sync",
+            Self::None => "no limiter; every request is sent at once",
+        }
+    }
+
     /// The limiter configuration for the policies that run the real limiter.
     pub fn limiter_config(self, preset: Preset) -> Option<LimiterConfig> {
         match self {
