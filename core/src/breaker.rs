@@ -13,7 +13,7 @@ use crate::time::{Duration, Instant};
 
 /// When a [`Breaker`] opens, how long it stays open and how it closes again.
 ///
-/// [`Default`] holds the seed's numbers:
+/// [`Default`] holds these numbers:
 ///
 /// | field                  | default | meaning |
 /// |------------------------|--------:|---------|
@@ -762,7 +762,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_scenario_open_half_open_closed() {
+    fn five_failures_open_then_half_open_then_closed() {
         let mut b = Breaker::new(BreakerConfig::default());
         let t0 = at(100);
         for i in 0..4 {
@@ -1249,7 +1249,7 @@ mod tests {
     }
 
     #[test]
-    fn default_config_is_the_seed_and_validates() {
+    fn default_config_holds_the_documented_numbers_and_validates() {
         let c = BreakerConfig::default();
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.consecutive_failures, 5);

@@ -75,6 +75,9 @@ pub fn start(listen: &str) -> Result<Running, Box<dyn std::error::Error>> {
     telemetry::describe();
 
     let config = OpsConfig::load_from_process_env(None)?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
@@ -210,14 +213,36 @@ fn respond(stream: TcpStream, limiter: &Instrumented, handle: &PrometheusHandle)
 }
 
 #[allow(dead_code)]
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    match run(std::env::args().skip(1)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", error_line(&*e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// What `main` prints for an error: its `Display` text, which for a
+/// configuration error lists every problem with its key.
+pub fn error_line(e: &dyn std::error::Error) -> String {
+    format!("error: {e}")
+}
+
+/// The example with its command-line arguments (without the program name).
+pub fn run(mut args: impl Iterator<Item = String>) -> Result<(), Box<dyn std::error::Error>> {
     let mut listen = "127.0.0.1:9898".to_owned();
     let mut seconds: Option<u64> = None;
-    let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().ok_or("--listen needs an address")?,
-            "--seconds" => seconds = Some(args.next().ok_or("--seconds needs a number")?.parse()?),
+            "--seconds" => {
+                let n = args.next().ok_or("--seconds needs a whole number of seconds")?;
+                let n = n
+                    .parse()
+                    .map_err(|_| format!("--seconds needs a whole number of seconds, found {n:?}"))?;
+                seconds = Some(n);
+            }
             "-h" | "--help" => {
                 println!("usage: prometheus [--listen 127.0.0.1:9898] [--seconds N]");
                 return Ok(());

@@ -20,7 +20,7 @@ use crate::telemetry;
 /// The numbers of emergency mode.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EmergencySettings {
-    /// The adaptive `recovery_delay` while in emergency mode (seed: 600 s);
+    /// The adaptive `recovery_delay` while in emergency mode (default: 600 s);
     /// a group whose own delay is longer keeps its own.
     pub recovery_delay: Duration,
 }

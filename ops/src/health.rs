@@ -1,4 +1,4 @@
-//! Health: the seed's alert thresholds evaluated over a [`Status`].
+//! Health: the alert thresholds evaluated over a [`Status`].
 //!
 //! | check | level | fires when (per group) | default |
 //! |---|---|---|---|
@@ -12,9 +12,9 @@
 //! Every comparison is strictly "above": a value equal to its threshold is fine.
 //! A waiter is *stalled* when it is still pending more than `stall_grace`
 //! after its deadline: core admits or fails every waiter by its deadline, so
-//! such a waiter is not being woken (a lost wake-up) or not being polled. The seed's memory and background-task checks have
-//! no counterpart: the limiter has no background task and allocates nothing
-//! per request.
+//! such a waiter is not being woken (a lost wake-up) or not being polled.
+//! There is no memory or background-task check: the limiter has no
+//! background task and allocates nothing per request.
 
 use core::fmt;
 
@@ -26,27 +26,27 @@ use crate::status::{ser, Status};
 /// Alert thresholds, and the window the recent statistics are taken over.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Thresholds {
-    /// Critical above this many 429s in a row (seed: 1).
+    /// Critical above this many 429s in a row (default: 1).
     pub max_consecutive_429: u32,
-    /// Critical above this many queued waiters in one group (seed: 50).
+    /// Critical above this many queued waiters in one group (default: 50).
     pub max_queue_depth: usize,
-    /// Critical above this many stalled waiters in one group (seed: 0, any is critical).
+    /// Critical above this many stalled waiters in one group (default: 0, any is critical).
     pub max_stalled_waiters: usize,
     /// How long past its deadline a pending waiter counts as stalled.
     pub stall_grace: Duration,
-    /// Warning above this recent 95th-percentile wait (seed: 100 ms).
+    /// Warning above this recent 95th-percentile wait (default: 100 ms).
     pub max_wait_p95: Duration,
-    /// Warning above this share of the quota used recently (seed: 0.95).
+    /// Warning above this share of the quota used recently (default: 0.95).
     pub max_utilisation: f64,
     /// Warning above this mean admission lateness, as a share of the emission
-    /// interval (seed: 0.05).
+    /// interval (default: 0.05).
     pub max_tat_drift: f64,
     /// The window recent statistics (waits, utilisation, drift) cover.
     pub window: Duration,
 }
 
 impl Default for Thresholds {
-    /// The seed's numbers; a 1 s stall grace and a 10 s window.
+    /// The alert thresholds of the table above; a 1 s stall grace and a 10 s window.
     fn default() -> Self {
         Self {
             max_consecutive_429: 1,
@@ -147,7 +147,12 @@ pub fn evaluate(status: &Status, thresholds: &Thresholds) -> HealthReport {
                 group: g.group,
                 value,
                 threshold,
-                message: format!("{}: {what} {value} is above {threshold}", g.group),
+                message: format!(
+                    "{}: {what} {} is above {}",
+                    g.group,
+                    rounded(value, threshold),
+                    rounded(threshold, value)
+                ),
             });
         };
         let t = thresholds;
@@ -213,6 +218,39 @@ pub fn evaluate(status: &Status, thresholds: &Thresholds) -> HealthReport {
     HealthReport { level, reasons }
 }
 
+/// `x` with at most three decimals and no trailing zeros, or as many more
+/// (up to nine) as it takes to tell it from `other`.
+fn rounded(x: f64, other: f64) -> String {
+    let mut decimals = 3;
+    let s = loop {
+        let s = format!("{x:.decimals$}");
+        if x == other || decimals >= 9 || s != format!("{other:.decimals$}") {
+            break s;
+        }
+        decimals += 1;
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_nanos() as f64 / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounded;
+
+    #[test]
+    fn numbers_are_rounded_but_never_to_their_threshold() {
+        assert_eq!(rounded(0.952_380_952_380_952_3, 0.95), "0.952");
+        assert_eq!(rounded(113.514_751, 100.0), "113.515");
+        assert_eq!(rounded(2.0, 1.0), "2");
+        assert_eq!(rounded(0.95, 0.952_380_952_380_952_3), "0.95");
+        assert_eq!(rounded(0.950_04, 0.95), "0.95004");
+        assert_eq!(rounded(0.050_000_000_01, 0.05), "0.05");
+    }
 }

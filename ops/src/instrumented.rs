@@ -319,10 +319,14 @@ impl<R: Runtime> Instrumented<R> {
 
     /// Applies everything in `config`: the limiter configuration, the health
     /// thresholds and the emergency numbers. Nothing changes if the limiter
-    /// configuration is refused.
+    /// configuration is refused. Each of the configuration's
+    /// [`warnings`](OpsConfig::warnings) is logged as a `tracing` warning.
     pub fn reload(&self, config: &OpsConfig) -> Result<Vec<Group>, ConfigErrors> {
         let now = self.now();
         let changed = self.control.apply(self.limiter.limiter(), &config.limiter, now)?;
+        for warning in &config.warnings {
+            tracing::warn!(target: "upbit_limiter", warning = %warning, "configuration accepted with a cost");
+        }
         self.control
             .set_settings(self.limiter.limiter(), config.emergency, now);
         self.set_thresholds(config.health);

@@ -41,7 +41,7 @@ mod instrumented;
 pub mod status;
 pub mod telemetry;
 
-pub use config::{ConfigErrors, Issue, OpsConfig, Origin, Problem, TomlText};
+pub use config::{ConfigErrors, Issue, Notice, OpsConfig, Origin, Problem, TomlText, Warning};
 pub use control::{emergency_config, Control, Emergency, EmergencySettings};
 pub use health::{HealthReport, Level, Thresholds};
 pub use instrumented::{Instrumented, Permit, Snapshot, MAX_SAMPLES};

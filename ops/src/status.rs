@@ -1,4 +1,4 @@
-//! The full status snapshot (the seed's `get_comprehensive_status`), as typed
+//! The full status snapshot (every group's configuration, state and counters), as typed
 //! Rust values that serialise to JSON with units in the field names
 //! (`_ms` milliseconds, `_s` seconds on the limiter's clock).
 

@@ -118,7 +118,7 @@ fn good_inputs_produce_the_intended_configuration() {
             },
         ),
         (
-            "the seed's 10 rps burst 10 with the named override",
+            "10 rps with burst 10 (twice the server's 10/s in a window) with the named override",
             Some("[groups.ticker]\nrps = 10\nburst = 10\nallow_unsafe_quota = true\n"),
             &[],
             |c| {
@@ -350,7 +350,7 @@ fn good_inputs_produce_the_intended_configuration() {
 fn bad_inputs_report_every_problem_with_key_and_position() {
     let cases: &[(&str, Option<&str>, Env, &[&str])] = &[
         (
-            "the seed's 10 rps with burst 10 for a 10/s group is refused, saying why",
+            "10 rps with burst 10 for a 10/s group is refused, saying why",
             Some("[groups.ticker]\nrps = 10\nburst = 10\n"),
             &[],
             &["ops.toml:2:7: groups.ticker.rps: quota admits up to 20 requests in 1.1s (server window 1s plus \
@@ -392,18 +392,9 @@ fn bad_inputs_report_every_problem_with_key_and_position() {
             Some("[all]\nburst = 0\n[groups.candle]\nburst = 1\ntimeout_ms = 0\n"),
             &[("UPBIT_RATE_LIMIT_ORIGIN_BURST", "1")],
             &[
-                // One line per group that inherits the zero burst from [all].
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
-                "ops.toml:2:9: all.burst: burst is zero (nothing would ever be admitted)",
+                // Refused where it is written, once, with the range it takes.
+                "ops.toml:2:9: all.burst: expected a whole number of requests from 1 to the group's server limit, \
+                 found integer 0",
                 "ops.toml:5:14: groups.candle.timeout_ms: waiter timeout must be longer than zero",
             ],
         ),
@@ -421,7 +412,7 @@ fn bad_inputs_report_every_problem_with_key_and_position() {
                 "ops.toml:4:9: groups.tickr: unknown group \"tickr\" (groups: market, candle, trade, ticker, \
                  orderbook, default, order, order-test, order-cancel-all, websocket-connect, websocket-message, \
                  origin, public-fallback)",
-                "ops.toml:8:9: groups.order.burst: expected an integer from 0 to 4294967295, found string \"ten\"",
+                "ops.toml:8:9: groups.order.burst: expected a whole number of requests from 1 to the group's server limit, found string \"ten\"",
                 "ops.toml:9:13: groups.order.margin_ms: expected a non-negative number of milliseconds, found \
                  integer -5",
                 "ops.toml:10:12: groups.order.strategy: expected \"conservative\", \"balanced\" or \"aggressive\", \
@@ -458,7 +449,7 @@ fn bad_inputs_report_every_problem_with_key_and_position() {
             &[
                 "ops.toml:2:9: TOML syntax: extra `=`, expected nothing",
                 "ops.toml:2:11: TOML syntax: unexpected key or value, expected newline, `#`",
-                "environment variable UPBIT_RATE_LIMIT_TICKER_BURST: expected an integer from 0 to 4294967295, \
+                "environment variable UPBIT_RATE_LIMIT_TICKER_BURST: expected a whole number of requests from 1 to the group's server limit, \
                  found \"many\"",
             ],
         ),
@@ -534,8 +525,8 @@ fn errors_display_as_one_report() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "2 configuration problem(s):\n  limits.toml:2:9: groups.ticker.burst: expected an integer from 0 to \
-         4294967295, found string \"ten\"\n  environment variable UPBIT_RATE_LIMIT_ORDER_STRATEGY: expected \
+        "2 configuration problem(s):\n  limits.toml:2:9: groups.ticker.burst: expected a whole number of requests from 1 to the group's server limit, \
+         found string \"ten\"\n  environment variable UPBIT_RATE_LIMIT_ORDER_STRATEGY: expected \
          \"conservative\", \"balanced\" or \"aggressive\", found \"fast\""
     );
 }
@@ -563,7 +554,7 @@ fn load_reads_a_file_and_reports_a_missing_one() {
     );
     assert_eq!(
         err.issues[1].to_string(),
-        "environment variable UPBIT_RATE_LIMIT_TICKER_BURST: expected an integer from 0 to 4294967295, found \"x\""
+        "environment variable UPBIT_RATE_LIMIT_TICKER_BURST: expected a whole number of requests from 1 to the group's server limit, found \"x\""
     );
 }
 
@@ -611,4 +602,107 @@ fn the_error_report_in_operating_md_is_what_the_code_prints() {
     )
     .unwrap_err();
     assert_eq!(format!("{err}\n"), block);
+}
+
+fn warnings(file: Option<&str>, env: &[(&str, &str)]) -> Vec<String> {
+    parse(file, env)
+        .unwrap_or_else(|e| panic!("refused: {e:?}"))
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn a_burst_that_lowers_the_derived_rate_is_accepted_with_its_cost() {
+    assert_eq!(
+        warnings(None, &[("UPBIT_RATE_LIMIT_MARKET_BURST", "10")]),
+        [
+            "environment variable UPBIT_RATE_LIMIT_MARKET_BURST: burst 10 lowers market's sustained rate to \
+          0.91/s (from 9.09/s at burst 1)"
+        ]
+    );
+    assert_eq!(
+        warnings(Some("[groups.ticker]\nburst = 3\n"), &[]),
+        ["ops.toml:2:9: groups.ticker.burst: burst 3 lowers ticker's sustained rate to 7.27/s (from 9.09/s \
+          at burst 1)"]
+    );
+    // The quota is what the derivation says it is.
+    let c = parse(None, &[("UPBIT_RATE_LIMIT_MARKET_BURST", "10")]).unwrap();
+    let q = c.limiter.group(Group::Market).quota().unwrap();
+    assert_eq!((q.interval(), q.burst()), (Duration::from_millis(1100), 10));
+    // Burst 1, the presets, and an explicit rate cost nothing to warn about.
+    assert!(warnings(None, &[("UPBIT_RATE_LIMIT_MARKET_BURST", "1")]).is_empty());
+    assert!(warnings(None, &[]).is_empty());
+    assert!(warnings(Some("[groups.ticker]\nrps = 5\nburst = 3\n"), &[]).is_empty());
+}
+
+#[test]
+fn configuration_traps_are_refused_with_a_true_reason() {
+    let cases: &[(&str, Option<&str>, Env, &[&str])] = &[
+        (
+            "a shared burst names the groups that refuse it",
+            None,
+            &[("UPBIT_RATE_LIMIT_ALL_BURST", "3")],
+            &[
+                "environment variable UPBIT_RATE_LIMIT_ALL_BURST: in group order-cancel-all: burst 3 exceeds \
+                 the server limit of 1 per 2s",
+                "environment variable UPBIT_RATE_LIMIT_ALL_BURST: in group origin: burst 3 exceeds the server \
+                 limit of 1 per 10s",
+            ],
+        ),
+        (
+            "groups refusing a shared setting for the same reason share one line",
+            Some("[all]\ntimeout_ms = 0\n[groups.ticker]\ntimeout_ms = 5\n"),
+            &[],
+            &["ops.toml:2:14: all.timeout_ms: in groups market, candle, trade, orderbook, default, order, \
+               order-test, order-cancel-all, websocket-connect, websocket-message, origin and public-fallback: \
+               waiter timeout must be longer than zero"],
+        ),
+        (
+            "a number that overflows is too large, not 'not a number'",
+            Some("[groups.market]\nrps = 1e400\n"),
+            &[("UPBIT_RATE_LIMIT_TICKER_RPS", "1e400")],
+            &[
+                "ops.toml:2:7: groups.market.rps: expected a positive number of requests per second, found \
+                 float 1e400, which is too large (it overflows)",
+                "environment variable UPBIT_RATE_LIMIT_TICKER_RPS: expected a positive number of requests per \
+                 second, found \"1e400\", which is too large (it overflows)",
+            ],
+        ),
+        (
+            "infinity written as a word is not a number",
+            None,
+            &[("UPBIT_RATE_LIMIT_TICKER_RPS", "inf")],
+            &["environment variable UPBIT_RATE_LIMIT_TICKER_RPS: expected a positive number of requests per \
+               second, found \"inf\""],
+        ),
+        (
+            "a burst with more digits than any burst takes is too large",
+            None,
+            &[("UPBIT_RATE_LIMIT_MARKET_BURST", "99999999999")],
+            &["environment variable UPBIT_RATE_LIMIT_MARKET_BURST: expected a whole number of requests from 1 \
+               to the group's server limit, found \"99999999999\", which is too large (it overflows)"],
+        ),
+        (
+            "a zero burst is refused by the same text that says what a burst takes",
+            None,
+            &[("UPBIT_RATE_LIMIT_MARKET_BURST", "0")],
+            &["environment variable UPBIT_RATE_LIMIT_MARKET_BURST: expected a whole number of requests from 1 \
+               to the group's server limit, found \"0\""],
+        ),
+    ];
+    for (what, file, env, want) in cases {
+        let got = parse(*file, env).expect_err(what);
+        assert_eq!(got, *want, "{what}");
+    }
+}
+
+#[test]
+fn the_warning_and_shared_refusal_in_operating_md_are_what_the_code_prints() {
+    let doc = include_str!("../OPERATING.md");
+    let warning = &warnings(None, &[("UPBIT_RATE_LIMIT_MARKET_BURST", "10")])[0];
+    assert!(doc.contains(&format!("\n{warning}\n")), "{warning}");
+    let refused = &parse(None, &[("UPBIT_RATE_LIMIT_ALL_BURST", "3")]).unwrap_err()[0];
+    assert!(doc.contains(&format!("\n  {refused}\n")), "{refused}");
 }

@@ -163,7 +163,7 @@ async fn manual_leave_extension_and_reload_during_emergency() {
 #[test]
 fn control_over_a_plain_core_limiter_expires_on_the_first_call_at_the_end() {
     let mut base = LimiterConfig::preset(Preset::Global);
-    // The seed's unsafe quota, accepted by override, stays accepted halved.
+    // An unsafe quota (10 rps with burst 10), accepted by override, stays accepted halved.
     base.group_mut(Group::Trade).quota = Some(Quota::per_second(10.0, 10).unwrap());
     base.group_mut(Group::Trade).allow_unsafe = true;
     let limiter = Limiter::new(&base).unwrap();

@@ -415,3 +415,31 @@ async fn a_late_timer_shows_as_tat_drift() {
     assert_eq!(drift.len(), 1, "{:?}", snap.health);
     assert_eq!(drift[0].level, Level::Warning);
 }
+
+#[tokio::test(start_paused = true)]
+async fn health_messages_round_their_numbers() {
+    let mut status = quiet_status();
+    let ticker = status
+        .groups
+        .iter_mut()
+        .find(|g| g.group == Group::Ticker)
+        .unwrap();
+    let recent = ticker.recent.as_mut().unwrap();
+    recent.utilisation = 20.0 / 21.0;
+    recent.wait_p95 = Duration::from_nanos(113_514_751);
+    recent.tat_drift = 0.050_004;
+    let messages: Vec<String> = evaluate(&status, &Thresholds::default())
+        .reasons
+        .into_iter()
+        .map(|r| r.message)
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "ticker: p95 wait (ms) 113.515 is above 100",
+            "ticker: token utilisation 0.952 is above 0.95",
+            // Close to its threshold, a value keeps the digits that tell them apart.
+            "ticker: TAT drift 0.050004 is above 0.05",
+        ]
+    );
+}

@@ -36,7 +36,7 @@ fn the_process_environment_and_the_file_it_names_are_read() {
     let err = refused.unwrap_err();
     assert_eq!(
         err.issues.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        ["environment variable UPBIT_RATE_LIMIT_ORDER_BURST: expected an integer from 0 to 4294967295, found \"lots\""]
+        ["environment variable UPBIT_RATE_LIMIT_ORDER_BURST: expected a whole number of requests from 1 to the group's server limit, found \"lots\""]
     );
     // With the variables gone, the default again.
     assert_eq!(

@@ -168,3 +168,29 @@ fn the_example_serves_the_expected_series_on_loopback() {
 
     running.stop();
 }
+
+fn args(a: &[&str]) -> impl Iterator<Item = String> {
+    a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>().into_iter()
+}
+
+#[test]
+fn the_example_prints_errors_with_their_display_text() {
+    let line = |a: &[&str]| example::error_line(&*example::run(args(a)).unwrap_err());
+    assert_eq!(line(&["--listen"]), "error: --listen needs an address");
+    assert_eq!(
+        line(&["--seconds", "soon"]),
+        "error: --seconds needs a whole number of seconds, found \"soon\""
+    );
+    assert_eq!(
+        line(&["--verbose"]),
+        "error: unknown argument \"--verbose\" (try --help)"
+    );
+    // A configuration error reads as the operator's report, not as Debug.
+    let config = upbit_limiter_ops::OpsConfig::from_layers(None, [("UPBIT_RATE_LIMIT_ORDER_RPS", "fast")])
+        .unwrap_err();
+    assert_eq!(
+        example::error_line(&config),
+        "error: 1 configuration problem(s):\n  environment variable UPBIT_RATE_LIMIT_ORDER_RPS: expected a \
+         positive number of requests per second, found \"fast\""
+    );
+}

@@ -130,3 +130,21 @@ async fn spans_carry_the_request_and_events_mark_every_state_change() {
     let line = one(&out.take(), "configuration applied");
     assert!(line.contains("groups=[\"candle\"] emergency=false"), "{line}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_logs_what_its_settings_cost() {
+    let (out, _guard) = capture();
+    let limiter: Instrumented = Instrumented::new(&OpsConfig::default()).unwrap();
+    out.take();
+    let config = OpsConfig::from_layers(None, [("UPBIT_RATE_LIMIT_MARKET_BURST", "10")]).unwrap();
+    limiter.reload(&config).unwrap();
+    let line = one(&out.take(), "configuration accepted with a cost");
+    assert!(line.starts_with(" WARN "), "{line}");
+    assert!(
+        line.contains(
+            "warning=environment variable UPBIT_RATE_LIMIT_MARKET_BURST: burst 10 lowers market's sustained \
+             rate to 0.91/s (from 9.09/s at burst 1)"
+        ),
+        "{line}"
+    );
+}

@@ -3,7 +3,7 @@
 //! It puts a population of clients, a network and a model of Upbit's server
 //! in one virtual clock, runs a scenario (built in, or a TOML file a user
 //! writes), and reports per rate-limit group what the server answered, how
-//! long requests waited for admission and whether the seed's SLA targets were
+//! long requests waited for admission and whether the SLA targets were
 //! met. The clients wait through the real limiter (`RateLimiter::acquire`)
 //! on a deterministic executor, so the same seed gives the same report, byte
 //! for byte, apart from the wall time it took.
@@ -13,8 +13,9 @@
 //!   `token-bucket`), 429/418 escalation and `Remaining-Req`.
 //! - [`network`]: delays with jitter, response-time degradation, loss, timeouts.
 //! - [`scenario`]: the scenario format and the built-in scenarios.
-//! - [`policy`]: ours and the baselines (`seed-gcra`, `best-practice`, `none`).
-//! - [`run`](mod@run): one run; [`report`]: what it found.
+//! - [`policy`]: ours and the baselines (`gcra-at-limit`, `best-practice`, `none`).
+//! - [`run`](mod@run): one run; [`report`]: what it found;
+//!   [`least_wait`]: the least wait the limits allow for the run's traffic.
 //! - [`serve`]: the same server model over real HTTP, in real time.
 //!
 //! ```
@@ -32,6 +33,7 @@
 
 pub mod exec;
 pub mod histogram;
+pub mod least_wait;
 pub mod network;
 pub mod policy;
 pub mod report;

@@ -23,7 +23,8 @@ const EXIT_VIOLATION: u8 = 3;
     name = "upbit-limiter-sim",
     version,
     about = "Run Upbit rate-limit scenarios against a simulated server in virtual time",
-    after_help = "Exit codes: 0 no 429/418, 3 some 429/418, 2 bad arguments or scenario file, 1 simulation failure."
+    after_help = "Scenario files: the TOML format is described in sim/README.md (\"Scenarios\"); `list` shows the built-in ones.\n\
+                  Exit codes: 0 no 429/418, 3 some 429/418, 2 bad arguments or scenario file, 1 simulation failure."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -82,7 +83,8 @@ struct ServeArgs {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// A built-in scenario name (see `list`) or a path to a .toml scenario file.
+    /// A built-in scenario name (see `list`) or a path to a .toml scenario
+    /// file (format: sim/README.md, "Scenarios").
     scenario: String,
     /// The server's window model: sliding, fixed, anchored, token-bucket, or all
     /// (each in turn). Default: the scenario's.
@@ -94,7 +96,15 @@ struct RunArgs {
     /// Seed of every random draw. Default: the scenario's.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Admission policy: ours, seed-gcra, best-practice, none.
+    /// Admission policy: ours, gcra-at-limit, best-practice, none.
+    ///
+    /// ours: the limiter with the preset's derived quotas (jitter margin, Zero-429).
+    ///
+    /// gcra-at-limit: the same limiter with every quota at the server's limit: rate N/W, burst N, no margin (10 rps with burst 10 on a 10/s group).
+    ///
+    /// best-practice: Upbit's published example: fixed one-second windows, header sync.
+    ///
+    /// none: no limiter; every request is sent at once.
     #[arg(long, value_name = "POLICY", default_value = "ours", value_parser = parse_policy)]
     policy: Policy,
     /// Print the report as JSON (an array of reports with --server-model all).

@@ -3,7 +3,7 @@
 //! | policy | what admits a request |
 //! |---|---|
 //! | `ours` | the real limiter, `RateLimiter::acquire`, with the preset's derived quotas |
-//! | `seed-gcra` | the same limiter (adaptive ratio, breaker, header sync and all), but with the seed's quotas: rate = the server's limit, burst = the limit, no jitter margin. It admits up to `2N - 1` in one window |
+//! | `gcra-at-limit` | the same limiter (adaptive ratio, breaker, header sync and all), but with every group's quota at the server's limit: rate = `N / W`, burst = `N`, no jitter margin (10 rps with burst 10 on a 10/s group). It admits up to `2N - 1` in one window |
 //! | `best-practice` | Upbit's published example limiter ([`BestPractice`]) |
 //! | `none` | nothing: every request is sent at once |
 
@@ -20,8 +20,9 @@ use crate::exec::SimRuntime;
 pub enum Policy {
     /// The real limiter with its derived, jitter-safe quotas.
     Ours,
-    /// The real limiter running the seed's "rate N, burst N" quotas.
-    SeedGcra,
+    /// The real limiter with every quota at the server's limit: rate `N / W`,
+    /// burst `N`, no margin.
+    GcraAtLimit,
     /// Upbit's published fixed-window example with header sync.
     BestPractice,
     /// No limiter at all.
@@ -30,15 +31,28 @@ pub enum Policy {
 
 impl Policy {
     /// Every policy.
-    pub const ALL: [Policy; 4] = [Self::Ours, Self::SeedGcra, Self::BestPractice, Self::None];
+    pub const ALL: [Policy; 4] = [Self::Ours, Self::GcraAtLimit, Self::BestPractice, Self::None];
 
-    /// `ours`, `seed-gcra`, `best-practice` or `none`.
+    /// `ours`, `gcra-at-limit`, `best-practice` or `none`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ours => "ours",
-            Self::SeedGcra => "seed-gcra",
+            Self::GcraAtLimit => "gcra-at-limit",
             Self::BestPractice => "best-practice",
             Self::None => "none",
+        }
+    }
+
+    /// One line on what the policy admits, as `--help` shows it.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Self::Ours => "the limiter with the preset's derived quotas (jitter margin, Zero-429)",
+            Self::GcraAtLimit => {
+                "the same limiter with every quota at the server's limit: rate N/W, burst N, no margin \
+                 (10 rps with burst 10 on a 10/s group)"
+            }
+            Self::BestPractice => "Upbit's published example: fixed one-second windows, header sync",
+            Self::None => "no limiter; every request is sent at once",
         }
     }
 
@@ -46,10 +60,10 @@ impl Policy {
     pub fn limiter_config(self, preset: Preset) -> Option<LimiterConfig> {
         match self {
             Self::Ours => Some(LimiterConfig::preset(preset)),
-            Self::SeedGcra => {
+            Self::GcraAtLimit => {
                 let mut cfg = LimiterConfig::preset(preset);
                 for g in Group::ALL {
-                    *cfg.group_mut(g) = seed_group_config(preset, g);
+                    *cfg.group_mut(g) = at_limit_group_config(preset, g);
                 }
                 Some(cfg)
             }
@@ -58,9 +72,9 @@ impl Policy {
     }
 }
 
-/// The seed's configuration of one group: one request per `W / N`, bursts of
+/// One group's quota at the server's limit: one request per `W / N`, bursts of
 /// `N`, no margin. Unsafe by design (refused without `allow_unsafe`).
-fn seed_group_config(preset: Preset, group: Group) -> GroupConfig {
+fn at_limit_group_config(preset: Preset, group: Group) -> GroupConfig {
     let mut cfg = GroupConfig::preset(preset, group);
     let first = preset.limits(group)[0];
     let n = first.max_requests.max(1);
@@ -85,7 +99,7 @@ impl fmt::Display for UnknownPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown policy `{}` (expected ours, seed-gcra, best-practice or none)",
+            "unknown policy `{}` (expected ours, gcra-at-limit, best-practice or none)",
             self.0
         )
     }
@@ -276,8 +290,8 @@ mod tests {
     }
 
     #[test]
-    fn seed_quota_admits_19_per_second_and_is_refused_without_the_override() {
-        let cfg = Policy::SeedGcra.limiter_config(Preset::Korea).unwrap();
+    fn at_limit_quota_admits_19_per_second_and_is_refused_without_the_override() {
+        let cfg = Policy::GcraAtLimit.limiter_config(Preset::Korea).unwrap();
         let ticker = cfg.group(Group::Ticker);
         let q = ticker.quota.unwrap();
         assert_eq!(q.max_admissions_in(Duration::from_secs(1)), 19);

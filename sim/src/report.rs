@@ -1,4 +1,4 @@
-//! The report of one run: per group and overall, with the seed's SLA targets.
+//! The report of one run: per group and overall, with the SLA targets.
 //!
 //! Serialised as JSON by `--json`; [`Report::render`] draws the table.
 
@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::histogram::Histogram;
 
-/// The seed's SLA targets.
+/// The SLA targets.
 pub mod targets {
     /// Share of requests that must get neither 429 nor 418, in percent.
     pub const WITHOUT_429_PCT: f64 = 99.95;
@@ -35,7 +35,7 @@ pub struct WaitMs {
     pub mean: f64,
 }
 
-fn ms(d: upbit_limiter_core::Duration) -> f64 {
+pub(crate) fn ms(d: upbit_limiter_core::Duration) -> f64 {
     // Round to the microsecond so the JSON stays readable.
     (d.as_nanos() as f64 / 1_000.0).round() / 1_000.0
 }
@@ -165,9 +165,26 @@ pub struct SlaItem {
     pub value: f64,
     /// Whether the target is met.
     pub met: bool,
+    /// For a wait: the least the server's limits allow any policy that sends
+    /// every request, for this run's traffic ([`crate::least_wait`]).
+    pub least_possible: Option<f64>,
+    /// Whether any policy could meet the target (false when even the least
+    /// possible wait is not below it).
+    pub attainable: bool,
 }
 
-/// The seed's SLA targets against the run.
+/// The least wait quantiles the limits allow for a run's traffic, in ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LeastWaitMs {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// The SLA targets against the run.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Sla {
     /// Percent of sent requests answered without 429/418 (at least the target).
@@ -183,27 +200,31 @@ pub struct Sla {
 }
 
 impl Sla {
-    /// Evaluates the targets.
-    pub fn evaluate(sent: u64, rejected: u64, wait: &WaitMs) -> Self {
+    /// Evaluates the targets; `least` is what the limits allow at best.
+    pub fn evaluate(sent: u64, rejected: u64, wait: &WaitMs, least: &LeastWaitMs) -> Self {
         let pct = if sent == 0 {
             100.0
         } else {
             100.0 * (sent - rejected.min(sent)) as f64 / sent as f64
         };
         let pct = (pct * 10_000.0).round() / 10_000.0;
-        let below = |target: f64, value: f64| SlaItem {
+        let below = |target: f64, value: f64, least: f64| SlaItem {
             target,
             value,
             met: value < target,
+            least_possible: Some(least),
+            attainable: least < target,
         };
         let without = SlaItem {
             target: targets::WITHOUT_429_PCT,
             value: pct,
             met: pct >= targets::WITHOUT_429_PCT,
+            least_possible: None,
+            attainable: true,
         };
-        let p50 = below(targets::P50_MS, wait.p50);
-        let p95 = below(targets::P95_MS, wait.p95);
-        let p99 = below(targets::P99_MS, wait.p99);
+        let p50 = below(targets::P50_MS, wait.p50, least.p50);
+        let p95 = below(targets::P95_MS, wait.p95, least.p95);
+        let p99 = below(targets::P99_MS, wait.p99, least.p99);
         Self {
             without_429_pct: without,
             p50_ms: p50,
@@ -232,7 +253,7 @@ pub struct Report {
     pub server_model: String,
     /// The admission policy.
     pub policy: String,
-    /// The seed.
+    /// The random seed of the run.
     pub seed: u64,
     /// Upbit preset.
     pub preset: String,
@@ -263,7 +284,7 @@ pub struct Report {
     pub actors: Actors,
     /// Waits of every admitted request.
     pub wait_ms: WaitMs,
-    /// The seed's SLA targets.
+    /// The SLA targets.
     pub sla: Sla,
     /// Per group, in Upbit's group order, only groups that saw traffic.
     pub groups: Vec<GroupReport>,
@@ -356,6 +377,7 @@ impl Report {
             "breaker",
             "ratio min/end"
         );
+        let mut over_limit = false;
         for g in &self.groups {
             let breaker = g.breaker_transitions.map_or("-".to_owned(), |t| format!("{t}"));
             let ratio = g
@@ -381,7 +403,19 @@ impl Report {
                 breaker,
                 ratio
             );
+            over_limit |= g.utilisation > 1.0;
         }
+        let _ = writeln!(
+            o,
+            "util: the most requests the server accepted (ours and background) in any window of the limit, \
+             as a share of the limit{}",
+            if over_limit {
+                "; above 1 the server accepted more than its limit within some window, as fixed (calendar) \
+                 windows allow across a window boundary (up to twice the limit)"
+            } else {
+                ""
+            }
+        );
         for g in &self.groups {
             if !g.breaker_log.is_empty() {
                 let log: Vec<String> = g
@@ -401,7 +435,7 @@ impl Report {
         }
         let s = &self.sla;
         let _ = writeln!(o);
-        let _ = writeln!(o, "SLA (seed targets)");
+        let _ = writeln!(o, "SLA targets");
         let _ = writeln!(
             o,
             "  requests without 429/418 >= {:.2} %   {:>10.4} %   {}",
@@ -410,13 +444,24 @@ impl Report {
             met(s.without_429_pct.met)
         );
         for (name, item) in [("p50", s.p50_ms), ("p95", s.p95_ms), ("p99", s.p99_ms)] {
-            let _ = writeln!(
+            let _ = write!(
                 o,
                 "  wait {name} < {:<5} ms                {:>12}   {}",
                 item.target,
                 fmt_ms(item.value),
                 met(item.met)
             );
+            match item.least_possible {
+                Some(least) if !item.met && !item.attainable => {
+                    let _ = writeln!(
+                        o,
+                        ": no policy that sends every request can meet it: the limits allow a {name} wait of \
+                         no less than {} for this traffic",
+                        fmt_ms(least)
+                    );
+                }
+                _ => o.push('\n'),
+            }
         }
         o
     }
@@ -435,13 +480,25 @@ mod tests {
             max: 900.0,
             mean: 20.0,
         };
-        let s = Sla::evaluate(10_000, 5, &w);
+        let s = Sla::evaluate(10_000, 5, &w, &LeastWaitMs::default());
         assert!(s.without_429_pct.met && s.without_429_pct.value == 99.95);
         assert!(s.p50_ms.met && !s.p95_ms.met && s.p99_ms.met);
         assert!(!s.all_met);
-        let s = Sla::evaluate(10_000, 6, &WaitMs::default());
+        let s = Sla::evaluate(10_000, 6, &WaitMs::default(), &LeastWaitMs::default());
         assert!(!s.without_429_pct.met);
-        assert!(Sla::evaluate(0, 0, &WaitMs::default()).all_met);
+        assert!(Sla::evaluate(0, 0, &WaitMs::default(), &LeastWaitMs::default()).all_met);
+        let least = LeastWaitMs {
+            p50: 4000.0,
+            p95: 199.0,
+            p99: 9000.0,
+        };
+        let s = Sla::evaluate(100, 0, &w, &least);
+        assert_eq!(
+            (s.p50_ms.attainable, s.p95_ms.attainable, s.p99_ms.attainable),
+            (false, true, false)
+        );
+        assert_eq!(s.p99_ms.least_possible, Some(9000.0));
+        assert!(s.without_429_pct.attainable && s.without_429_pct.least_possible.is_none());
     }
 
     #[test]

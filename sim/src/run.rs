@@ -23,10 +23,11 @@ use upbit_limiter_core::{
 
 use crate::exec::{Executor, SimRuntime, Stall};
 use crate::histogram::Histogram;
+use crate::least_wait::{least_quantile, GroupTraffic};
 use crate::policy::{BestPractice, Policy};
 use crate::report::{
-    Actors, Background, BreakerChange, GroupReport, LocalRejections, RatioSpan, Report, Sla, Violation,
-    WaitMs,
+    ms as ms_of, Actors, Background, BreakerChange, GroupReport, LeastWaitMs, LocalRejections, RatioSpan,
+    Report, Sla, Violation, WaitMs,
 };
 use crate::rng::{Draws, LOAD_STREAMS};
 use crate::scenario::{Arrivals, Call, Scenario};
@@ -89,6 +90,9 @@ struct GroupStats {
     no_response: u64,
     rejections: LocalRejections,
     waits: Histogram,
+    /// When each request was wanted (ns of virtual time), for the least
+    /// wait the limits allow.
+    wanted: Vec<u64>,
     waiting: u64,
     max_waiting: u64,
     ratio_min_ppm: Option<u32>,
@@ -170,6 +174,7 @@ async fn request(w: &World, call: &Call, id: u64) {
         let mut groups = w.groups.borrow_mut();
         let s = &mut groups[g.index()];
         s.requests += 1;
+        s.wanted.push(requested.as_nanos());
         s.waiting += 1;
         s.max_waiting = s.max_waiting.max(s.waiting);
     }
@@ -514,7 +519,20 @@ pub fn run(
     let total_418 = sum(|g| g.status_418);
     let wait_ms = WaitMs::from_histogram(&all_waits);
     let actors = *world.actors.borrow();
-    let sla = Sla::evaluate(total_admitted, total_429 + total_418, &wait_ms);
+    let traffic: Vec<GroupTraffic> = Group::ALL
+        .iter()
+        .map(|&g| GroupTraffic {
+            limits: scenario.preset.limits(g).to_vec(),
+            wanted: stats[g.index()].wanted.clone(),
+        })
+        .collect();
+    let least = |q| ms_of(least_quantile(&traffic, q));
+    let least = LeastWaitMs {
+        p50: least(0.50),
+        p95: least(0.95),
+        p99: least(0.99),
+    };
+    let sla = Sla::evaluate(total_admitted, total_429 + total_418, &wait_ms, &least);
     Ok(Report {
         scenario: scenario.name.clone(),
         server_model: opts.model.as_str().to_owned(),

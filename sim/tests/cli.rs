@@ -282,3 +282,93 @@ fn serve_refuses_bad_settings() {
         assert!(!out.stderr.is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn help_explains_every_policy_and_points_to_the_scenario_format() {
+    let out = sim(&["run", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    // clap wraps long lines; compare with whitespace folded.
+    let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for p in upbit_limiter_sim::Policy::ALL {
+        let line = format!("{p}: {}", p.summary());
+        assert!(folded.contains(&line), "{line:?} not in\n{text}");
+    }
+    assert!(
+        folded.contains("file (format: sim/README.md, \"Scenarios\")"),
+        "{text}"
+    );
+    let top = String::from_utf8(sim(&["--help"]).stdout).unwrap();
+    assert!(
+        top.contains("the TOML format is described in sim/README.md"),
+        "{top}"
+    );
+}
+
+const BURST: &str = r#"
+name = "burst"
+description = "100 ticker calls at once"
+
+[[actors]]
+name = "poller"
+count = 100
+steps = [{ call = "GET /v1/ticker" }]
+"#;
+
+#[test]
+fn a_wait_target_no_policy_can_meet_says_so_with_the_least_wait() {
+    let path = scratch("burst.toml", BURST);
+    let out = sim(&["run", path.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    // 100 at once on 10 per second: the 50th leaves 4 s after the first, the
+    // 95th and 99th 9 s after.
+    for (name, least) in [("p50", "4.00s"), ("p95", "9.00s"), ("p99", "9.00s")] {
+        let note = format!(
+            "NOT met: no policy that sends every request can meet it: the limits allow a {name} wait of no \
+             less than {least} for this traffic\n"
+        );
+        assert!(text.contains(&note), "{note:?} not in\n{text}");
+    }
+    let out = sim(&["run", path.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sla"]["p99_ms"]["least_possible"], 9000.0);
+    assert_eq!(v["sla"]["p99_ms"]["attainable"], false);
+    assert_eq!(
+        v["sla"]["without_429_pct"]["least_possible"],
+        serde_json::Value::Null
+    );
+
+    // Traffic the limits let through at once has nothing to excuse.
+    let path = scratch("small.toml", SMALL);
+    let text = String::from_utf8(sim(&["run", path.to_str().unwrap()]).stdout).unwrap();
+    assert!(!text.contains("no policy"), "{text}");
+}
+
+#[test]
+fn util_is_explained_under_the_table() {
+    let text = String::from_utf8(sim(&["run", "market-shock"]).stdout).unwrap();
+    assert!(
+        text.contains(
+            "util: the most requests the server accepted (ours and background) in any window of the limit, \
+             as a share of the limit\n"
+        ),
+        "{text}"
+    );
+    let out = sim(&[
+        "run",
+        "market-shock",
+        "--policy",
+        "best-practice",
+        "--server-model",
+        "fixed",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "util: the most requests the server accepted (ours and background) in any window of the limit, \
+             as a share of the limit; above 1 the server accepted more than its limit within some window, as \
+             fixed (calendar) windows allow across a window boundary (up to twice the limit)\n"
+        ),
+        "{text}"
+    );
+}

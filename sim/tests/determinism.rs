@@ -57,7 +57,7 @@ fn policies_see_the_same_traffic() {
         policy,
         seed: 3,
     };
-    let requests: Vec<Vec<(String, u64)>> = [Policy::Ours, Policy::SeedGcra, Policy::None]
+    let requests: Vec<Vec<(String, u64)>> = [Policy::Ours, Policy::GcraAtLimit, Policy::None]
         .into_iter()
         .map(|p| {
             run(&load, &opts(p), &mut |_| {})

@@ -1,6 +1,6 @@
-//! Ours never draws a 429 on the seed's market shock, whatever the server's
-//! window model; the seed's configuration and no limiter at all do, on the
-//! same traffic.
+//! Ours never draws a 429 on the market shock, whatever the server's window
+//! model; quotas at the server's limit (`gcra-at-limit`) and no limiter at
+//! all do, on the same traffic.
 
 use upbit_limiter_core::Duration;
 use upbit_limiter_sim::{run, Policy, Report, RunOptions, Scenario, ServerModel};
@@ -32,15 +32,15 @@ fn ours_has_no_429_under_any_model() {
 }
 
 #[test]
-fn the_seeds_quota_draws_429s() {
-    let r = shock(Policy::SeedGcra, ServerModel::Sliding, 1, 50);
+fn quotas_at_the_limit_draw_429s() {
+    let r = shock(Policy::GcraAtLimit, ServerModel::Sliding, 1, 50);
     assert!(r.total_429 > 0, "{}", r.render());
     // The adaptive ratio reacted to them.
     let ticker = r.groups.iter().find(|g| g.group == "ticker").unwrap();
     assert!(ticker.ratio.unwrap().min < 1.0);
     let total: u64 = ServerModel::ALL
         .into_iter()
-        .map(|m| shock(Policy::SeedGcra, m, 1, 100).total_429)
+        .map(|m| shock(Policy::GcraAtLimit, m, 1, 100).total_429)
         .sum();
     assert!(total > 0);
 }

@@ -479,7 +479,7 @@ mod tests {
     }
 
     #[test]
-    fn ref_breaker_follows_the_seed_scenario() {
+    fn ref_breaker_opens_on_the_fifth_failure_and_half_opens_after_30_s() {
         let mut b = RefBreaker::new(BreakerConfig::default());
         for _ in 0..4 {
             assert_eq!(b.on_failure(s(100)), None);

@@ -91,24 +91,27 @@ fn power_runner(cases: u32) -> TestRunner {
     TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
 }
 
-/// The checker's power: the seed's "10 rps, burst 10" forced through the
+/// The checker's power: "10 rps, burst 10" forced through the
 /// unchecked constructor onto a 10/s group is caught by property 1.
 #[test]
-fn property_1_catches_the_seeds_ten_rps_burst_ten() {
-    let seed = Quota::new_unchecked(Duration::from_millis(100), 10);
+fn property_1_catches_ten_rps_burst_ten() {
+    let at_limit = Quota::new_unchecked(Duration::from_millis(100), 10);
     assert!(
-        seed.check_against(&[ServerLimit::per_second(10)], Duration::ZERO)
+        at_limit
+            .check_against(&[ServerLimit::per_second(10)], Duration::ZERO)
             .is_err(),
         "the checked path refuses it"
     );
     let mut runner = power_runner(2_000);
     let market_only = Just(vec![Group::Market.index()]).boxed();
     // The server models alone must see it.
-    let result = runner.run(&case(market_only, 60, 0), |case| check(&case, Some(seed), false));
+    let result = runner.run(&case(market_only, 60, 0), |case| {
+        check(&case, Some(at_limit), false)
+    });
     match result {
         Err(TestError::Fail(reason, minimal)) => {
             assert!(reason.message().contains("429"), "{reason}");
-            let (_, intents, _) = build(&minimal, Some(seed), Replies::Realistic);
+            let (_, intents, _) = build(&minimal, Some(at_limit), Replies::Realistic);
             println!(
                 "caught as expected: {reason}\nminimal case: {} requests, preset {:?}, server {:?}",
                 intents.len(),

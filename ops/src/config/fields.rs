@@ -37,6 +37,13 @@ impl Raw<'_, '_> {
         }
     }
 
+    fn too_large(&self, what: &'static str) -> Problem {
+        Problem::TooLarge {
+            what,
+            found: self.found(),
+        }
+    }
+
     fn expected(&self, what: &'static str) -> Problem {
         Problem::Expected {
             what,
@@ -51,22 +58,41 @@ impl Raw<'_, '_> {
             Raw::Toml(_) => None,
             Raw::Env(s) => s.trim().parse::<i128>().ok(),
         };
-        parsed.ok_or_else(|| self.expected(what))
+        let digits = match self {
+            Raw::Env(s) => {
+                let s = s.trim();
+                let s = s.strip_prefix('+').unwrap_or(s);
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+            }
+            Raw::Toml(_) => false,
+        };
+        match parsed {
+            Some(n) => Ok(n),
+            None if digits => Err(self.too_large(what)),
+            None => Err(self.expected(what)),
+        }
     }
 
     /// A finite number, from a TOML float or integer or env text.
     fn number(&self, what: &'static str) -> Result<f64, Problem> {
-        let parsed = match self {
-            Raw::Toml(DeValue::Float(f)) => f.as_str().parse::<f64>().ok(),
-            Raw::Toml(DeValue::Integer(i)) => {
-                i64::from_str_radix(i.as_str(), i.radix()).ok().map(|i| i as f64)
-            }
-            Raw::Toml(_) => None,
-            Raw::Env(s) => s.trim().parse::<f64>().ok(),
+        let (text, parsed) = match self {
+            Raw::Toml(DeValue::Float(f)) => (f.as_str(), f.as_str().parse::<f64>().ok()),
+            Raw::Toml(DeValue::Integer(i)) => (
+                i.as_str(),
+                i64::from_str_radix(i.as_str(), i.radix()).ok().map(|i| i as f64),
+            ),
+            Raw::Toml(_) => ("", None),
+            Raw::Env(s) => (s.trim(), s.trim().parse::<f64>().ok()),
         };
-        parsed
-            .filter(|x| x.is_finite())
-            .ok_or_else(|| self.expected(what))
+        match parsed {
+            Some(x) if x.is_finite() => Ok(x),
+            // Digits whose value overflows (`1e400`), as opposed to the
+            // words `inf` and `NaN`.
+            Some(x) if x.is_infinite() && !text.to_ascii_lowercase().contains("inf") => {
+                Err(self.too_large(what))
+            }
+            _ => Err(self.expected(what)),
+        }
     }
 
     fn text(&self, what: &'static str) -> Result<&str, Problem> {
@@ -84,6 +110,19 @@ pub(crate) fn parse_u32(raw: Raw<'_, '_>) -> Result<u32, Problem> {
     const WHAT: &str = "an integer from 0 to 4294967295";
     let n = raw.integer(WHAT)?;
     u32::try_from(n).map_err(|_| raw.expected(WHAT))
+}
+
+/// A burst: at least one request (at most the group's server limit, which
+/// the quota check enforces once the limits are known).
+pub(crate) fn parse_burst(raw: Raw<'_, '_>) -> Result<u32, Problem> {
+    const WHAT: &str = "a whole number of requests from 1 to the group's server limit";
+    let n = raw.integer(WHAT)?;
+    match u32::try_from(n) {
+        Ok(b) if b > 0 => Ok(b),
+        Ok(_) => Err(raw.expected(WHAT)),
+        Err(_) if n > 0 => Err(raw.too_large(WHAT)),
+        Err(_) => Err(raw.expected(WHAT)),
+    }
 }
 
 pub(crate) fn parse_u8(raw: Raw<'_, '_>) -> Result<u8, Problem> {
@@ -307,7 +346,7 @@ macro_rules! group_fields {
 group_fields! {
     "limits", "LIMITS" => limits: parse_limits;
     "margin_ms", "MARGIN_MS" => margin: parse_millis;
-    "burst", "BURST" => burst: parse_u32;
+    "burst", "BURST" => burst: parse_burst;
     "rps", "RPS" => rps: parse_rps;
     "allow_unsafe_quota", "ALLOW_UNSAFE" => allow_unsafe: parse_bool;
     "strategy", "STRATEGY" => strategy: parse_strategy;

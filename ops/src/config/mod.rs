@@ -98,6 +98,22 @@ pub enum Problem {
         /// What was written.
         found: String,
     },
+    /// A number too large to represent (`1e400`, or more digits than any
+    /// setting takes).
+    TooLarge {
+        /// What the setting takes.
+        what: &'static str,
+        /// What was written.
+        found: String,
+    },
+    /// A problem a shared setting (`[all]`, `UPBIT_RATE_LIMIT_ALL_*`) causes
+    /// in the groups named.
+    InGroups {
+        /// The groups that refuse the setting, in Upbit's group order.
+        groups: Vec<Group>,
+        /// What they find wrong.
+        problem: Box<Problem>,
+    },
     /// A value that is not valid UTF-8 (environment only).
     NotUnicode,
     /// The quota is refused; `hint` says how to override it where that is possible.
@@ -133,6 +149,20 @@ impl fmt::Display for Problem {
                 Group::ALL.map(env_name).join(", ")
             ),
             Self::Expected { what, found } => write!(f, "expected {what}, found {found}"),
+            Self::TooLarge { what, found } => {
+                write!(
+                    f,
+                    "expected {what}, found {found}, which is too large (it overflows)"
+                )
+            }
+            Self::InGroups { groups, problem } => {
+                let names: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+                match names.as_slice() {
+                    [one] => write!(f, "in group {one}: {problem}"),
+                    [init @ .., last] => write!(f, "in groups {} and {last}: {problem}", init.join(", ")),
+                    [] => write!(f, "{problem}"),
+                }
+            }
             Self::NotUnicode => f.write_str("value is not valid UTF-8"),
             Self::Quota { error, hint } => {
                 write!(f, "{error}")?;
@@ -162,20 +192,88 @@ pub struct Issue {
 
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.origin {
-            Origin::File { name, line, column } => {
-                write!(f, "{name}")?;
-                if *line > 0 {
-                    write!(f, ":{line}:{column}")?;
-                }
-                if !self.key.is_empty() {
-                    write!(f, ": {}", self.key)?;
-                }
-                write!(f, ": {}", self.problem)
+        write_at(f, &self.origin, &self.key, &self.problem)
+    }
+}
+
+/// `where: key: what`, in the spelling of the source.
+fn write_at(f: &mut fmt::Formatter<'_>, origin: &Origin, key: &str, what: &dyn fmt::Display) -> fmt::Result {
+    match origin {
+        Origin::File { name, line, column } => {
+            write!(f, "{name}")?;
+            if *line > 0 {
+                write!(f, ":{line}:{column}")?;
             }
-            Origin::Env { var } => write!(f, "environment variable {var}: {}", self.problem),
-            Origin::Code => write!(f, "{}: {}", self.key, self.problem),
+            if !key.is_empty() {
+                write!(f, ": {key}")?;
+            }
+            write!(f, ": {what}")
         }
+        Origin::Env { var } => write!(f, "environment variable {var}: {what}"),
+        Origin::Code => write!(f, "{key}: {what}"),
+    }
+}
+
+/// A setting that is accepted but costs something an operator may not expect.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A burst above 1 on a derived quota lowers the group's sustained rate:
+    /// the quota must keep `burst` admissions plus the steady ones within the
+    /// server's window.
+    BurstLowersRate {
+        /// The group.
+        group: Group,
+        /// The burst set.
+        burst: u32,
+        /// The sustained rate the burst leaves, per second.
+        rate_per_s: f64,
+        /// The sustained rate at burst 1, per second.
+        rate_at_burst_1_per_s: f64,
+    },
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BurstLowersRate {
+                group,
+                burst,
+                rate_per_s,
+                rate_at_burst_1_per_s,
+            } => write!(
+                f,
+                "burst {burst} lowers {group}'s sustained rate to {}/s (from {}/s at burst 1)",
+                rate(*rate_per_s),
+                rate(*rate_at_burst_1_per_s)
+            ),
+        }
+    }
+}
+
+/// A rate with two decimals, or four below 0.1/s so it never shows as zero.
+fn rate(r: f64) -> String {
+    if r >= 0.1 {
+        format!("{r:.2}")
+    } else {
+        format!("{r:.4}")
+    }
+}
+
+/// A [`Notice`] with its key and where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Warning {
+    /// Where the setting was written.
+    pub origin: Origin,
+    /// Its key, as in [`Issue::key`].
+    pub key: String,
+    /// What it costs.
+    pub notice: Notice,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_at(f, &self.origin, &self.key, &self.notice)
     }
 }
 
@@ -234,16 +332,21 @@ pub struct OpsConfig {
     pub health: Thresholds,
     /// Emergency-mode numbers.
     pub emergency: EmergencySettings,
+    /// Settings that were accepted but cost something (a burst that lowers
+    /// the derived rate), for the operator to see; empty for a configuration
+    /// built in code.
+    pub warnings: Vec<Warning>,
 }
 
 impl Default for OpsConfig {
-    /// The Korea preset, the seed's thresholds and emergency numbers.
+    /// The Korea preset, the default alert thresholds and emergency numbers.
     fn default() -> Self {
         Self {
             preset: Preset::Korea,
             limiter: LimiterConfig::preset(Preset::Korea),
             health: Thresholds::default(),
             emergency: EmergencySettings::default(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -413,18 +516,60 @@ fn quota_problem(kind: ConfigErrorKind, hint: Option<String>) -> Problem {
 fn resolve(layers: &Layers, issues: &mut Vec<Issue>) -> OpsConfig {
     let preset = layers.preset.as_ref().map_or(Preset::Korea, |p| p.value);
     let mut limiter = LimiterConfig::preset(preset);
+    let mut warnings = Vec::new();
     for group in Group::ALL {
         let mut merged = layers.file_all.clone();
         merged.overlay(&layers.file_groups[group.index()]);
         merged.overlay(&layers.env_all);
         merged.overlay(&layers.env_groups[group.index()]);
-        *limiter.group_mut(group) = resolve_group(preset, group, &merged, issues);
+        let mut found = Vec::new();
+        *limiter.group_mut(group) = resolve_group(preset, group, &merged, &mut found, &mut warnings);
+        for issue in found {
+            name_the_group(group, issue, issues);
+        }
     }
     OpsConfig {
         preset,
         limiter,
         health: layers.health,
         emergency: layers.emergency,
+        warnings,
+    }
+}
+
+/// Whether a key belongs to a setting every group shares.
+fn is_shared(key: &str) -> bool {
+    key.starts_with("all.")
+        || key
+            .strip_prefix(ENV_PREFIX)
+            .is_some_and(|k| k.starts_with("ALL_"))
+}
+
+/// Adds `group`'s `issue`; a problem with a shared setting names the group,
+/// and the groups that refuse it for the same reason share one issue.
+fn name_the_group(group: Group, issue: Issue, issues: &mut Vec<Issue>) {
+    if !is_shared(&issue.key) {
+        issues.push(issue);
+        return;
+    }
+    let same = issues.iter_mut().find(|i| {
+        i.origin == issue.origin
+            && i.key == issue.key
+            && matches!(&i.problem, Problem::InGroups { problem, .. } if **problem == issue.problem)
+    });
+    match same {
+        Some(Issue {
+            problem: Problem::InGroups { groups, .. },
+            ..
+        }) => groups.push(group),
+        _ => issues.push(Issue {
+            origin: issue.origin,
+            key: issue.key,
+            problem: Problem::InGroups {
+                groups: vec![group],
+                problem: Box::new(issue.problem),
+            },
+        }),
     }
 }
 
@@ -459,7 +604,13 @@ fn unsafe_hint(group: Group, rps: &Set<f64>) -> String {
     }
 }
 
-fn resolve_group(preset: Preset, group: Group, m: &GroupLayer, issues: &mut Vec<Issue>) -> GroupConfig {
+fn resolve_group(
+    preset: Preset,
+    group: Group,
+    m: &GroupLayer,
+    issues: &mut Vec<Issue>,
+    warnings: &mut Vec<Warning>,
+) -> GroupConfig {
     let mut cfg = GroupConfig::preset(preset, group);
     if let Some(l) = &m.limits {
         // Parsing already bounded the count, so this only fails on an empty list.
@@ -550,6 +701,17 @@ fn resolve_group(preset: Preset, group: Group, m: &GroupLayer, issues: &mut Vec<
             issues.push(blame);
         }
     }
+    if quota_ok && cfg.quota.is_none() {
+        if let Some(burst) = m.burst.as_ref().filter(|b| b.value > 1) {
+            if let Some(notice) = burst_cost(group, &cfg) {
+                warnings.push(Warning {
+                    origin: burst.origin.clone(),
+                    key: burst.key.clone(),
+                    notice,
+                });
+            }
+        }
+    }
 
     adaptive_issues(group, &cfg, m, issues);
     breaker_issues(group, &cfg, m, issues);
@@ -560,6 +722,21 @@ fn resolve_group(preset: Preset, group: Group, m: &GroupLayer, issues: &mut Vec<
         });
     }
     cfg
+}
+
+/// What a derived quota's burst costs in sustained rate, when it costs any.
+fn burst_cost(group: Group, cfg: &GroupConfig) -> Option<Notice> {
+    let per_s = |q: Quota| 1e9 / q.interval().as_nanos().max(1) as f64;
+    let with = cfg.quota().ok()?;
+    let mut one = *cfg;
+    one.burst = 1;
+    let without = one.quota().ok()?;
+    (with.interval() > without.interval()).then(|| Notice::BurstLowersRate {
+        group,
+        burst: cfg.burst,
+        rate_per_s: per_s(with),
+        rate_at_burst_1_per_s: per_s(without),
+    })
 }
 
 /// Core reports the first adaptive problem; to report every one, the field
