@@ -114,8 +114,8 @@ impl From<Ratio> for u32 {
 
 /// How a group reacts to 429 and 418 and how it recovers.
 ///
-/// Three presets; [`Default`] is [`conservative`](Self::conservative), the seed's
-/// numbers. "Floor to 1.0" is the quiet time a group needs to climb back from
+/// Three presets; [`Default`] is [`conservative`](Self::conservative).
+/// "Floor to 1.0" is the quiet time a group needs to climb back from
 /// `min_ratio` to full speed.
 ///
 /// | field               | conservative | balanced | aggressive |
@@ -198,7 +198,7 @@ impl fmt::Display for AdaptiveConfigError {
 impl core::error::Error for AdaptiveConfigError {}
 
 impl AdaptiveConfig {
-    /// The seed's numbers: react to the first 429 with x0.8, floor 0.5; after 300 s
+    /// React to the first 429 with x0.8, floor 0.5; after 300 s
     /// without a 429 recover +0.05 every 30 s; 418 bans 60 s doubling up to 1 h.
     pub const fn conservative() -> Self {
         Self {

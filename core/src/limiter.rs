@@ -99,16 +99,16 @@ pub struct GroupConfig {
     pub adaptive: AdaptiveConfig,
     /// The circuit breaker's numbers.
     pub breaker: BreakerConfig,
-    /// Deadline for a waiter when the caller gives none (seed: 30 s).
+    /// Deadline for a waiter when the caller gives none (default: 30 s).
     pub waiter_timeout: Duration,
 }
 
-/// The seed's default waiter deadline.
+/// The default waiter deadline: 30 s.
 pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl GroupConfig {
     /// Upbit's published limits for `group` in `preset`, with the preset's
-    /// margin, burst 1, the conservative strategy and the seed's breaker.
+    /// margin, burst 1, the conservative strategy and the default breaker.
     pub fn preset(preset: Preset, group: Group) -> Self {
         Self {
             // Presets always have one to MAX_WINDOWS windows (tested in `upbit`).
@@ -1158,7 +1158,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_configuration_is_refused_with_a_reason() {
+    fn ten_rps_with_burst_ten_is_refused_with_a_reason() {
         let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
         cfg.quota = Some(Quota::per_second(10.0, 10).unwrap());
         let err = GroupLimiter::new(Group::Ticker, cfg).unwrap_err();

@@ -283,12 +283,12 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     #[test]
-    fn the_seeds_ten_rps_with_burst_ten_is_refused() {
-        let seed = Quota::per_second(10.0, 10).unwrap();
+    fn ten_rps_with_burst_ten_is_refused() {
+        let quota = Quota::per_second(10.0, 10).unwrap();
         let limit = ServerLimit::per_second(10);
         // Even with no jitter margin at all it admits 19 in one second.
-        assert_eq!(seed.max_admissions_in(Duration::from_secs(1)), 19);
-        let err = seed.check_against(&[limit], Duration::ZERO).unwrap_err();
+        assert_eq!(quota.max_admissions_in(Duration::from_secs(1)), 19);
+        let err = quota.check_against(&[limit], Duration::ZERO).unwrap_err();
         assert_eq!(
             err,
             QuotaError::Unsafe {

@@ -703,7 +703,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_burst_trips_every_model_once_jitter_moves_one_arrival() {
+    fn a_burst_of_ten_at_ten_rps_trips_every_model_once_jitter_moves_one_arrival() {
         // GCRA 10/s with burst 10: a burst of 10, then one every 100 ms,
         // 19 requests in 0.9 s.
         let exact: Vec<u64> = (0..10).map(|_| 0).chain((1..=9).map(|i| 100 * i)).collect();

@@ -818,7 +818,7 @@ impl Log {
     }
 }
 
-/// The seed's market shock: 100 traders at once, each `GET /v1/ticker`,
+/// The market shock: 100 traders at once, each `GET /v1/ticker`,
 /// `GET /v1/accounts`, three `POST /v1/orders` 0.1 s apart and `GET
 /// /v1/order`. All finish; an independent sliding-window checker finds no
 /// window of any group's server limit (nor of the limit's window plus the
