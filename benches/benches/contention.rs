@@ -27,7 +27,7 @@ use std::time::Duration as StdDuration;
 
 use upbit_limiter_core::limiter::Limits;
 use upbit_limiter_core::{Duration, Group, LimiterConfig, Preset, Quota, Request, Response, ServerLimit};
-use upbit_limiter_tokio::Limiter;
+use upbit_limiter_tokio::RateLimiter;
 
 const TASKS: usize = 2_000;
 const WORKERS: usize = 8;
@@ -58,7 +58,7 @@ fn run(seconds: u64, burst: u32, switch_every: Option<StdDuration>) -> Outcome {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let limiter = Arc::new(Limiter::new(&config(burst)).expect("valid"));
+        let limiter = Arc::new(RateLimiter::new(&config(burst)).expect("valid"));
         let stop = Arc::new(AtomicBool::new(false));
         let measuring = Arc::new(AtomicBool::new(false));
         let admitted = Arc::new(AtomicU64::new(0));

@@ -24,7 +24,8 @@ use upbit_limiter_benches::{
 };
 use upbit_limiter_core::upbit::RemainingReq;
 use upbit_limiter_core::{
-    classify, Clock as _, Group, GroupLimiter, Instant, Limiter, ManualClock, Request, Response, Runtime as _,
+    classify, Clock as _, Group, GroupLimiter, Instant, ManualClock, Request, Response, Runtime as _,
+    SyncLimiter,
 };
 
 type Direct<C> = GLimiter<
@@ -251,7 +252,7 @@ fn classified(c: &mut Criterion) {
     group.bench_function("decision/ours", |b| {
         b.iter_custom(|iters| {
             let clock = ManualClock::starting_at(START);
-            let limiter = Limiter::new(&config).expect("valid configuration");
+            let limiter = SyncLimiter::new(&config).expect("valid configuration");
             let mut i = 0usize;
             timed(iters, || {
                 let (method, path) = REQUESTS[i % REQUESTS.len()];
@@ -417,7 +418,7 @@ fn async_acquire(c: &mut Criterion) {
     group.bench_function("uncontended/ours", |b| {
         b.iter_custom(|iters| {
             let limiter = rt
-                .block_on(async { upbit_limiter_tokio::Limiter::new(&config) })
+                .block_on(async { upbit_limiter_tokio::RateLimiter::new(&config) })
                 .expect("valid");
             rt.block_on(async {
                 let start = std::time::Instant::now();
@@ -446,7 +447,7 @@ fn async_acquire(c: &mut Criterion) {
     group.bench_function("uncontended_classified/ours", |b| {
         b.iter_custom(|iters| {
             let limiter = rt
-                .block_on(async { upbit_limiter_tokio::Limiter::new(&config) })
+                .block_on(async { upbit_limiter_tokio::RateLimiter::new(&config) })
                 .expect("valid");
             rt.block_on(async {
                 let start = std::time::Instant::now();
@@ -461,7 +462,7 @@ fn async_acquire(c: &mut Criterion) {
     group.bench_function("uncontended_permit_forgotten/ours", |b| {
         b.iter_custom(|iters| {
             let limiter = rt
-                .block_on(async { upbit_limiter_tokio::Limiter::new(&config) })
+                .block_on(async { upbit_limiter_tokio::RateLimiter::new(&config) })
                 .expect("valid");
             rt.block_on(async {
                 let start = std::time::Instant::now();
@@ -477,13 +478,13 @@ fn async_acquire(c: &mut Criterion) {
     group.bench_function("uncontended_reported/ours", |b| {
         b.iter_custom(|iters| {
             let limiter = rt
-                .block_on(async { upbit_limiter_tokio::Limiter::new(&config) })
+                .block_on(async { upbit_limiter_tokio::RateLimiter::new(&config) })
                 .expect("valid");
             rt.block_on(async {
                 let start = std::time::Instant::now();
                 for _ in 0..iters {
                     if let Ok(permit) = limiter.acquire_request(Request::group(Group::Default)).await {
-                        black_box(permit.report(Response::status(200)));
+                        black_box(permit.report_with_feedback(Response::status(200)));
                     }
                 }
                 start.elapsed()
@@ -493,7 +494,7 @@ fn async_acquire(c: &mut Criterion) {
 
     let saturated = every_group(never_admits());
     let ours = rt
-        .block_on(async { upbit_limiter_tokio::Limiter::new(&saturated) })
+        .block_on(async { upbit_limiter_tokio::RateLimiter::new(&saturated) })
         .expect("valid");
     let _guard = rt.enter();
     assert!(ours

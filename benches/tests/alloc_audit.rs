@@ -14,7 +14,7 @@ use upbit_limiter_benches::{
     always_admits, every_group, never_admits, ADMIT_INTERVAL, HEADERS, REQUESTS, START,
 };
 use upbit_limiter_core::upbit::RemainingReq;
-use upbit_limiter_core::{classify, Group, GroupLimiter, Limiter, Request, Response};
+use upbit_limiter_core::{classify, Group, GroupLimiter, Request, Response, SyncLimiter};
 
 struct Counting;
 
@@ -95,7 +95,7 @@ fn group_decisions_do_not_allocate() {
 
 #[test]
 fn classified_decisions_and_header_parsing_do_not_allocate() {
-    let limiter = Limiter::new(&every_group(always_admits())).expect("valid configuration");
+    let limiter = SyncLimiter::new(&every_group(always_admits())).expect("valid configuration");
     let mut admitted = 0;
     let mut parsed = 0;
     let mut groups = [0usize; Group::COUNT];
@@ -121,7 +121,7 @@ fn classified_decisions_and_header_parsing_do_not_allocate() {
 
 #[test]
 fn reported_responses_do_not_allocate() {
-    let limiter = Limiter::new(&every_group(always_admits())).expect("valid configuration");
+    let limiter = SyncLimiter::new(&every_group(always_admits())).expect("valid configuration");
     let (mut reported, mut rejected) = (0, 0);
     let n = allocations_during(|| {
         let mut now = START;
@@ -151,7 +151,7 @@ fn uncontended_acquire_does_not_allocate() {
         .build()
         .expect("a current-thread runtime");
     let limiter = rt
-        .block_on(async { upbit_limiter_tokio::Limiter::new(&every_group(always_admits())) })
+        .block_on(async { upbit_limiter_tokio::RateLimiter::new(&every_group(always_admits())) })
         .expect("valid configuration");
     let (mut dropped, mut reported, mut classified) = (0, 0, 0);
     // The future is built and awaited inside one `block_on`, on this thread:
@@ -167,7 +167,7 @@ fn uncontended_acquire_does_not_allocate() {
                     dropped += 1;
                 }
                 if let Ok(permit) = limiter.acquire_request(Request::group(Group::Order)).await {
-                    black_box(permit.report(Response::status(201)));
+                    black_box(permit.report_with_feedback(Response::status(201)));
                     reported += 1;
                 }
                 let (method, path) = REQUESTS[i % REQUESTS.len()];
@@ -198,7 +198,7 @@ fn a_cancelled_waiter_does_not_allocate() {
         .build()
         .expect("a current-thread runtime");
     let limiter = rt
-        .block_on(async { upbit_limiter_tokio::Limiter::new(&every_group(never_admits())) })
+        .block_on(async { upbit_limiter_tokio::RateLimiter::new(&every_group(never_admits())) })
         .expect("valid configuration");
     let group = limiter.limiter().group(Group::Default);
     assert!(

@@ -21,12 +21,14 @@ pub mod upbit;
 pub mod wait;
 
 pub use limiter::{
-    Admission, ConfigError, Denied, Feedback, GroupConfig, GroupLimiter, GroupStatus, Limiter, LimiterConfig,
-    Response,
+    Admission, ConfigError, Denied, Feedback, GroupConfig, GroupLimiter, GroupStatus, LimiterConfig,
+    Response, SyncLimiter,
 };
 pub use quota::{Quota, QuotaError, ServerLimit};
 #[cfg(feature = "alloc")]
 pub use time::ManualClock;
 pub use time::{Clock, Duration, Instant};
 pub use upbit::{classify, Group, Preset};
-pub use wait::{Acquire, AcquireError, Permit, RateLimiter, Request, Runtime};
+pub use wait::{
+    Acquire, AcquireError, Deadline, Endpoint, LimiterRef, Permit, RateLimiter, Reason, Request, Runtime,
+};

@@ -5,17 +5,22 @@
 //! asks the core when it may go, sleeps on its own timer, and claims its slot
 //! when it wakes; nothing else runs on its behalf, so there is nothing that
 //! can die and leave waiters hanging.
+//!
+//! [`RateLimiter::acquire`] borrows the limiter; [`RateLimiter::acquire_owned`]
+//! (feature `alloc`) takes an `Arc` of it and gives a `'static` permit that
+//! can move into another task. Neither borrows the request's path.
 
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::future::Future;
 use core::marker::PhantomPinned;
+use core::ops::Deref;
 use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::{Context, Poll, Waker};
 
 use crate::limiter::{
-    Admission, ConfigError, Control, Denied, Feedback, GroupLimiter, Limiter, LimiterConfig, Response,
+    Admission, ConfigError, Control, Denied, Feedback, GroupLimiter, LimiterConfig, Response, SyncLimiter,
 };
 use crate::queue::{Waiter, Wakes};
 use crate::stats::Counters;
@@ -26,86 +31,257 @@ use crate::upbit::{classify, Group};
 pub trait Runtime {
     /// The future `sleep_until` returns.
     type Sleep: Future<Output = ()>;
+    /// The runtime's own instant type (e.g. `tokio::time::Instant`).
+    type Instant: Copy;
     /// Now, on the runtime's clock, as core time.
     fn now(&self) -> Instant;
     /// A future that completes at `deadline` (at once if it has passed).
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep;
+    /// A runtime instant as core time (saturating).
+    fn core_instant(&self, at: Self::Instant) -> Instant;
+    /// A core instant as a runtime instant (saturating; far-future instants
+    /// may be clamped to what the runtime can represent).
+    fn runtime_instant(&self, at: Instant) -> Self::Instant;
 }
 
-/// Why an acquisition failed. Every variant says when a retry could succeed.
+/// Why an acquisition failed, for which group and endpoint, and when a retry
+/// could succeed. Its `Display` is a complete log line: `group ticker (GET
+/// /v1/ticker): deadline cannot be met: earliest admission in 95 ms, 45 ms
+/// after the deadline`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcquireError {
+    group: Group,
+    endpoint: Endpoint,
+    reason: Reason,
+    at: Instant,
+    retry_at: Instant,
+}
+
+/// Why an acquisition failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum AcquireError {
+pub enum Reason {
     /// The earliest possible admission is after the deadline: failed at once
     /// (or as soon as that became true), without sleeping until the deadline.
     Timeout {
-        /// When admission could happen at the earliest.
-        earliest: Instant,
         /// The deadline that cannot be met.
         deadline: Instant,
     },
-    /// The group's circuit breaker is open.
-    CircuitOpen {
-        /// When a probe may be tried ([`Instant::MAX`] when forced open).
-        retry_at: Instant,
-    },
+    /// The group's circuit breaker is open after repeated failures.
+    CircuitOpen,
+    /// The breaker was forced open (an operator's switch): no retry time.
+    ForcedOpen,
     /// The server banned the group's scope (HTTP 418).
-    Banned {
-        /// When the ban ends.
-        until: Instant,
-    },
+    Banned,
 }
 
 impl AcquireError {
-    /// When to try again.
+    fn new(group: Group, endpoint: Endpoint, denied: Denied, at: Instant) -> Self {
+        let (reason, retry_at) = match denied {
+            Denied::NotYet { earliest } => (Reason::Timeout { deadline: at }, earliest),
+            Denied::CircuitOpen { retry_at } if retry_at == Instant::MAX => (Reason::ForcedOpen, retry_at),
+            Denied::CircuitOpen { retry_at } => (Reason::CircuitOpen, retry_at),
+            Denied::Banned { until } => (Reason::Banned, until),
+        };
+        Self {
+            group,
+            endpoint,
+            reason,
+            at,
+            retry_at,
+        }
+    }
+    fn timeout(group: Group, endpoint: Endpoint, earliest: Instant, deadline: Instant, at: Instant) -> Self {
+        Self {
+            group,
+            endpoint,
+            reason: Reason::Timeout { deadline },
+            at,
+            retry_at: earliest,
+        }
+    }
+    /// The group the request was counted in.
+    pub fn group(&self) -> Group {
+        self.group
+    }
+    /// The request's method and path (without the query), as far as kept.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+    /// Why it failed.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+    /// Whether it failed because the deadline could not be met.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.reason, Reason::Timeout { .. })
+    }
+    /// How long after the failure a retry could succeed (`Duration::MAX`
+    /// when the breaker is forced open: not until an operator resets it).
+    pub fn retry_after(&self) -> core::time::Duration {
+        if self.retry_at == Instant::MAX {
+            return core::time::Duration::MAX;
+        }
+        (self.retry_at - self.at).into()
+    }
+    /// When a retry could succeed, in core time ([`Instant::MAX`]: never by itself).
     pub fn retry_at(&self) -> Instant {
-        match *self {
-            Self::Timeout { earliest, .. } => earliest,
-            Self::CircuitOpen { retry_at } => retry_at,
-            Self::Banned { until } => until,
+        self.retry_at
+    }
+    /// When the acquisition failed, in core time.
+    pub fn failed_at(&self) -> Instant {
+        self.at
+    }
+}
+
+/// A span for a log line, rounded: `95 ms`, `1.2 s`, `4 min 10 s`, `2 h 5 min`.
+struct Human(core::time::Duration);
+
+impl fmt::Display for Human {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if self.0 == core::time::Duration::MAX {
+            f.write_str("never")
+        } else if ms < 1_000 {
+            write!(f, "{ms} ms")
+        } else if ms < 60_000 {
+            let tenths = (ms + 50) / 100;
+            write!(f, "{}.{} s", tenths / 10, tenths % 10)
+        } else if ms < 3_600_000 {
+            let s = (ms + 500) / 1_000;
+            write!(f, "{} min {} s", s / 60, s % 60)
+        } else {
+            let m = (ms + 30_000) / 60_000;
+            write!(f, "{} h {} min", m / 60, m % 60)
         }
     }
 }
 
 impl fmt::Display for AcquireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Timeout { earliest, deadline } => write!(
+        write!(f, "group {}", self.group)?;
+        if !self.endpoint.is_empty() {
+            write!(f, " ({})", self.endpoint)?;
+        }
+        let retry = Human(self.retry_after());
+        match self.reason {
+            Reason::Timeout { deadline } => {
+                let late = Human((self.retry_at - deadline).into());
+                write!(
+                    f,
+                    ": deadline cannot be met: earliest admission in {retry}, {late} after the deadline"
+                )
+            }
+            Reason::CircuitOpen => write!(
                 f,
-                "deadline {deadline} cannot be met: earliest admission at {earliest}"
+                ": circuit open after repeated failures; a probe may go in {retry}"
             ),
-            Self::CircuitOpen { retry_at } => write!(f, "circuit open; retry at {retry_at}"),
-            Self::Banned { until } => write!(f, "banned by the server (418) until {until}"),
+            Reason::ForcedOpen => {
+                f.write_str(": circuit forced open by an operator; no retry until it is reset")
+            }
+            Reason::Banned => write!(f, ": banned by the server (418); the ban ends in {retry}"),
         }
     }
 }
 
 impl core::error::Error for AcquireError {}
 
-/// What to acquire: the request's method and path, or a group directly (for
-/// WebSocket messages, which have no path), plus an optional deadline and
-/// correlation id.
+/// The method and path of a request (without the query), kept inline for
+/// errors and logs: at most [`Endpoint::CAPACITY`] bytes, cut at a character
+/// boundary.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    bytes: [u8; Endpoint::CAPACITY],
+    len: u8,
+}
+
+impl Endpoint {
+    /// The most bytes kept.
+    pub const CAPACITY: usize = 62;
+    /// No endpoint (a group acquired directly).
+    pub const NONE: Self = Self {
+        bytes: [0; Self::CAPACITY],
+        len: 0,
+    };
+    /// `method path`, with the query and fragment left out.
+    pub fn new(method: &str, path: &str) -> Self {
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let mut e = Self::NONE;
+        for part in [method.trim(), " ", path] {
+            for c in part.chars() {
+                let mut buf = [0; 4];
+                let c = c.encode_utf8(&mut buf).as_bytes();
+                let at = usize::from(e.len);
+                if at + c.len() > Self::CAPACITY {
+                    return e;
+                }
+                e.bytes[at..at + c.len()].copy_from_slice(c);
+                e.len += c.len() as u8;
+            }
+        }
+        e
+    }
+    /// As text.
+    pub fn as_str(&self) -> &str {
+        // Only whole characters are ever copied in.
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The method (empty when there is no endpoint).
+    pub fn method(&self) -> &str {
+        self.as_str().split_once(' ').map_or("", |(m, _)| m)
+    }
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.as_str().split_once(' ').map_or("", |(_, p)| p)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// When an acquisition gives up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Request<'a> {
+pub enum Deadline {
+    /// At this core instant.
+    At(Instant),
+    /// This long after the acquisition starts.
+    After(core::time::Duration),
+}
+
+/// What to acquire: the request's group (classified from its method and
+/// path, or given directly for WebSocket messages), an optional deadline and
+/// correlation id. Owns everything it needs: it borrows nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
     /// The group the request is counted in.
     pub group: Group,
-    /// The HTTP method, if this is an HTTP request.
-    pub method: &'a str,
-    /// The path, if this is an HTTP request.
-    pub path: &'a str,
-    /// Fail instead of waiting past this instant (default: the group's waiter timeout from now).
-    pub deadline: Option<Instant>,
+    /// The method and path, for errors and logs.
+    pub endpoint: Endpoint,
+    /// Fail instead of waiting past this (default: the group's waiter timeout).
+    pub deadline: Option<Deadline>,
     /// An id the caller uses to correlate logs; carried into the permit.
     pub correlation_id: Option<u64>,
 }
 
-impl<'a> Request<'a> {
+impl Request {
     /// An HTTP request, classified into its Upbit group.
-    pub fn http(method: &'a str, path: &'a str) -> Self {
+    pub fn http(method: &str, path: &str) -> Self {
         Self {
             group: classify(method, path),
-            method,
-            path,
+            endpoint: Endpoint::new(method, path),
             deadline: None,
             correlation_id: None,
         }
@@ -114,15 +290,20 @@ impl<'a> Request<'a> {
     pub fn group(group: Group) -> Self {
         Self {
             group,
-            method: "",
-            path: "",
+            endpoint: Endpoint::NONE,
             deadline: None,
             correlation_id: None,
         }
     }
-    /// Sets a deadline.
+    /// Gives up at `deadline` (core time; see [`RateLimiter::instant`] for a
+    /// runtime's instant).
     pub fn deadline(mut self, deadline: Instant) -> Self {
-        self.deadline = Some(deadline);
+        self.deadline = Some(Deadline::At(deadline));
+        self
+    }
+    /// Gives up `timeout` after the acquisition starts.
+    pub fn timeout(mut self, timeout: core::time::Duration) -> Self {
+        self.deadline = Some(Deadline::After(timeout));
         self
     }
     /// Sets a correlation id.
@@ -132,11 +313,16 @@ impl<'a> Request<'a> {
     }
 }
 
-/// A [`Limiter`] bound to a runtime: the one way to `acquire(...).await`.
-#[derive(Debug)]
+/// A [`SyncLimiter`] bound to a runtime: the one way to `acquire(...).await`.
 pub struct RateLimiter<R> {
-    limiter: Limiter,
+    limiter: SyncLimiter,
     runtime: R,
+}
+
+impl<R> fmt::Debug for RateLimiter<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.limiter, f)
+    }
 }
 
 impl<R: Runtime + Default> RateLimiter<R> {
@@ -146,17 +332,34 @@ impl<R: Runtime + Default> RateLimiter<R> {
     }
 }
 
+/// Something that leads to a [`RateLimiter`]: a reference to it, or (with
+/// `alloc`) an `Arc` of it. [`Acquire`] and [`Permit`] hold one, so the same
+/// code serves borrowed and owned permits.
+pub trait LimiterRef: Deref<Target = RateLimiter<Self::Runtime>> + Clone {
+    /// The limiter's runtime.
+    type Runtime: Runtime;
+}
+
+impl<R: Runtime> LimiterRef for &RateLimiter<R> {
+    type Runtime = R;
+}
+
+#[cfg(feature = "alloc")]
+impl<R: Runtime> LimiterRef for alloc::sync::Arc<RateLimiter<R>> {
+    type Runtime = R;
+}
+
 impl<R: Runtime> RateLimiter<R> {
     /// A limiter for every group with `config`, on `runtime`.
     pub fn with_runtime(config: &LimiterConfig, runtime: R) -> Result<Self, ConfigError> {
         Ok(Self {
-            limiter: Limiter::new(config)?,
+            limiter: SyncLimiter::new(config)?,
             runtime,
         })
     }
 
     /// The core limiter (status, configuration changes, direct decisions).
-    pub fn limiter(&self) -> &Limiter {
+    pub fn limiter(&self) -> &SyncLimiter {
         &self.limiter
     }
 
@@ -165,30 +368,72 @@ impl<R: Runtime> RateLimiter<R> {
         &self.runtime
     }
 
-    /// Now, on the runtime's clock.
+    /// Now, on the runtime's clock, as core time.
     pub fn now(&self) -> Instant {
         self.runtime.now()
     }
 
+    /// A runtime instant as the core time this limiter runs on (for
+    /// [`Request::deadline`]).
+    pub fn instant(&self, at: R::Instant) -> Instant {
+        self.runtime.core_instant(at)
+    }
+
+    /// When `error` says a retry could succeed, as a runtime instant.
+    pub fn retry_at(&self, error: &AcquireError) -> R::Instant {
+        self.runtime.runtime_instant(error.retry_at())
+    }
+
     /// Waits for a slot for `method path` (default deadline), in FIFO order
     /// within its group.
-    pub fn acquire<'a>(&'a self, method: &'a str, path: &'a str) -> Acquire<'a, R> {
+    pub fn acquire(&self, method: &str, path: &str) -> Acquire<&Self> {
         self.acquire_request(Request::http(method, path))
     }
 
     /// Waits for a slot for `request`.
-    pub fn acquire_request<'a>(&'a self, request: Request<'a>) -> Acquire<'a, R> {
-        Acquire {
-            owner: self,
-            request,
-            started: Instant::ZERO,
-            deadline: Instant::MAX,
-            phase: Phase::Init,
-            sleep: None,
-            sleep_until: Instant::ZERO,
-            node: UnsafeCell::new(Waiter::new()),
-            _pinned: PhantomPinned,
-        }
+    pub fn acquire_request(&self, request: Request) -> Acquire<&Self> {
+        Acquire::new(self, request)
+    }
+
+    /// Decides now without waiting: a permit, or why not and when to retry.
+    /// Never jumps ahead of queued waiters.
+    pub fn try_acquire(&self, method: &str, path: &str) -> Result<Permit<&Self>, AcquireError> {
+        self.try_acquire_request(Request::http(method, path))
+    }
+
+    /// [`RateLimiter::try_acquire`] for `request` (its deadline is ignored).
+    pub fn try_acquire_request(&self, request: Request) -> Result<Permit<&Self>, AcquireError> {
+        Permit::try_new(self, request)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<R: Runtime> RateLimiter<R> {
+    /// As [`RateLimiter::acquire`], on an `Arc` of the limiter: the permit is
+    /// `'static` and can move into another task (like tokio's
+    /// `Semaphore::acquire_owned`).
+    pub fn acquire_owned(
+        self: alloc::sync::Arc<Self>,
+        method: &str,
+        path: &str,
+    ) -> Acquire<alloc::sync::Arc<Self>> {
+        Acquire::new(self, Request::http(method, path))
+    }
+
+    /// As [`RateLimiter::acquire_request`], owned.
+    pub fn acquire_request_owned(
+        self: alloc::sync::Arc<Self>,
+        request: Request,
+    ) -> Acquire<alloc::sync::Arc<Self>> {
+        Acquire::new(self, request)
+    }
+
+    /// As [`RateLimiter::try_acquire_request`], owned.
+    pub fn try_acquire_owned(
+        self: alloc::sync::Arc<Self>,
+        request: Request,
+    ) -> Result<Permit<alloc::sync::Arc<Self>>, AcquireError> {
+        Permit::try_new(self, request)
     }
 }
 
@@ -203,33 +448,40 @@ enum Phase {
     Done,
 }
 
-/// The future returned by [`RateLimiter::acquire`].
+/// The future returned by [`RateLimiter::acquire`] (and `acquire_owned`).
 ///
 /// It holds its own queue node: no allocation per waiter. It is `!Unpin`
 /// because the group's queue points into it while it waits; dropping it
 /// unlinks it.
 #[must_use = "futures do nothing unless polled"]
-pub struct Acquire<'a, R: Runtime> {
-    owner: &'a RateLimiter<R>,
-    request: Request<'a>,
-    started: Instant,
-    deadline: Instant,
-    phase: Phase,
-    sleep: Option<R::Sleep>,
+pub struct Acquire<L: LimiterRef> {
+    owner: L,
+    waiting: Waiting,
+    sleep: Option<<L::Runtime as Runtime>::Sleep>,
     sleep_until: Instant,
-    node: UnsafeCell<Waiter>,
     _pinned: PhantomPinned,
 }
 
-// SAFETY: the node is only touched under the group's lock; the rest is plain data.
-unsafe impl<R: Runtime + Sync> Send for Acquire<'_, R> where R::Sleep: Send {}
+/// The part of an [`Acquire`] that the locked steps change.
+struct Waiting {
+    request: Request,
+    started: Instant,
+    deadline: Instant,
+    phase: Phase,
+    node: UnsafeCell<Waiter>,
+}
 
-impl<R: Runtime> fmt::Debug for Acquire<'_, R> {
+// SAFETY: the node is only touched under the group's lock; the rest is plain
+// data, sent with the handle (a `&RateLimiter` is `Send` when the limiter is
+// `Sync`, an `Arc` when it is `Send + Sync`).
+unsafe impl<L: LimiterRef + Send> Send for Acquire<L> where <L::Runtime as Runtime>::Sleep: Send {}
+
+impl<L: LimiterRef> fmt::Debug for Acquire<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Acquire")
-            .field("request", &self.request)
-            .field("phase", &self.phase)
-            .field("deadline", &self.deadline)
+            .field("request", &self.waiting.request)
+            .field("phase", &self.waiting.phase)
+            .field("deadline", &self.waiting.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -240,14 +492,21 @@ enum Step<T> {
     SleepUntil(Instant),
 }
 
-impl<'a, R: Runtime> Acquire<'a, R> {
-    fn group(&self) -> &'a GroupLimiter {
-        self.owner.limiter.group(self.request.group)
-    }
-
-    fn node_ptr(&self) -> NonNull<Waiter> {
-        // SAFETY: `UnsafeCell::get` never returns null.
-        unsafe { NonNull::new_unchecked(self.node.get()) }
+impl<L: LimiterRef> Acquire<L> {
+    fn new(owner: L, request: Request) -> Self {
+        Self {
+            owner,
+            waiting: Waiting {
+                request,
+                started: Instant::ZERO,
+                deadline: Instant::MAX,
+                phase: Phase::Init,
+                node: UnsafeCell::new(Waiter::new()),
+            },
+            sleep: None,
+            sleep_until: Instant::ZERO,
+            _pinned: PhantomPinned,
+        }
     }
 
     fn finish(
@@ -255,31 +514,56 @@ impl<'a, R: Runtime> Acquire<'a, R> {
         result: Result<Admission, AcquireError>,
         now: Instant,
     ) -> Poll<<Self as Future>::Output> {
-        self.phase = Phase::Done;
-        let group = self.group();
+        let w = &mut self.waiting;
+        w.phase = Phase::Done;
         Poll::Ready(result.map(|admission| {
-            let waited = now - self.started;
-            group.counters.record_wait(waited);
+            let waited = now - w.started;
+            self.owner
+                .limiter
+                .group(w.request.group)
+                .counters
+                .record_wait(waited);
             Permit {
-                owner: self.owner,
+                owner: self.owner.clone(),
                 admission,
                 waited,
-                correlation_id: self.request.correlation_id,
+                correlation_id: w.request.correlation_id,
                 reported: false,
             }
         }))
+    }
+}
+
+impl Waiting {
+    fn fail(&self, denied: Denied, at: Instant) -> AcquireError {
+        AcquireError::new(self.request.group, self.request.endpoint, denied, at)
+    }
+
+    fn timeout(&self, earliest: Instant, at: Instant) -> AcquireError {
+        AcquireError::timeout(
+            self.request.group,
+            self.request.endpoint,
+            earliest,
+            self.deadline,
+            at,
+        )
+    }
+
+    fn node_ptr(&self) -> NonNull<Waiter> {
+        // SAFETY: `UnsafeCell::get` never returns null.
+        unsafe { NonNull::new_unchecked(self.node.get()) }
     }
 
     /// Leaves the queue with `result`, handing the turn on.
     fn leave(
         &mut self,
+        group: &GroupLimiter,
         c: &mut Control,
         now: Instant,
         wakes: &mut Wakes,
         result: Result<Admission, AcquireError>,
     ) -> Step<Result<Admission, AcquireError>> {
-        let group = self.group();
-        if matches!(result, Err(AcquireError::Timeout { .. })) {
+        if matches!(&result, Err(e) if e.is_timeout()) {
             Counters::bump(&group.counters.timeouts);
         }
         // SAFETY: under the lock; the node is linked.
@@ -294,18 +578,19 @@ impl<'a, R: Runtime> Acquire<'a, R> {
     /// lock is released.
     fn step_locked(
         &mut self,
+        group: &GroupLimiter,
         c: &mut Control,
         now: Instant,
         wakes: &mut Wakes,
         waker: &Waker,
     ) -> Step<Result<Admission, AcquireError>> {
-        let group = self.group();
         let node = self.node_ptr();
         if self.phase == Phase::Init {
-            self.deadline = self
-                .request
-                .deadline
-                .unwrap_or_else(|| now.saturating_add(c.config().waiter_timeout));
+            self.deadline = match self.request.deadline {
+                Some(Deadline::At(at)) => at,
+                Some(Deadline::After(d)) => self.started.saturating_add(d.into()),
+                None => self.started.saturating_add(c.config().waiter_timeout),
+            };
             match group.acquire_locked(c, now, false) {
                 Ok(admission) => return Step::Ready(Ok(admission)),
                 Err(Denied::NotYet { .. }) => {
@@ -313,10 +598,7 @@ impl<'a, R: Runtime> Acquire<'a, R> {
                     let estimate = group.earliest_after(now, c.queue.len() as u64);
                     if estimate > self.deadline {
                         Counters::bump(&group.counters.timeouts);
-                        return Step::Ready(Err(AcquireError::Timeout {
-                            earliest: estimate,
-                            deadline: self.deadline,
-                        }));
+                        return Step::Ready(Err(self.timeout(estimate, now)));
                     }
                     // SAFETY: the node lives in this pinned future until it is
                     // unlinked (by us, or by `Drop`); we hold the lock.
@@ -325,7 +607,7 @@ impl<'a, R: Runtime> Acquire<'a, R> {
                     self.phase = Phase::Queued;
                     group.publish(c, now);
                 }
-                Err(denied) => return Step::Ready(Err(denied.into())),
+                Err(denied) => return Step::Ready(Err(self.fail(denied, now))),
             }
         }
         // SAFETY: under the lock; the node is ours, and linked after this.
@@ -341,9 +623,8 @@ impl<'a, R: Runtime> Acquire<'a, R> {
             if c.queue.head() == Some(node) {
                 if now > self.deadline {
                     // Polled late: the deadline has passed, admission or not.
-                    let earliest = group.earliest(now);
-                    let deadline = self.deadline;
-                    return self.leave(c, now, wakes, Err(AcquireError::Timeout { earliest, deadline }));
+                    let error = self.timeout(group.earliest(now), now);
+                    return self.leave(group, c, now, wakes, Err(error));
                 }
                 let result = match group.acquire_locked(c, now, true) {
                     Ok(admission) => Ok(admission),
@@ -352,13 +633,10 @@ impl<'a, R: Runtime> Acquire<'a, R> {
                         unsafe { c.queue.set_due(node, earliest) };
                         return Step::SleepUntil(earliest);
                     }
-                    Err(Denied::NotYet { earliest }) => Err(AcquireError::Timeout {
-                        earliest,
-                        deadline: self.deadline,
-                    }),
-                    Err(denied) => Err(denied.into()),
+                    Err(Denied::NotYet { earliest }) => Err(self.timeout(earliest, now)),
+                    Err(denied) => Err(self.fail(denied, now)),
                 };
-                return self.leave(c, now, wakes, result);
+                return self.leave(group, c, now, wakes, result);
             }
             // Our turn comes no sooner than when the group can admit everyone
             // ahead of us. The O(1) bound first; the exact count only when
@@ -372,16 +650,8 @@ impl<'a, R: Runtime> Acquire<'a, R> {
                 turn = group.earliest_after(now, ahead);
             }
             if turn > self.deadline || now >= self.deadline {
-                let deadline = self.deadline;
-                return self.leave(
-                    c,
-                    now,
-                    wakes,
-                    Err(AcquireError::Timeout {
-                        earliest: turn,
-                        deadline,
-                    }),
-                );
+                let error = self.timeout(turn, now);
+                return self.leave(group, c, now, wakes, Err(error));
             }
             let interval = group.interval_now();
             let grace = interval.max(MIN_GRACE);
@@ -439,15 +709,15 @@ fn read_clock<R: Runtime>(runtime: &R, group: &GroupLimiter) -> Instant {
     again
 }
 
-impl<'a, R: Runtime> Future for Acquire<'a, R> {
-    type Output = Result<Permit<'a, R>, AcquireError>;
+impl<L: LimiterRef> Future for Acquire<L> {
+    type Output = Result<Permit<L>, AcquireError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: nothing is moved out of `this`; `sleep` is re-pinned below
         // and the node never moves while linked.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.phase == Phase::Done {
-            this.phase = Phase::Init;
+        if this.waiting.phase == Phase::Done {
+            this.waiting.phase = Phase::Init;
         }
         let mut spins = 0;
         loop {
@@ -457,22 +727,26 @@ impl<'a, R: Runtime> Future for Acquire<'a, R> {
                     this.sleep = None;
                 }
             }
-            let group = this.group();
+            let group = this.owner.limiter.group(this.waiting.request.group);
             let raw = read_clock(&this.owner.runtime, group);
-            if this.phase == Phase::Init {
+            if this.waiting.phase == Phase::Init {
                 // The lock-free fast path first: an uncontended acquire takes no lock.
-                this.started = raw;
+                this.waiting.started = raw;
                 match group.try_acquire(raw) {
                     Ok(admission) => return this.finish(Ok(admission), raw),
                     Err(Denied::NotYet { .. }) => {}
-                    Err(denied) => return this.finish(Err(denied.into()), raw),
+                    Err(denied) => {
+                        let error = this.waiting.fail(denied, raw);
+                        return this.finish(Err(error), raw);
+                    }
                 }
             }
             let now = group.observe_now(raw);
             let mut wakes = Wakes::default();
+            let waiting = &mut this.waiting;
             let step = group
                 .control
-                .with(|c| this.step_locked(c, now, &mut wakes, cx.waker()));
+                .with(|c| waiting.step_locked(group, c, now, &mut wakes, cx.waker()));
             wakes.wake();
             match step {
                 Step::Ready(result) => return this.finish(result, now),
@@ -498,13 +772,14 @@ impl<'a, R: Runtime> Future for Acquire<'a, R> {
     }
 }
 
-impl<R: Runtime> Drop for Acquire<'_, R> {
+impl<L: LimiterRef> Drop for Acquire<L> {
     fn drop(&mut self) {
-        if self.phase != Phase::Queued {
+        let w = &self.waiting;
+        if w.phase != Phase::Queued {
             return;
         }
-        let group = self.group();
-        let node = self.node_ptr();
+        let group = self.owner.limiter.group(w.request.group);
+        let node = w.node_ptr();
         let now = group.observe_now(read_clock(&self.owner.runtime, group));
         let wake = group.control.with(|c| {
             // SAFETY: under the lock; unlinking before the memory goes away is
@@ -529,17 +804,47 @@ impl<R: Runtime> Drop for Acquire<'_, R> {
 
 /// A granted slot. Report the response with [`Permit::report`]; a permit
 /// dropped unreported counts as neither success nor failure.
-#[derive(Debug)]
+///
+/// `Permit<&RateLimiter<R>>` borrows the limiter; `Permit<Arc<RateLimiter<R>>>`
+/// (from `acquire_owned`) is `'static`.
 #[must_use = "report the response with Permit::report"]
-pub struct Permit<'a, R: Runtime> {
-    owner: &'a RateLimiter<R>,
+pub struct Permit<L: LimiterRef> {
+    owner: L,
     admission: Admission,
     waited: Duration,
     correlation_id: Option<u64>,
     reported: bool,
 }
 
-impl<R: Runtime> Permit<'_, R> {
+impl<L: LimiterRef> fmt::Debug for Permit<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("admission", &self.admission)
+            .field("waited", &self.waited)
+            .field("correlation_id", &self.correlation_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: LimiterRef> Permit<L> {
+    /// A permit now, or why not (never jumps ahead of queued waiters).
+    fn try_new(owner: L, request: Request) -> Result<Self, AcquireError> {
+        let group = owner.limiter.group(request.group);
+        let now = read_clock(&owner.runtime, group);
+        match group.try_acquire(now) {
+            Ok(admission) => {
+                group.counters.record_wait(Duration::ZERO);
+                Ok(Self {
+                    owner,
+                    admission,
+                    waited: Duration::ZERO,
+                    correlation_id: request.correlation_id,
+                    reported: false,
+                })
+            }
+            Err(denied) => Err(AcquireError::new(request.group, request.endpoint, denied, now)),
+        }
+    }
     /// The admission (group, instant, sequence number).
     pub fn admission(&self) -> &Admission {
         &self.admission
@@ -549,46 +854,113 @@ impl<R: Runtime> Permit<'_, R> {
         self.admission.group
     }
     /// How long the acquisition waited.
-    pub fn waited(&self) -> Duration {
-        self.waited
+    pub fn waited(&self) -> core::time::Duration {
+        self.waited.into()
     }
     /// The caller's correlation id, if it gave one.
     pub fn correlation_id(&self) -> Option<u64> {
         self.correlation_id
     }
     /// Reports the response: status, `Remaining-Req`, and the body for 418.
-    pub fn report(mut self, response: Response<'_>) -> Feedback {
+    pub fn report(self, response: Response<'_>) {
+        let _ = self.report_with_feedback(response);
+    }
+    /// As [`Permit::report`], returning what the response changed (for logs
+    /// and metrics).
+    pub fn report_with_feedback(mut self, response: Response<'_>) -> Feedback {
         self.reported = true;
-        let now = read_clock(
-            &self.owner.runtime,
-            self.owner.limiter.group(self.admission.group),
-        );
+        let group = self.owner.limiter.group(self.admission.group);
+        let now = read_clock(&self.owner.runtime, group);
         self.owner.limiter.on_response(&self.admission, response, now)
     }
 }
 
-impl<R: Runtime> Drop for Permit<'_, R> {
+impl<L: LimiterRef> Drop for Permit<L> {
     fn drop(&mut self) {
         // Only a half-open probe holds anything to give back.
         if !self.reported && self.admission.probe {
-            let now = read_clock(
-                &self.owner.runtime,
-                self.owner.limiter.group(self.admission.group),
-            );
-            self.owner.limiter.group(self.admission.group).on_unreported(now);
+            let group = self.owner.limiter.group(self.admission.group);
+            let now = read_clock(&self.owner.runtime, group);
+            group.on_unreported(now);
         }
     }
 }
 
-impl From<Denied> for AcquireError {
-    fn from(d: Denied) -> Self {
-        match d {
-            Denied::NotYet { earliest } => Self::Timeout {
-                earliest,
-                deadline: earliest,
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::format;
+
+    const MS: u64 = 1_000_000;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_nanos(ms * MS)
+    }
+
+    #[test]
+    fn errors_name_the_group_and_endpoint_say_why_and_in_how_long() {
+        let ticker = Endpoint::new("GET", "/v1/ticker?markets=KRW-BTC");
+        let e = AcquireError::timeout(Group::Ticker, ticker, at(1_208), at(1_113), at(1_113));
+        assert_eq!(
+            format!("{e}"),
+            "group ticker (GET /v1/ticker): deadline cannot be met: earliest admission in 95 ms, 95 ms after the deadline"
+        );
+        assert_eq!(e.retry_after(), core::time::Duration::from_millis(95));
+        let order = Endpoint::new("POST", "/v1/orders");
+        let banned = AcquireError::new(
+            Group::Order,
+            order,
+            Denied::Banned { until: at(32_252) },
+            at(1_000),
+        );
+        assert_eq!(
+            format!("{banned}"),
+            "group order (POST /v1/orders): banned by the server (418); the ban ends in 31.3 s"
+        );
+        let open = AcquireError::new(
+            Group::Ticker,
+            Endpoint::NONE,
+            Denied::CircuitOpen {
+                retry_at: at(251_000),
             },
-            Denied::CircuitOpen { retry_at } => Self::CircuitOpen { retry_at },
-            Denied::Banned { until } => Self::Banned { until },
-        }
+            at(1_000),
+        );
+        assert_eq!(
+            format!("{open}"),
+            "group ticker: circuit open after repeated failures; a probe may go in 4 min 10 s"
+        );
+        let forced = AcquireError::new(
+            Group::Ticker,
+            Endpoint::NONE,
+            Denied::CircuitOpen {
+                retry_at: Instant::MAX,
+            },
+            at(1),
+        );
+        assert_eq!(
+            format!("{forced}"),
+            "group ticker: circuit forced open by an operator; no retry until it is reset"
+        );
+        assert_eq!(forced.retry_after(), core::time::Duration::MAX);
+        let long = AcquireError::new(
+            Group::Order,
+            order,
+            Denied::Banned { until: at(7_501_000) },
+            at(1_000),
+        );
+        assert!(format!("{long}").ends_with("the ban ends in 2 h 5 min"), "{long}");
+    }
+
+    #[test]
+    fn endpoints_drop_the_query_and_cut_at_a_character_boundary() {
+        let e = Endpoint::new(" get ", "/v1/candles/minutes/5?market=KRW-BTC#x");
+        assert_eq!(
+            (e.as_str(), e.method(), e.path()),
+            ("get /v1/candles/minutes/5", "get", "/v1/candles/minutes/5")
+        );
+        let long = std::string::String::from("/v1/") + &"가".repeat(40);
+        let e = Endpoint::new("GET", &long);
+        assert!(e.as_str().len() <= Endpoint::CAPACITY && long.starts_with(e.path()));
+        assert!(Endpoint::NONE.is_empty() && Endpoint::NONE.path().is_empty());
     }
 }

@@ -11,7 +11,7 @@
 use libfuzzer_sys::fuzz_target;
 use upbit_limiter_core::adaptive::Strategy;
 use upbit_limiter_core::{
-    Admission, Duration, Group, Instant, Limiter, LimiterConfig, Preset, Response, ServerLimit,
+    Admission, Duration, Group, Instant, SyncLimiter, LimiterConfig, Preset, Response, ServerLimit,
 };
 use upbit_limiter_verification::models::{ServerModel, SlidingWindow};
 
@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         let c = config.group_mut(g);
         c.burst = burst_for(pick, c.limits.as_slice());
     }
-    let Ok(limiter) = Limiter::new(&config) else {
+    let Ok(limiter) = SyncLimiter::new(&config) else {
         panic!("preset configurations with a burst within the limit are valid");
     };
     // One sliding window of N per W + J for each server window of each group.

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use upbit_limiter_core::{Duration, Group, Instant, Limiter, LimiterConfig};
+use upbit_limiter_core::{Duration, Group, Instant, LimiterConfig, SyncLimiter};
 
 use crate::config::{validate, ConfigErrors};
 use crate::telemetry;
@@ -75,7 +75,7 @@ impl State {
     }
 }
 
-/// The operator's hold on a running [`Limiter`]'s configuration.
+/// The operator's hold on a running [`SyncLimiter`]'s configuration.
 ///
 /// Every method takes the limiter and `now` (on the limiter's clock). The
 /// limiter must have been built from the `base` given to [`Control::new`].
@@ -134,7 +134,7 @@ impl Control {
     /// running configuration changed.
     pub fn apply(
         &self,
-        limiter: &Limiter,
+        limiter: &SyncLimiter,
         config: &LimiterConfig,
         now: Instant,
     ) -> Result<Vec<Group>, ConfigErrors> {
@@ -148,7 +148,7 @@ impl Control {
     }
 
     /// Replaces the emergency numbers; applies them at once if in emergency mode.
-    pub fn set_settings(&self, limiter: &Limiter, settings: EmergencySettings, now: Instant) {
+    pub fn set_settings(&self, limiter: &SyncLimiter, settings: EmergencySettings, now: Instant) {
         let mut s = self.lock();
         self.expire_locked(&mut s, limiter, now);
         s.settings = settings;
@@ -162,7 +162,7 @@ impl Control {
     /// configuration does not validate.
     pub fn enter_emergency(
         &self,
-        limiter: &Limiter,
+        limiter: &SyncLimiter,
         duration: Duration,
         now: Instant,
     ) -> Result<Emergency, ConfigErrors> {
@@ -183,7 +183,7 @@ impl Control {
 
     /// Leaves emergency mode now, restoring the base configuration. Returns
     /// the period that ended, if one was in force.
-    pub fn leave_emergency(&self, limiter: &Limiter, now: Instant) -> Option<Emergency> {
+    pub fn leave_emergency(&self, limiter: &SyncLimiter, now: Instant) -> Option<Emergency> {
         let mut s = self.lock();
         if self.expire_locked(&mut s, limiter, now).is_some() {
             return None;
@@ -198,7 +198,7 @@ impl Control {
     /// Ends an emergency whose time is up, restoring the base configuration.
     /// Cheap (one atomic load) when there is nothing to do; call it with every
     /// `now` you have. Returns the period that ended.
-    pub fn expire(&self, limiter: &Limiter, now: Instant) -> Option<Emergency> {
+    pub fn expire(&self, limiter: &SyncLimiter, now: Instant) -> Option<Emergency> {
         if now.as_nanos() < self.until.load(Ordering::Acquire) {
             return None;
         }
@@ -206,7 +206,7 @@ impl Control {
         self.expire_locked(&mut s, limiter, now)
     }
 
-    fn expire_locked(&self, s: &mut State, limiter: &Limiter, now: Instant) -> Option<Emergency> {
+    fn expire_locked(&self, s: &mut State, limiter: &SyncLimiter, now: Instant) -> Option<Emergency> {
         let e = s.emergency?;
         if now < e.until {
             return None;
@@ -222,7 +222,7 @@ impl Control {
 }
 
 /// Sets every group whose running configuration differs from `config`.
-fn push(limiter: &Limiter, config: &LimiterConfig, now: Instant) -> Vec<Group> {
+fn push(limiter: &SyncLimiter, config: &LimiterConfig, now: Instant) -> Vec<Group> {
     let mut changed = Vec::new();
     for group in Group::ALL {
         let g = limiter.group(group);

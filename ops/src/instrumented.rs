@@ -13,8 +13,8 @@ use tracing::Instrument as _;
 use upbit_limiter_core::adaptive::Ratio;
 use upbit_limiter_core::breaker::BreakerState;
 use upbit_limiter_core::{
-    AcquireError, Admission, Duration, Feedback, Group, Instant, LimiterConfig, Quota, RateLimiter, Request,
-    Response, Runtime,
+    AcquireError, Admission, Deadline, Duration, Feedback, Group, Instant, LimiterConfig, Quota, RateLimiter,
+    Request, Response, Runtime,
 };
 
 use crate::config::{validate, ConfigErrors, Issue, OpsConfig, Origin, Problem};
@@ -435,14 +435,14 @@ impl<R: Runtime> Instrumented<R> {
     /// Waits for a slot for `request`, in a span.
     pub fn acquire_request<'a>(
         &'a self,
-        request: Request<'a>,
+        request: Request,
     ) -> impl Future<Output = Result<Permit<'a, R>, AcquireError>> + 'a {
         let span = tracing::info_span!(
             target: "upbit_limiter",
             "acquire",
             group = request.group.as_str(),
-            endpoint = request.path,
-            method = request.method,
+            endpoint = request.endpoint.path(),
+            method = request.endpoint.method(),
             correlation_id = request.correlation_id,
             outcome = tracing::field::Empty,
             waited_ms = tracing::field::Empty,
@@ -453,7 +453,7 @@ impl<R: Runtime> Instrumented<R> {
 
     async fn acquire_in<'a>(
         &'a self,
-        request: Request<'a>,
+        request: Request,
         span: tracing::Span,
     ) -> Result<Permit<'a, R>, AcquireError> {
         let group = request.group;
@@ -472,7 +472,11 @@ impl<R: Runtime> Instrumented<R> {
             conforms = gl.earliest(Instant::ZERO);
             let poll = inner.as_mut().poll(cx);
             if poll.is_pending() && waiter.is_none() {
-                let deadline = deadline.unwrap_or_else(|| start.saturating_add(gl.config().waiter_timeout));
+                let deadline = match deadline {
+                    Some(Deadline::At(at)) => at,
+                    Some(Deadline::After(d)) => start.saturating_add(d.into()),
+                    None => start.saturating_add(gl.config().waiter_timeout),
+                };
                 waiter = Some(self.tracker.register(group, start, deadline));
             }
             poll
@@ -483,7 +487,7 @@ impl<R: Runtime> Instrumented<R> {
         match result {
             Ok(permit) => {
                 let at = permit.admission().at;
-                let waited = permit.waited();
+                let waited = Duration::from(permit.waited());
                 let drift = waited_in_queue.then(|| at - conforms);
                 self.tracker.record(group, Sample { at, waited, drift }, window);
                 telemetry::on_acquisition(group, Outcome::Admitted, waited, drift);
@@ -512,7 +516,7 @@ impl<R: Runtime> Instrumented<R> {
 #[derive(Debug)]
 #[must_use = "report the response with Permit::report"]
 pub struct Permit<'a, R: Runtime = upbit_limiter_tokio::Tokio> {
-    inner: upbit_limiter_core::Permit<'a, R>,
+    inner: upbit_limiter_core::Permit<&'a upbit_limiter_core::RateLimiter<R>>,
     owner: &'a Instrumented<R>,
     span: tracing::Span,
 }
@@ -528,7 +532,7 @@ impl<R: Runtime> Permit<'_, R> {
     }
     /// How long the acquisition waited.
     pub fn waited(&self) -> Duration {
-        self.inner.waited()
+        self.inner.waited().into()
     }
     /// The caller's correlation id, if it gave one.
     pub fn correlation_id(&self) -> Option<u64> {
@@ -543,7 +547,7 @@ impl<R: Runtime> Permit<'_, R> {
         let Self { inner, owner, span } = self;
         let _entered = span.enter();
         let group = inner.group();
-        let fb = inner.report(response);
+        let fb = inner.report_with_feedback(response);
         let now = owner.now();
         owner.observe_feedback(group, &fb, now);
         owner.expire(now);

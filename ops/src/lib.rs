@@ -6,7 +6,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`config`] | [`OpsConfig`]: preset, then file, then environment; every problem reported at once ([`ConfigErrors`]) |
-//! | [`control`] | [`Control`]: apply a configuration to a running core `Limiter`; emergency mode with lazy expiry |
+//! | [`control`] | [`Control`]: apply a configuration to a running core `SyncLimiter`; emergency mode with lazy expiry |
 //! | [`telemetry`] | metric names, [`telemetry::record_status`], per-request hooks, state-change events |
 //! | [`status`] | [`Status`]: the full snapshot, serialisable to JSON |
 //! | [`health`] | [`Thresholds`] and [`health::evaluate`] into a [`HealthReport`] |

@@ -6,7 +6,7 @@ use serde::Serialize;
 use upbit_limiter_core::adaptive::{AdaptiveConfig, Ratio, Strategy};
 use upbit_limiter_core::breaker::{BreakerConfig, BreakerState};
 use upbit_limiter_core::stats::CounterSnapshot;
-use upbit_limiter_core::{Duration, Group, GroupConfig, GroupStatus, Instant, Limiter, Quota};
+use upbit_limiter_core::{Duration, Group, GroupConfig, GroupStatus, Instant, Quota, SyncLimiter};
 
 use crate::control::Emergency;
 
@@ -482,7 +482,7 @@ pub(crate) fn group_report(
 impl Status {
     /// A snapshot of a plain core limiter (no emergency mode, no pending
     /// acquisitions, no recent statistics: see [`crate::Instrumented::status`]).
-    pub fn of_limiter(limiter: &Limiter, now: Instant) -> Self {
+    pub fn of_limiter(limiter: &SyncLimiter, now: Instant) -> Self {
         Self::assemble(
             now,
             None,

@@ -12,7 +12,7 @@
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use upbit_limiter_core::adaptive::Ratio;
 use upbit_limiter_core::breaker::BreakerState;
-use upbit_limiter_core::{AcquireError, ConfigError, Duration, Feedback, Group, Instant};
+use upbit_limiter_core::{AcquireError, ConfigError, Duration, Feedback, Group, Instant, Reason};
 
 use crate::control::Emergency;
 use crate::health::{HealthReport, Level};
@@ -112,10 +112,10 @@ impl Outcome {
 
     /// The outcome of a failed acquisition.
     pub fn of_error(e: &AcquireError) -> Self {
-        match e {
-            AcquireError::Timeout { .. } => Self::Timeout,
-            AcquireError::CircuitOpen { .. } => Self::CircuitOpen,
-            AcquireError::Banned { .. } => Self::Banned,
+        match e.reason() {
+            Reason::Timeout { .. } => Self::Timeout,
+            Reason::CircuitOpen | Reason::ForcedOpen => Self::CircuitOpen,
+            Reason::Banned => Self::Banned,
             // A future variant: counted with the deadline failures.
             _ => Self::Timeout,
         }

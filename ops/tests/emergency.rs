@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{check_windows, hammer};
-use upbit_limiter_core::{Duration, Group, Instant, Limiter, LimiterConfig, Preset, Quota};
+use upbit_limiter_core::{Duration, Group, Instant, LimiterConfig, Preset, Quota, SyncLimiter};
 use upbit_limiter_ops::{emergency_config, Control, Emergency, EmergencySettings, Instrumented, OpsConfig};
 
 fn advance(d: Duration) -> impl std::future::Future<Output = ()> {
@@ -166,7 +166,7 @@ fn control_over_a_plain_core_limiter_expires_on_the_first_call_at_the_end() {
     // An unsafe quota (10 rps with burst 10), accepted by override, stays accepted halved.
     base.group_mut(Group::Trade).quota = Some(Quota::per_second(10.0, 10).unwrap());
     base.group_mut(Group::Trade).allow_unsafe = true;
-    let limiter = Limiter::new(&base).unwrap();
+    let limiter = SyncLimiter::new(&base).unwrap();
     let settings = EmergencySettings {
         recovery_delay: Duration::from_secs(900),
     };

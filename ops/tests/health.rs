@@ -349,8 +349,8 @@ async fn the_snapshot_serialises_to_the_documented_json() {
 
 #[test]
 fn a_plain_core_limiter_has_a_status_and_health_too() {
-    use upbit_limiter_core::{Instant, Limiter, LimiterConfig, Preset};
-    let limiter = Limiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap();
+    use upbit_limiter_core::{Instant, LimiterConfig, Preset, SyncLimiter};
+    let limiter = SyncLimiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap();
     let at = |ms: u64| Instant::from_nanos(ms * 1_000_000);
     for ms in [0, 2_000] {
         let admission = limiter.try_acquire("POST", "/v1/orders", at(ms)).unwrap();
@@ -375,6 +375,13 @@ struct LateTimer(upbit_limiter_tokio::Tokio);
 
 impl upbit_limiter_core::Runtime for LateTimer {
     type Sleep = <upbit_limiter_tokio::Tokio as upbit_limiter_core::Runtime>::Sleep;
+    type Instant = upbit_limiter_core::Instant;
+    fn core_instant(&self, at: upbit_limiter_core::Instant) -> upbit_limiter_core::Instant {
+        at
+    }
+    fn runtime_instant(&self, at: upbit_limiter_core::Instant) -> upbit_limiter_core::Instant {
+        at
+    }
     fn now(&self) -> upbit_limiter_core::Instant {
         self.0.now()
     }

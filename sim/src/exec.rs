@@ -351,6 +351,13 @@ impl SimRuntime {
 
 impl Runtime for SimRuntime {
     type Sleep = Sleep;
+    type Instant = Instant;
+    fn core_instant(&self, at: Instant) -> Instant {
+        at
+    }
+    fn runtime_instant(&self, at: Instant) -> Instant {
+        at
+    }
 
     fn now(&self) -> Instant {
         self.shared.now.get()

@@ -279,7 +279,7 @@ mod tests {
     use super::*;
     use crate::exec::Executor;
     use std::rc::Rc;
-    use upbit_limiter_core::Limiter;
+    use upbit_limiter_core::SyncLimiter;
 
     #[test]
     fn names_parse() {
@@ -298,8 +298,8 @@ mod tests {
         let mut strict = *ticker;
         strict.allow_unsafe = false;
         assert!(strict.validate().is_err());
-        assert!(Limiter::new(&cfg).is_ok());
-        assert!(Limiter::new(&Policy::Ours.limiter_config(Preset::Korea).unwrap()).is_ok());
+        assert!(SyncLimiter::new(&cfg).is_ok());
+        assert!(SyncLimiter::new(&Policy::Ours.limiter_config(Preset::Korea).unwrap()).is_ok());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use upbit_limiter_core::breaker::BreakerState;
 use upbit_limiter_core::{
-    AcquireError, ConfigError, Duration, Feedback, Group, Instant, RateLimiter, Request, Response, Runtime,
+    ConfigError, Duration, Feedback, Group, Instant, RateLimiter, Reason, Request, Response, Runtime,
 };
 
 use crate::exec::{Executor, SimRuntime, Stall};
@@ -160,7 +160,7 @@ impl World {
 }
 
 enum Ticket<'a> {
-    Permit(upbit_limiter_core::Permit<'a, SimRuntime>),
+    Permit(upbit_limiter_core::Permit<&'a upbit_limiter_core::RateLimiter<SimRuntime>>),
     BestPractice(usize),
     Unlimited,
 }
@@ -197,8 +197,10 @@ async fn request(w: &World, call: &Call, id: u64) {
                 s.admitted += 1;
                 s.waits.record(sent - requested);
             }
-            Err(AcquireError::CircuitOpen { .. }) => s.rejections.circuit_open += 1,
-            Err(AcquireError::Banned { .. }) => s.rejections.banned += 1,
+            Err(e) if matches!(e.reason(), Reason::CircuitOpen | Reason::ForcedOpen) => {
+                s.rejections.circuit_open += 1
+            }
+            Err(e) if e.reason() == Reason::Banned => s.rejections.banned += 1,
             Err(_) => s.rejections.timeout += 1,
         }
     }
@@ -259,7 +261,7 @@ async fn request(w: &World, call: &Call, id: u64) {
                 }
                 None => Response::no_response(),
             };
-            let fb = permit.report(response);
+            let fb = permit.report_with_feedback(response);
             w.on_feedback(lg, &fb);
             w.sample_breaker(lg, now);
         }

@@ -60,6 +60,13 @@ impl Future for VirtualSleep {
 
 impl Runtime for VirtualRuntime {
     type Sleep = VirtualSleep;
+    type Instant = Instant;
+    fn core_instant(&self, at: Instant) -> Instant {
+        at
+    }
+    fn runtime_instant(&self, at: Instant) -> Instant {
+        at
+    }
     fn now(&self) -> Instant {
         self.clock.now()
     }

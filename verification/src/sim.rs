@@ -1,4 +1,4 @@
-//! A discrete-event driver for the real [`Limiter`]: clients that want to send
+//! A discrete-event driver for the real [`SyncLimiter`]: clients that want to send
 //! at given instants, a network with a per-request delay in `[d, d + J]`, and
 //! servers made of the reference [`models`](crate::models).
 //!
@@ -14,7 +14,7 @@ use std::collections::BinaryHeap;
 
 use upbit_limiter_core::limiter::GroupConfig;
 use upbit_limiter_core::{
-    Admission, Denied, Duration, Group, Instant, Limiter, LimiterConfig, Preset, Response, ServerLimit,
+    Admission, Denied, Duration, Group, Instant, LimiterConfig, Preset, Response, ServerLimit, SyncLimiter,
 };
 
 use crate::models::{ModelKind, ModelSet, Verdict};
@@ -180,7 +180,7 @@ pub fn run(setup: &Setup, intents: &[Intent], max_steps: usize) -> Outcome {
     for g in &setup.groups {
         *config.group_mut(g.group) = g.config;
     }
-    let limiter = match Limiter::new(&config) {
+    let limiter = match SyncLimiter::new(&config) {
         Ok(l) => l,
         Err(e) => panic!("scenario configuration refused: {e}"),
     };

@@ -1,7 +1,7 @@
 //! Properties 1 and 2: Zero-429 for every Upbit preset quota, and the bound
 //! is tight.
 //!
-//! Property 1 drives the real `Limiter` with arbitrary arrival sequences
+//! Property 1 drives the real `SyncLimiter` with arbitrary arrival sequences
 //! (bursts, idle gaps, long runs, several groups interleaved), a network delay
 //! per request anywhere in `[d, d + J]` and responses carrying the server's own
 //! `Remaining-Req`, and checks that none of the four server models of any of

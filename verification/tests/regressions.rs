@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use upbit_limiter_core::limiter::{GroupConfig, GroupLimiter};
 use upbit_limiter_core::{
-    AcquireError, Clock, Duration, Group, Instant, LimiterConfig, ManualClock, Preset, RateLimiter, Request,
+    Clock, Duration, Group, Instant, LimiterConfig, ManualClock, Preset, RateLimiter, Reason, Request,
     Response, Runtime,
 };
 
@@ -39,6 +39,13 @@ impl ManualRuntime {
 
 impl Runtime for ManualRuntime {
     type Sleep = std::future::Pending<()>;
+    type Instant = Instant;
+    fn core_instant(&self, at: Instant) -> Instant {
+        at
+    }
+    fn runtime_instant(&self, at: Instant) -> Instant {
+        at
+    }
     fn now(&self) -> Instant {
         self.0.now()
     }
@@ -80,7 +87,7 @@ fn limiter(rt: &ManualRuntime) -> &'static RateLimiter<ManualRuntime> {
     ))
 }
 
-fn ticker() -> Request<'static> {
+fn ticker() -> Request {
     Request::http("GET", "/v1/ticker")
 }
 
@@ -99,7 +106,12 @@ fn a_head_polled_after_its_deadline_times_out_instead_of_taking_a_permit() {
     // The executor comes back long after the deadline.
     rt.clock().set(T0 + ms(1_300));
     match poll(late.as_mut(), waker) {
-        Poll::Ready(Err(AcquireError::Timeout { deadline, .. })) => assert_eq!(deadline, T0 + ms(200)),
+        Poll::Ready(Err(e)) => assert_eq!(
+            e.reason(),
+            Reason::Timeout {
+                deadline: T0 + ms(200)
+            }
+        ),
         other => panic!("a permit 1.1 s after the deadline: {other:?}"),
     }
 }
@@ -129,9 +141,14 @@ fn a_waiter_behind_the_head_fails_as_soon_as_a_429_moves_its_turn_past_its_deadl
     assert!(poll(a.as_mut(), &a_waker).is_pending());
     assert!(b_flag.take(), "the head passes the wake on");
     match poll(b.as_mut(), &b_waker) {
-        Poll::Ready(Err(AcquireError::Timeout { earliest, deadline })) => {
-            assert_eq!(deadline, T0 + ms(500));
-            assert!(earliest > deadline, "{earliest:?}");
+        Poll::Ready(Err(e)) => {
+            assert_eq!(
+                e.reason(),
+                Reason::Timeout {
+                    deadline: T0 + ms(500)
+                }
+            );
+            assert!(e.retry_at() > T0 + ms(500), "{e}");
         }
         other => panic!("B should fail at once, at +10 ms: {other:?}"),
     }
@@ -209,6 +226,13 @@ struct StdClock(std::time::Instant);
 
 impl Runtime for StdClock {
     type Sleep = std::future::Pending<()>;
+    type Instant = Instant;
+    fn core_instant(&self, at: Instant) -> Instant {
+        at
+    }
+    fn runtime_instant(&self, at: Instant) -> Instant {
+        at
+    }
     fn now(&self) -> Instant {
         Instant::from_nanos(self.0.elapsed().as_nanos() as u64)
     }

@@ -6,15 +6,15 @@
 //!
 //! async-std is discontinued upstream in favour of smol. This crate needs
 //! nothing from async-std itself: async-io's timer is the reactor that both
-//! async-std and smol run on, so the same [`Limiter`] works unchanged under
+//! async-std and smol run on, so the same [`RateLimiter`] works unchanged under
 //! `async_std::task::block_on`, `smol::block_on`, `async_io::block_on` or any
 //! executor, as long as async-io's reactor is running (it starts on demand).
 //!
 //! ```
-//! use upbit_limiter_async_std::{Limiter, LimiterConfig, Preset, Response};
+//! use upbit_limiter_async_std::{LimiterConfig, Preset, RateLimiter, Response};
 //!
 //! # async_io::block_on(async {
-//! let limiter = Limiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap();
+//! let limiter = RateLimiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap();
 //! let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
 //! // ... send the request, then tell the limiter what the server said:
 //! permit.report(Response::status(200).with_remaining_req("group=ticker; min=600; sec=9"));
@@ -25,8 +25,12 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
+pub use upbit_limiter_core;
+use upbit_limiter_core::Instant;
 pub use upbit_limiter_core::{
-    AcquireError, Duration, Group, Instant, LimiterConfig, Preset, Request, Response,
+    AcquireError, Admission, ConfigError, Deadline, Denied, Endpoint, Feedback, Group, GroupConfig,
+    GroupLimiter, GroupStatus, LimiterConfig, Preset, Quota, Reason, Request, Response, Runtime, ServerLimit,
+    SyncLimiter,
 };
 
 /// std's monotonic clock and async-io's timer; core time counts from `epoch`.
@@ -70,10 +74,21 @@ impl Future for Sleep {
 
 impl upbit_limiter_core::Runtime for AsyncStd {
     type Sleep = Sleep;
+    type Instant = std::time::Instant;
 
     fn now(&self) -> Instant {
-        let d = self.epoch.elapsed();
+        self.core_instant(std::time::Instant::now())
+    }
+
+    fn core_instant(&self, at: std::time::Instant) -> Instant {
+        let d = at.saturating_duration_since(self.epoch);
         Instant::from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn runtime_instant(&self, at: Instant) -> std::time::Instant {
+        // Beyond what std can hold: ~30 years, which never comes.
+        let far = std::time::Duration::from_secs(30 * 365 * 86_400);
+        self.to_std(at).unwrap_or(self.epoch + far)
     }
 
     fn sleep_until(&self, deadline: Instant) -> Sleep {
@@ -85,6 +100,8 @@ impl upbit_limiter_core::Runtime for AsyncStd {
 }
 
 /// The limiter on async-std or smol.
-pub type Limiter = upbit_limiter_core::RateLimiter<AsyncStd>;
-/// A granted slot on async-std or smol.
-pub type Permit<'a> = upbit_limiter_core::Permit<'a, AsyncStd>;
+pub type RateLimiter = upbit_limiter_core::RateLimiter<AsyncStd>;
+/// A granted slot on async-std or smol, borrowing the limiter.
+pub type Permit<'a> = upbit_limiter_core::Permit<&'a RateLimiter>;
+/// A granted slot that owns a share of the limiter (`'static`).
+pub type OwnedPermit = upbit_limiter_core::Permit<std::sync::Arc<RateLimiter>>;

@@ -1,11 +1,12 @@
 //! The shared behaviour suite on async-std and smol, in real time with a fast
 //! quota (order and lower bounds only; see `upbit_limiter_suite::Timing`).
 
-use upbit_limiter_async_std::{Duration, Limiter};
+use upbit_limiter_async_std::upbit_limiter_core::Duration;
+use upbit_limiter_async_std::RateLimiter;
 use upbit_limiter_suite::{self as suite, Timing};
 
-fn fast() -> Limiter {
-    Limiter::new(&suite::fast_config()).unwrap()
+fn fast() -> RateLimiter {
+    RateLimiter::new(&suite::fast_config()).unwrap()
 }
 
 fn leak<T>(value: T) -> &'static T {

@@ -15,17 +15,18 @@
 //! re-waking them.
 //!
 //! ```
-//! use upbit_limiter_embassy::{Limiter, Response};
+//! use upbit_limiter_embassy::{RateLimiter, Response};
 //!
-//! async fn place_order(limiter: &Limiter) {
+//! async fn place_order(limiter: &RateLimiter) {
 //!     match limiter.acquire("POST", "/v1/orders").await {
 //!         Ok(permit) => {
 //!             // ... send the order, then report what the server said:
 //!             permit.report(Response::status(201).with_remaining_req("group=order; min=720; sec=11"));
 //!         }
 //!         Err(e) => {
-//!             // Circuit open, banned, or the deadline cannot be met: retry at e.retry_at().
-//!             let _ = e.retry_at();
+//!             // Circuit open, banned, or the deadline cannot be met: the
+//!             // error says which group, why, and when to retry (an embassy instant).
+//!             embassy_time::Timer::at(limiter.retry_at(&e)).await;
 //!         }
 //!     }
 //! }
@@ -33,8 +34,12 @@
 
 #![no_std]
 
+pub use upbit_limiter_core;
+use upbit_limiter_core::Instant;
 pub use upbit_limiter_core::{
-    AcquireError, Duration, Group, Instant, LimiterConfig, Preset, Request, Response,
+    AcquireError, Admission, ConfigError, Deadline, Denied, Endpoint, Feedback, Group, GroupConfig,
+    GroupLimiter, GroupStatus, LimiterConfig, Preset, Quota, Reason, Request, Response, Runtime, ServerLimit,
+    SyncLimiter,
 };
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
@@ -59,9 +64,18 @@ impl Embassy {
 
 impl upbit_limiter_core::Runtime for Embassy {
     type Sleep = embassy_time::Timer;
+    type Instant = embassy_time::Instant;
 
     fn now(&self) -> Instant {
         Self::from_embassy(embassy_time::Instant::now())
+    }
+
+    fn core_instant(&self, at: embassy_time::Instant) -> Instant {
+        Self::from_embassy(at)
+    }
+
+    fn runtime_instant(&self, at: Instant) -> embassy_time::Instant {
+        Self::to_embassy(at)
     }
 
     fn sleep_until(&self, deadline: Instant) -> embassy_time::Timer {
@@ -70,6 +84,6 @@ impl upbit_limiter_core::Runtime for Embassy {
 }
 
 /// The limiter on embassy.
-pub type Limiter = upbit_limiter_core::RateLimiter<Embassy>;
-/// A granted slot on embassy.
-pub type Permit<'a> = upbit_limiter_core::Permit<'a, Embassy>;
+pub type RateLimiter = upbit_limiter_core::RateLimiter<Embassy>;
+/// A granted slot on embassy, borrowing the limiter.
+pub type Permit<'a> = upbit_limiter_core::Permit<&'a RateLimiter>;

@@ -16,7 +16,8 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use embassy_time::MockDriver;
 use upbit_limiter_core::{RateLimiter, Runtime};
-use upbit_limiter_embassy::{Duration, Embassy, Instant, LimiterConfig, Preset};
+use upbit_limiter_embassy::upbit_limiter_core::{Duration, Instant};
+use upbit_limiter_embassy::{Embassy, LimiterConfig, Preset};
 use upbit_limiter_suite::{self as suite, Timing};
 
 static DRIVER_LOCK: Mutex<()> = Mutex::new(());
@@ -35,6 +36,13 @@ struct Traced {
 
 impl Runtime for Traced {
     type Sleep = <Embassy as Runtime>::Sleep;
+    type Instant = Instant;
+    fn core_instant(&self, at: Instant) -> Instant {
+        at
+    }
+    fn runtime_instant(&self, at: Instant) -> Instant {
+        at
+    }
     fn now(&self) -> Instant {
         Embassy.now()
     }
@@ -115,7 +123,7 @@ fn clock_conversion_rounds_wake_ups_up() {
 #[test]
 fn clock_follows_the_driver() {
     let _driver = exclusive_driver();
-    let l = upbit_limiter_embassy::Limiter::new(&korea()).unwrap();
+    let l = upbit_limiter_embassy::RateLimiter::new(&korea()).unwrap();
     assert_eq!(l.now(), Instant::ZERO);
     MockDriver::get().advance(embassy_time::Duration::from_millis(250));
     assert_eq!(l.now(), Instant::from_nanos(250_000_000));

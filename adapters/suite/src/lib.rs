@@ -24,8 +24,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use futures::future::poll_fn;
 use futures::task::AtomicWaker;
 use upbit_limiter_core::{
-    AcquireError, Admission, Duration, Group, Instant, LimiterConfig, Preset, RateLimiter, Request, Response,
-    Runtime, ServerLimit,
+    AcquireError, Admission, Duration, Group, Instant, LimiterConfig, Preset, RateLimiter, Reason, Request,
+    Response, Runtime, ServerLimit,
 };
 
 /// How strictly instants are checked.
@@ -274,20 +274,28 @@ impl<'a, T> Crowd<'a, T> {
 }
 
 /// A waiter: acquires for `request`, reports a 200 at once, and says when it finished.
-pub fn waiter<'a, R: Runtime>(l: &'a RateLimiter<R>, request: Request<'a>) -> Waiting<'a, Outcome> {
+/// The earliest admission and the deadline of a timeout, if `e` is one.
+pub fn timeout_of(e: &AcquireError) -> Option<(Instant, Instant)> {
+    match e.reason() {
+        Reason::Timeout { deadline } => Some((e.retry_at(), deadline)),
+        _ => None,
+    }
+}
+
+pub fn waiter<'a, R: Runtime>(l: &'a RateLimiter<R>, request: Request) -> Waiting<'a, Outcome> {
     Box::pin(async move {
         let result = l.acquire_request(request).await;
         let at = l.now();
         let result = result.map(|permit| {
             let admission = *permit.admission();
-            let _ = permit.report(Response::status(200));
+            permit.report(Response::status(200));
             admission
         });
         Outcome { result, at }
     })
 }
 
-fn ticker(id: u64) -> Request<'static> {
+fn ticker(id: u64) -> Request {
     Request::http(TICKER.0, TICKER.1).correlation_id(id)
 }
 
@@ -299,7 +307,7 @@ pub async fn saturate<R: Runtime>(l: &RateLimiter<R>) -> Instant {
         .await
         .expect("the first request is admitted");
     let at = permit.admission().at;
-    let _ = permit.report(Response::status(200));
+    permit.report(Response::status(200));
     at
 }
 
@@ -401,7 +409,7 @@ where
             let at = l.now();
             let result = result.map(|p| {
                 let a = *p.admission();
-                let _ = p.report(Response::status(200));
+                p.report(Response::status(200));
                 a
             });
             Outcome { result, at }
@@ -447,7 +455,7 @@ pub async fn deadline_fails_fast<R: Runtime>(l: &RateLimiter<R>, timing: Timing)
     let deadline = now + t;
     let mut late = Box::pin(l.acquire_request(ticker(100).deadline(deadline)));
     let (earliest, failed_deadline) = match poll_once(&mut late).await {
-        Poll::Ready(Err(AcquireError::Timeout { earliest, deadline })) => (earliest, deadline),
+        Poll::Ready(Err(e)) if timeout_of(&e).is_some() => timeout_of(&e).expect("a timeout"),
         Poll::Ready(other) => panic!(
             "expected a timeout at once, got {:?}",
             other.map(|p| *p.admission())
@@ -481,7 +489,8 @@ pub async fn deadline_fails_fast<R: Runtime>(l: &RateLimiter<R>, timing: Timing)
     let now = l.now();
     let mut plain = Box::pin(l.acquire_request(ticker(101)));
     match poll_once(&mut plain).await {
-        Poll::Ready(Err(AcquireError::Timeout { earliest, deadline })) => {
+        Poll::Ready(Err(e)) if timeout_of(&e).is_some() => {
+            let (earliest, deadline) = timeout_of(&e).expect("a timeout");
             assert!(earliest >= expected);
             if timing == Timing::Exact {
                 assert_eq!(deadline, now + t.saturating_mul(2));
@@ -530,13 +539,13 @@ pub async fn circuit_open_fails_fast<R: Runtime>(l: &RateLimiter<R>, timing: Tim
             .await
             .unwrap_or_else(|e| panic!("closed breaker after {i} failures refused: {e}"));
         let before = l.now();
-        let _ = permit.report(Response::no_response());
+        permit.report(Response::no_response());
         failed_at = before;
     }
     let now = l.now();
     let mut next = Box::pin(l.acquire(TICKER.0, TICKER.1));
     let retry_at = match poll_once(&mut next).await {
-        Poll::Ready(Err(AcquireError::CircuitOpen { retry_at })) => retry_at,
+        Poll::Ready(Err(e)) if e.reason() == Reason::CircuitOpen => e.retry_at(),
         Poll::Ready(other) => panic!("expected CircuitOpen, got {:?}", other.map(|p| *p.admission())),
         Poll::Pending => panic!("an open circuit must fail on the first poll"),
     };
@@ -549,18 +558,18 @@ pub async fn circuit_open_fails_fast<R: Runtime>(l: &RateLimiter<R>, timing: Tim
     }
     assert!(matches!(
         l.acquire(TICKER.0, TICKER.1).await,
-        Err(AcquireError::CircuitOpen { .. })
+        Err(e) if e.reason() == Reason::CircuitOpen
     ));
     // Other groups are unaffected.
     let other = l.acquire("GET", "/v1/accounts").await.expect("another group");
-    let _ = other.report(Response::status(200));
+    other.report(Response::status(200));
     sleep_until(l.runtime(), retry_at).await;
     let probe = l
         .acquire(TICKER.0, TICKER.1)
         .await
         .expect("a probe after the open period");
     assert!(probe.admission().at >= retry_at);
-    let _ = probe.report(Response::status(200));
+    probe.report(Response::status(200));
 }
 
 /// 418 blocking: a reported 418 whose body says `ban` bans the group's
@@ -577,7 +586,7 @@ pub async fn ban_blocks<R: Runtime>(l: &RateLimiter<R>, timing: Timing, body: &s
         .await
         .expect("same scope, own group");
     let before = l.now();
-    let feedback = permit.report(Response::status(418).with_body(body));
+    let feedback = permit.report_with_feedback(Response::status(418).with_body(body));
     let until = feedback.banned_until.expect("a 418 bans");
     assert!(
         until >= before + ban && until <= l.now() + ban,
@@ -589,7 +598,7 @@ pub async fn ban_blocks<R: Runtime>(l: &RateLimiter<R>, timing: Timing, body: &s
     for (method, path) in [TICKER, ("GET", "/v1/orderbook")] {
         let mut a = Box::pin(l.acquire(method, path));
         match poll_once(&mut a).await {
-            Poll::Ready(Err(AcquireError::Banned { until: u })) => assert_eq!(u, until),
+            Poll::Ready(Err(e)) if e.reason() == Reason::Banned => assert_eq!(e.retry_at(), until),
             Poll::Ready(other) => panic!("{path}: expected Banned, got {:?}", other.map(|p| *p.admission())),
             Poll::Pending => panic!("{path}: a ban must fail on the first poll"),
         }
@@ -598,20 +607,23 @@ pub async fn ban_blocks<R: Runtime>(l: &RateLimiter<R>, timing: Timing, body: &s
         .acquire("GET", "/v1/accounts")
         .await
         .expect("another scope is not banned");
-    let _ = private.report(Response::status(200));
+    private.report(Response::status(200));
     queued.run(l.runtime(), None).await;
     let outcome = queued.into_outputs().remove(0).expect("not cancelled");
     assert_eq!(
-        outcome.result,
-        Err(AcquireError::Banned { until }),
+        outcome.result.map_err(|e| (e.reason(), e.retry_at())),
+        Err((Reason::Banned, until)),
         "the queued waiter fails too"
     );
     assert!(outcome.at < until, "and does not wait for the ban to end");
     if timing == Timing::Exact {
         sleep_until(l.runtime(), until - Duration::from_millis(1)).await;
         assert_eq!(
-            l.acquire(TICKER.0, TICKER.1).await.map(|p| *p.admission()),
-            Err(AcquireError::Banned { until })
+            l.acquire(TICKER.0, TICKER.1)
+                .await
+                .map(|p| *p.admission())
+                .map_err(|e| (e.reason(), e.retry_at())),
+            Err((Reason::Banned, until))
         );
     }
     sleep_until(l.runtime(), until).await;
@@ -620,7 +632,7 @@ pub async fn ban_blocks<R: Runtime>(l: &RateLimiter<R>, timing: Timing, body: &s
     if timing == Timing::Exact {
         assert_eq!(permit.admission().at, until);
     }
-    let _ = permit.report(Response::status(200));
+    permit.report(Response::status(200));
 }
 
 /// `sec=0` blocking: after a response says no request is left in the current
@@ -631,7 +643,8 @@ pub async fn sec0_blocks<R: Runtime>(l: &RateLimiter<R>, timing: Timing) {
     let hold = config.limits.shortest_window() + config.margin;
     let permit = l.acquire(TICKER.0, TICKER.1).await.expect("first");
     let before = l.now();
-    let feedback = permit.report(Response::status(200).with_remaining_req("group=ticker; min=600; sec=0"));
+    let feedback =
+        permit.report_with_feedback(Response::status(200).with_remaining_req("group=ticker; min=600; sec=0"));
     let after = l.now();
     assert!(feedback.header_tightened, "sec=0 must tighten");
     // Just short of the window (virtual time), or well short of it (real time,
@@ -642,8 +655,8 @@ pub async fn sec0_blocks<R: Runtime>(l: &RateLimiter<R>, timing: Timing) {
     };
     let mut early = Box::pin(l.acquire_request(ticker(1).deadline(deadline)));
     match poll_once(&mut early).await {
-        Poll::Ready(Err(AcquireError::Timeout { earliest, .. })) => {
-            assert!(earliest >= before + hold);
+        Poll::Ready(Err(e)) if e.is_timeout() => {
+            assert!(e.retry_at() >= before + hold);
         }
         other => panic!(
             "expected a timeout at once, got {:?}",
@@ -661,7 +674,7 @@ pub async fn sec0_blocks<R: Runtime>(l: &RateLimiter<R>, timing: Timing) {
     if timing == Timing::Exact {
         assert_eq!(permit.admission().at, before + hold);
     }
-    let _ = permit.report(Response::status(200));
+    permit.report(Response::status(200));
 }
 
 /// Runs `n` waiters on a freshly saturated `l`, cancelling member `i` at
@@ -814,7 +827,7 @@ impl Log {
             .unwrap_or_else(|e| panic!("trader {who}: {method} {path} failed: {e}"));
         self.admissions.borrow_mut().push(*permit.admission());
         let status = if method == "POST" { 201 } else { 200 };
-        let _ = permit.report(Response::status(status));
+        permit.report(Response::status(status));
     }
 }
 

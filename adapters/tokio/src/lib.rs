@@ -4,19 +4,37 @@
 //! drives the whole limiter in virtual time; the timer is `tokio::time::sleep_until`.
 //! There is no background task.
 //!
+//! Everything a tokio user needs is re-exported here: one dependency is
+//! enough. Deadlines and retry times are tokio's and std's time types.
+//!
 //! ```
-//! use upbit_limiter_tokio::{Limiter, LimiterConfig, Preset, Response};
+//! use std::sync::Arc;
+//! use upbit_limiter_tokio::{LimiterConfig, Preset, RateLimiter, Response};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let limiter = Limiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap();
-//! let permit = limiter.acquire("POST", "/v1/orders").await.unwrap();
-//! // ... send the order, then tell the limiter what the server said:
-//! permit.report(Response::status(201).with_remaining_req("group=order; min=720; sec=11"));
+//! let limiter = Arc::new(RateLimiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap());
+//! let market = "KRW-BTC";
+//! // The permit borrows the limiter, not the path.
+//! let permit = limiter.acquire("GET", &format!("/v1/ticker?markets={market}")).await.unwrap();
+//! permit.report(Response::status(200).with_remaining_req("group=ticker; min=1800; sec=9"));
+//!
+//! // An owned permit moves into another task.
+//! let permit = Arc::clone(&limiter).acquire_owned("POST", "/v1/orders").await.unwrap();
+//! tokio::spawn(async move {
+//!     // ... send the order, then tell the limiter what the server said:
+//!     permit.report(Response::status(201).with_remaining_req("group=order; min=720; sec=11"));
+//! })
+//! .await
+//! .unwrap();
 //! # }
 //! ```
 
+pub use upbit_limiter_core;
+use upbit_limiter_core::Instant;
 pub use upbit_limiter_core::{
-    AcquireError, Duration, Group, Instant, LimiterConfig, Preset, Request, Response,
+    AcquireError, Admission, ConfigError, Deadline, Denied, Endpoint, Feedback, Group, GroupConfig,
+    GroupLimiter, GroupStatus, LimiterConfig, Preset, Quota, Reason, Request, Response, Runtime, ServerLimit,
+    SyncLimiter,
 };
 
 /// tokio's clock and timer, measured from the instant the runtime handle was made.
@@ -49,19 +67,32 @@ impl Default for Tokio {
 
 impl upbit_limiter_core::Runtime for Tokio {
     type Sleep = tokio::time::Sleep;
+    type Instant = tokio::time::Instant;
     fn now(&self) -> Instant {
-        let d = tokio::time::Instant::now().saturating_duration_since(self.epoch);
-        Instant::from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        self.core_instant(tokio::time::Instant::now())
     }
     fn sleep_until(&self, deadline: Instant) -> tokio::time::Sleep {
         tokio::time::sleep_until(self.to_tokio(deadline))
     }
+    fn core_instant(&self, at: tokio::time::Instant) -> Instant {
+        let d = at.saturating_duration_since(self.epoch);
+        Instant::from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+    fn runtime_instant(&self, at: Instant) -> tokio::time::Instant {
+        self.to_tokio(at)
+    }
 }
 
 /// The limiter on tokio.
-pub type Limiter = upbit_limiter_core::RateLimiter<Tokio>;
-/// A granted slot on tokio.
-pub type Permit<'a> = upbit_limiter_core::Permit<'a, Tokio>;
+pub type RateLimiter = upbit_limiter_core::RateLimiter<Tokio>;
+/// A granted slot on tokio, borrowing the limiter.
+pub type Permit<'a> = upbit_limiter_core::Permit<&'a RateLimiter>;
+/// A granted slot on tokio that owns a share of the limiter (`'static`).
+pub type OwnedPermit = upbit_limiter_core::Permit<std::sync::Arc<RateLimiter>>;
+/// The future of [`RateLimiter::acquire`].
+pub type Acquire<'a> = upbit_limiter_core::Acquire<&'a RateLimiter>;
+/// The future of [`RateLimiter::acquire_owned`].
+pub type AcquireOwned = upbit_limiter_core::Acquire<std::sync::Arc<RateLimiter>>;
 
 /// The README's examples, compiled and run as doc-tests.
 #[cfg(doctest)]

@@ -2,10 +2,11 @@
 //! current-thread runtime, real time with a fast quota on the multi-thread one.
 
 use upbit_limiter_suite::{self as suite, Timing};
-use upbit_limiter_tokio::{Duration, Limiter, LimiterConfig, Preset};
+use upbit_limiter_tokio::upbit_limiter_core::Duration;
+use upbit_limiter_tokio::{LimiterConfig, Preset, RateLimiter};
 
-fn korea() -> Limiter {
-    Limiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap()
+fn korea() -> RateLimiter {
+    RateLimiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap()
 }
 
 fn leak<T>(value: T) -> &'static T {
@@ -25,13 +26,13 @@ async fn fifo_across_tasks_current_thread() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_across_tasks_multi_thread() {
-    let l = leak(Limiter::new(&suite::fast_config()).unwrap());
+    let l = leak(RateLimiter::new(&suite::fast_config()).unwrap());
     suite::fifo_across_tasks(l, Timing::Real, |f| async { tokio::spawn(f).await.unwrap() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_in_one_task_multi_thread() {
-    suite::fifo_in_arrival_order(&Limiter::new(&suite::fast_config()).unwrap(), Timing::Real).await;
+    suite::fifo_in_arrival_order(&RateLimiter::new(&suite::fast_config()).unwrap(), Timing::Real).await;
 }
 
 #[tokio::test(start_paused = true)]

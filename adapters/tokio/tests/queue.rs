@@ -4,10 +4,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Context;
 
-use upbit_limiter_tokio::{Limiter, LimiterConfig, Preset};
+use upbit_limiter_tokio::{LimiterConfig, Preset, RateLimiter};
 
-fn limiter() -> Arc<Limiter> {
-    Arc::new(Limiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap())
+fn limiter() -> Arc<RateLimiter> {
+    Arc::new(RateLimiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap())
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,12 +1,12 @@
-use upbit_limiter_tokio::{Limiter, LimiterConfig, Preset, Response};
+use upbit_limiter_tokio::{LimiterConfig, Preset, RateLimiter, Response};
 
 #[tokio::test(start_paused = true)]
 async fn paused_time_drives_the_limiter() {
-    let limiter = Limiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap();
+    let limiter = RateLimiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap();
     let start = tokio::time::Instant::now();
     for _ in 0..11 {
         let p = limiter.acquire("GET", "/v1/ticker").await.unwrap();
-        let _ = p.report(Response::status(200));
+        p.report(Response::status(200));
     }
     // 10/s with a 100 ms margin: one every 110 ms, the first at once.
     assert_eq!(start.elapsed(), std::time::Duration::from_millis(1_100));
