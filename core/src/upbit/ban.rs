@@ -1054,6 +1054,78 @@ mod tests {
     }
 
     #[test]
+    fn random_inputs_never_panic_and_never_give_an_unbounded_ban() {
+        // Pieces that the readers react to, glued at random (xorshift).
+        let pieces = [
+            "until ",
+            "retry_after",
+            "=",
+            ":",
+            "\"",
+            " ",
+            "2026-12-01",
+            "T",
+            "12:10",
+            ":00",
+            ".5",
+            "+09:00",
+            "Z",
+            "-05",
+            " KST",
+            "까지",
+            "Sun, ",
+            "06 ",
+            "Nov ",
+            "1994 ",
+            "08:49:37 ",
+            "GMT",
+            "-",
+            ",",
+            "99999999999",
+            "0",
+            "5",
+            " seconds",
+            "분",
+            "ms",
+            "🚀",
+            "\u{0}",
+            "h",
+            "1s and ",
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut text = std::string::String::new();
+            for _ in 0..(next() % 12) {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let now = WallClock::from_unix_millis(next() % 4_000_000_000_000);
+            let (a, b) = text.split_at(
+                text.char_indices()
+                    .nth(text.chars().count() / 2)
+                    .map_or(0, |(i, _)| i),
+            );
+            for wall in [None, Some(now)] {
+                if let Some(d) = stated_ban(Some(&text), Some(a), Some(b), wall) {
+                    assert!(!d.is_zero() && d <= MAX_CREDIBLE_BAN, "{text:?}");
+                }
+                if let Some(d) = parse_retry_after(&text, wall) {
+                    assert!(!d.is_zero(), "{text:?}");
+                }
+            }
+            if let Some(d) = parse_ban_end(&text, now) {
+                assert!(!d.is_zero(), "{text:?}");
+            }
+            let _ = parse_http_date(&text);
+        }
+    }
+
+    #[test]
     fn never_panics() {
         let long = "9".repeat(100_000);
         let long_key = format!(r#"{{"{}": 5}}"#, "retry_after_".repeat(1_000));
