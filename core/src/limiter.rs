@@ -394,7 +394,9 @@ pub struct Feedback {
     /// Until when the other groups of the scope must wait, if the response
     /// started or extended a ban: its end, or for a ban of unknown length
     /// the end of the next wait of the schedule (they are released when
-    /// this group's probe passes, see [`Feedback::ban_lifted`]).
+    /// this group's probe passes, see [`Feedback::ban_lifted`]). A denial
+    /// during that hold names the hold's end; a caller that tries again
+    /// sooner gets through as soon as the probe has passed.
     pub scope_ban_until: Option<Instant>,
     /// This response answered the probe of a ban of unknown length and was
     /// not a 418: the ban is over. Holds the hold the scope was given, to be
