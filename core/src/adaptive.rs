@@ -126,9 +126,33 @@ impl From<Ratio> for u32 {
 /// | `recovery_delay`    | 300 s        | 120 s    | 60 s       |
 /// | `recovery_interval` | 30 s         | 15 s     | 10 s       |
 /// | `recovery_step_ppm` | 50 000 (+0.05) | 50 000 (+0.05) | 100 000 (+0.10) |
-/// | `ban_default`       | 60 s         | 60 s     | 30 s       |
+/// | `ban_default`       | 50 s         | 50 s     | 50 s       |
 /// | `ban_max`           | 1 h          | 1 h      | 30 min     |
 /// | floor to 1.0        | 570 s        | 225 s    | 80 s       |
+///
+/// # Bans whose length is unknown
+///
+/// A 418 whose response states no credible length (see
+/// [`crate::upbit::stated_ban`]) is waited out on a probe schedule instead of
+/// a guess. The first wait is `ban_default`; every later one is
+/// [`BAN_GROWTH`] (3) times the one before, capped at `ban_max`. At the end
+/// of each wait exactly one request of the whole scope goes (the probe; the
+/// limiter holds every other request of the scope until its answer): a 418
+/// starts the next, longer wait; anything else ends the ban for the scope.
+///
+/// With the presets' 50 s the probes go 50 s, 200 s and 650 s after the
+/// first 418. So **at most two requests reach a real ban of up to 600 s**
+/// (the third probe comes 50 s after the longest such ban, which covers
+/// network delay and a ban that began slightly before its first 418 was
+/// answered), while a short ban is not overshot by much: a ban of `B`
+/// seconds is over for us at the first probe after it, i.e. by 50 s if
+/// `B < 50`, by 200 s if `B < 200`, by 650 s if `B < 650` (worst case 450 s
+/// late, for a ban just over 200 s; about 190 s late on average over bans of
+/// 1 to 600 s). The old schedule (60 s doubling, every group of the scope
+/// reopening at once) sent 3 rounds into a 600 s ban, one request per busy
+/// group each. [`AdaptiveConfig::probes_into_ban`] computes the count for any
+/// configuration; the guarantee holds whenever
+/// `ban_default * (1 + 3 + 9) >= 600 s` plus margin, i.e. `ban_default >= 48 s`.
 ///
 /// Every preset passes [`validate`](Self::validate). The state machine never
 /// panics on an invalid configuration either, but its behaviour is then only
@@ -150,9 +174,12 @@ pub struct AdaptiveConfig {
     pub recovery_interval: Duration,
     /// Size of one step up, in parts per million of full speed.
     pub recovery_step_ppm: u32,
-    /// Ban length for a 418 that does not say how long it lasts; doubles on repeats.
+    /// First wait for a 418 that does not say how long it lasts; each further
+    /// wait of the same streak is [`BAN_GROWTH`] times longer (see the type's
+    /// docs for the probe schedule).
     pub ban_default: Duration,
-    /// Upper bound of the doubled default ban; also the quiet time that resets doubling.
+    /// Upper bound of one wait of the schedule; also the quiet time that
+    /// resets the streak.
     pub ban_max: Duration,
 }
 
@@ -198,8 +225,9 @@ impl fmt::Display for AdaptiveConfigError {
 impl core::error::Error for AdaptiveConfigError {}
 
 impl AdaptiveConfig {
-    /// React to the first 429 with x0.8, floor 0.5; after 300 s
-    /// without a 429 recover +0.05 every 30 s; 418 bans 60 s doubling up to 1 h.
+    /// React to the first 429 with x0.8, floor 0.5; after 300 s without a 429
+    /// recover +0.05 every 30 s; a 418 of unknown length is probed after 50 s,
+    /// then waits tripling up to 1 h.
     pub const fn conservative() -> Self {
         Self {
             error_threshold: 1,
@@ -208,7 +236,7 @@ impl AdaptiveConfig {
             recovery_delay: Duration::from_secs(300),
             recovery_interval: Duration::from_secs(30),
             recovery_step_ppm: 50_000,
-            ban_default: Duration::from_secs(60),
+            ban_default: Duration::from_secs(50),
             ban_max: Duration::from_secs(3_600),
         }
     }
@@ -223,13 +251,13 @@ impl AdaptiveConfig {
             recovery_delay: Duration::from_secs(120),
             recovery_interval: Duration::from_secs(15),
             recovery_step_ppm: 50_000,
-            ban_default: Duration::from_secs(60),
+            ban_default: Duration::from_secs(50),
             ban_max: Duration::from_secs(3_600),
         }
     }
 
     /// Tolerate one isolated 429, then x0.9 per 429, floor 0.7; after 60 s recover
-    /// +0.1 every 10 s; 418 bans 30 s doubling up to 30 min.
+    /// +0.1 every 10 s; 418 schedule as conservative but capped at 30 min.
     pub const fn aggressive() -> Self {
         Self {
             error_threshold: 2,
@@ -238,7 +266,7 @@ impl AdaptiveConfig {
             recovery_delay: Duration::from_secs(60),
             recovery_interval: Duration::from_secs(10),
             recovery_step_ppm: 100_000,
-            ban_default: Duration::from_secs(30),
+            ban_default: Duration::from_secs(50),
             ban_max: Duration::from_secs(1_800),
         }
     }
@@ -273,12 +301,47 @@ impl AdaptiveConfig {
         Ok(())
     }
 
-    /// The default ban after `streak` earlier 418s: `ban_default * 2^streak`, capped.
-    fn default_ban(&self, streak: u32) -> Duration {
-        let factor = 1u64.checked_shl(streak).unwrap_or(u64::MAX);
+    /// The wait after `streak` earlier 418s of unknown length:
+    /// `ban_default * 3^streak`, capped at `ban_max`.
+    pub fn default_ban(&self, streak: u32) -> Duration {
+        let factor = BAN_GROWTH.checked_pow(streak).unwrap_or(u64::MAX);
         self.ban_default.saturating_mul(factor).min(self.ban_max)
     }
+
+    /// How many probes of the unknown-length schedule reach a real ban of
+    /// length `ban` that began when the first 418 was answered, if each
+    /// probe's answer comes back at once: the number of probe instants
+    /// (`ban_default`, then each further wait added) strictly before `ban`.
+    /// The presets give at most 2 for every `ban` up to 650 s.
+    pub fn probes_into_ban(&self, ban: Duration) -> u32 {
+        let mut at = Duration::ZERO;
+        let mut probes = 0u32;
+        loop {
+            let step = self.default_ban(probes);
+            if step.is_zero() {
+                return u32::MAX;
+            }
+            at = at.saturating_add(step);
+            if at >= ban || probes == u32::MAX {
+                return probes;
+            }
+            probes += 1;
+            if step == self.ban_max {
+                // Every later wait is `ban_max`: count them at once.
+                let more = (ban - at).as_nanos().saturating_sub(1) / step.as_nanos();
+                return probes.saturating_add(u32::try_from(more).unwrap_or(u32::MAX));
+            }
+        }
+    }
 }
+
+/// How much each wait of the unknown-length ban schedule grows over the one
+/// before it (see [`AdaptiveConfig`]).
+pub const BAN_GROWTH: u64 = 3;
+
+/// How long a group holds its requests after sending a ban probe whose
+/// answer has not been reported (a dropped permit); then it probes again.
+pub const BAN_PROBE_HOLD: Duration = Duration::from_secs(30);
 
 impl Default for AdaptiveConfig {
     /// [`AdaptiveConfig::conservative`].
@@ -389,8 +452,14 @@ impl FromStr for Strategy {
 /// # Bans (418)
 ///
 /// A 418 blocks the group until `now + ban` when the response said how long,
-/// else `now + ban_default * 2^n`, capped at `ban_max`, where `n` counts the
-/// earlier 418s of the current streak. The streak ends (and `n` returns to zero)
+/// else `now + ban_default * 3^n`, capped at `ban_max`, where `n` counts the
+/// earlier 418s of the current streak, and then requires a probe: when that
+/// wait is over, the first admission is the probe
+/// ([`on_admitted`](Self::on_admitted)), and the group admits nothing more
+/// until its answer is reported ([`on_answer`](Self::on_answer)) or
+/// [`BAN_PROBE_HOLD`] has passed. A 418 answer starts the next wait; any other
+/// answer ends the ban; no answer (timeout, 5xx) makes the next admission
+/// the probe again. The streak ends (and `n` returns to zero)
 /// once a 418 arrives `ban_max` or more after the previous ban ended. A 418 that
 /// arrives while a ban is still in force is taken as an echo of that ban (a
 /// response to a request sent before it): it may lengthen the ban when it states
@@ -418,6 +487,8 @@ pub struct Adaptive {
     banned_until: Instant,
     /// 418s in the current streak.
     ban_streak: u32,
+    /// The probe of a ban whose length was not stated.
+    probe: Probe,
     /// The latest `now` seen; earlier ones are read as this.
     last_seen: Instant,
 }
@@ -439,6 +510,7 @@ impl Adaptive {
             consecutive_429: 0,
             banned_until: Instant::ZERO,
             ban_streak: 0,
+            probe: Probe::None,
             last_seen: Instant::ZERO,
         }
     }
@@ -503,10 +575,13 @@ impl Adaptive {
             }
             let length = ban.unwrap_or_else(|| self.config.default_ban(self.ban_streak));
             self.ban_streak = self.ban_streak.saturating_add(1);
+            self.probe = if ban.is_some() { Probe::None } else { Probe::Due };
             self.banned_until = self.banned_until.max(now + length);
             let reduced = self.reduced(self.ratio(now));
             self.restart_recovery(reduced, self.banned_until);
         } else if let Some(length) = ban {
+            // The ban's length is known now: no probe is needed.
+            self.probe = Probe::None;
             let until = now + length;
             if until > self.banned_until {
                 self.banned_until = until;
@@ -521,6 +596,81 @@ impl Adaptive {
     /// group must send nothing before it; `Instant::MAX` means until reset by hand.
     pub fn banned_until(&self) -> Instant {
         self.banned_until
+    }
+
+    /// Until when the group must send nothing: the ban, or while a ban probe
+    /// is out, its hold.
+    pub fn blocked_until(&self) -> Instant {
+        match self.probe {
+            Probe::InFlight { hold_until, .. } => self.banned_until.max(hold_until),
+            _ => self.banned_until,
+        }
+    }
+
+    /// Whether the next admission (at `now`, after the ban) must be a probe:
+    /// the ban in force had no stated length and no answer has ended it.
+    pub fn probe_due(&self, now: Instant) -> bool {
+        match self.probe {
+            Probe::None => false,
+            Probe::Due => true,
+            Probe::InFlight { hold_until, .. } => reached(self.at(now), hold_until),
+        }
+    }
+
+    /// Whether a ban of unknown length is being waited out or probed.
+    pub fn probing(&self) -> bool {
+        self.probe != Probe::None
+    }
+
+    /// Until when the *other* groups of the scope should wait after this
+    /// group's ban of unknown length: the end of the next wait, as if the
+    /// probe failed. They are released earlier when the probe passes. For a
+    /// stated ban, its end.
+    pub fn scope_hold(&self) -> Instant {
+        if self.probe == Probe::None {
+            return self.banned_until;
+        }
+        self.banned_until
+            .saturating_add(self.config.default_ban(self.ban_streak))
+    }
+
+    /// Admission `seq` went at `now`; if a probe was due it was the probe, and
+    /// `true` is returned: hold everything else until its answer.
+    pub fn on_admitted(&mut self, seq: u64, now: Instant) -> bool {
+        let now = self.observe(now);
+        if !self.probe_due(now) {
+            return false;
+        }
+        self.probe = Probe::InFlight {
+            seq,
+            hold_until: now.saturating_add(BAN_PROBE_HOLD),
+        };
+        true
+    }
+
+    /// The answer to admission `seq` was reported: `Some(true)` a response
+    /// that was not a 418, `Some(false)` a 418, `None` no response or a 5xx.
+    /// Returns whether it was the probe and it ended the ban. (A 418 answer
+    /// goes through [`on_418`](Self::on_418) as well, which starts the next
+    /// wait.)
+    pub fn on_answer(&mut self, seq: u64, answer: Option<bool>) -> bool {
+        let Probe::InFlight { seq: probe, .. } = self.probe else {
+            return false;
+        };
+        if probe != seq {
+            return false;
+        }
+        match answer {
+            Some(true) => {
+                self.probe = Probe::None;
+                true
+            }
+            Some(false) => false,
+            None => {
+                self.probe = Probe::Due;
+                false
+            }
+        }
     }
 
     /// A request succeeded: the consecutive-429 count starts over. The ratio is
@@ -593,6 +743,18 @@ impl Adaptive {
     fn at(&self, now: Instant) -> Instant {
         self.last_seen.max(now)
     }
+}
+
+/// Where the probe of a ban of unknown length is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// No ban of unknown length.
+    None,
+    /// The next admission after the ban is the probe.
+    Due,
+    /// Admission `seq` is the probe; nothing else goes until its answer or
+    /// `hold_until`.
+    InFlight { seq: u64, hold_until: Instant },
 }
 
 /// Whether `now` is at or past `t`; `Instant::MAX` is never reached.
@@ -707,10 +869,10 @@ mod tests {
     }
 
     #[test]
-    fn ban_without_a_duration_doubles_up_to_the_cap() {
+    fn ban_without_a_duration_triples_up_to_the_cap() {
         let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         let mut t = at(0);
-        for secs in [60, 120, 240, 480, 960, 1_920, 3_600, 3_600] {
+        for secs in [50, 150, 450, 1_350, 3_600, 3_600] {
             let until = a.on_418(t, None);
             assert_eq!(until, t + Duration::from_secs(secs));
             assert_eq!(a.banned_until(), until);
@@ -730,27 +892,27 @@ mod tests {
         // ... but a longer one lengthens it.
         assert_eq!(a.on_418(at(3), Some(Duration::from_secs(100))), at(103));
         // The echoes did not count: the next fresh default is the 2nd of the streak.
-        assert_eq!(a.on_418(at(103), None), at(223));
+        assert_eq!(a.on_418(at(103), None), at(253));
         // A server ban longer than ban_max is honoured.
-        assert_eq!(a.on_418(at(223), Some(Duration::from_secs(86_400))), at(86_623));
+        assert_eq!(a.on_418(at(253), Some(Duration::from_secs(86_400))), at(86_653));
     }
 
     #[test]
     fn the_ban_streak_resets_after_a_quiet_ban_max() {
         let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         a.on_418(at(0), None);
-        assert_eq!(a.on_418(at(60), None), at(180));
+        assert_eq!(a.on_418(at(50), None), at(200));
         let mut quiet = a.clone();
-        // 3 599 s after the last ban ended: the streak goes on (240 s).
-        assert_eq!(a.on_418(at(180 + 3_599), None), at(180 + 3_599 + 240));
+        // 3 599 s after the last ban ended: the streak goes on (450 s).
+        assert_eq!(a.on_418(at(200 + 3_599), None), at(200 + 3_599 + 450));
         // 3 600 s after: back to the default.
-        assert_eq!(quiet.on_418(at(180 + 3_600), None), at(180 + 3_600 + 60));
+        assert_eq!(quiet.on_418(at(200 + 3_600), None), at(200 + 3_600 + 50));
     }
 
     #[test]
     fn a_ban_reduces_the_ratio_once_and_recovery_waits_for_its_end() {
         let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
-        assert_eq!(a.on_418(at(0), None), at(60));
+        assert_eq!(a.on_418(at(0), None), at(50));
         assert_eq!(ppm(a.ratio(at(0))), 800_000);
         assert_eq!(a.consecutive_429(), 0);
         // Echoes do not reduce again.
@@ -758,9 +920,9 @@ mod tests {
         a.on_418(at(2), Some(Duration::from_secs(5)));
         assert_eq!(ppm(a.ratio(at(2))), 800_000);
         // Recovery starts at ban end + 300 s.
-        assert_eq!(a.next_change(at(2)), Some(at(360)));
-        assert_eq!(ppm(a.ratio(at(360) - NS)), 800_000);
-        assert_eq!(ppm(a.ratio(at(360))), 850_000);
+        assert_eq!(a.next_change(at(2)), Some(at(350)));
+        assert_eq!(ppm(a.ratio(at(350) - NS)), 800_000);
+        assert_eq!(ppm(a.ratio(at(350))), 850_000);
         // A 429 in the ban's shadow does not pull the anchor back.
         let mut b = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
         b.on_418(at(0), Some(Duration::from_secs(600)));
@@ -785,7 +947,7 @@ mod tests {
 
         // A ban is never released by a clock that stepped back.
         let until = a.on_418(at(2_000), None);
-        assert_eq!(until, at(2_060));
+        assert_eq!(until, at(2_050));
         assert_eq!(a.on_418(at(10), None), until);
         assert_eq!(a.on_418(at(10), Some(Duration::from_secs(1))), until);
         assert_eq!(a.banned_until(), until);
@@ -923,7 +1085,7 @@ mod tests {
         assert_eq!(c.recovery_delay, Duration::from_secs(300));
         assert_eq!(c.recovery_interval, Duration::from_secs(30));
         assert_eq!(c.recovery_step_ppm, 50_000);
-        assert_eq!(c.ban_default, Duration::from_secs(60));
+        assert_eq!(c.ban_default, Duration::from_secs(50));
         assert_eq!(c.ban_max, Duration::from_secs(3_600));
     }
 
@@ -970,7 +1132,7 @@ mod tests {
                 E::BanDefaultAboveMax,
             ),
             (
-                bad(|c| c.ban_max = Duration::from_secs(59)),
+                bad(|c| c.ban_max = Duration::from_secs(49)),
                 E::BanDefaultAboveMax,
             ),
         ];
@@ -993,6 +1155,100 @@ mod tests {
         assert_eq!("".parse::<Strategy>(), Err(StrategyParseError::Unknown));
         assert_eq!(Strategy::Balanced.config(), AdaptiveConfig::balanced());
         assert_eq!(Strategy::Aggressive.config(), AdaptiveConfig::aggressive());
+    }
+
+    #[test]
+    fn a_ban_of_unknown_length_is_probed_once_per_wait() {
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
+        assert!(!a.probing());
+        assert_eq!(a.on_418(at(0), None), at(50));
+        assert!(a.probing());
+        // The siblings wait for the next wait's end unless the probe passes.
+        assert_eq!(a.scope_hold(), at(200));
+        assert!(a.probe_due(at(50)));
+        // The first admission after the wait is the probe; it holds the group.
+        assert!(a.on_admitted(7, at(50)));
+        assert!(!a.probe_due(at(50)));
+        assert_eq!(a.blocked_until(), at(50) + BAN_PROBE_HOLD);
+        assert!(!a.on_admitted(8, at(51)));
+        // Another request's answer changes nothing.
+        assert!(!a.on_answer(6, Some(true)));
+        assert!(a.probing());
+        // The probe's 418 starts the next, tripled wait.
+        assert!(!a.on_answer(7, Some(false)));
+        assert_eq!(a.on_418(at(51), None), at(201));
+        assert!(a.probe_due(at(201)));
+        assert_eq!(a.blocked_until(), at(201));
+        // No answer: the next admission probes again.
+        assert!(a.on_admitted(9, at(201)));
+        assert!(!a.on_answer(9, None));
+        assert!(a.probe_due(at(202)));
+        // An answer never reported: the hold runs out, then it probes again.
+        assert!(a.on_admitted(10, at(202)));
+        assert!(!a.probe_due(at(202) + BAN_PROBE_HOLD - NS));
+        assert!(a.probe_due(at(202) + BAN_PROBE_HOLD));
+        assert!(a.on_admitted(11, at(240)));
+        // A success ends it.
+        assert!(a.on_answer(11, Some(true)));
+        assert!(!a.probing());
+        assert_eq!(a.blocked_until(), at(201));
+        assert!(!a.on_admitted(12, at(241)));
+    }
+
+    #[test]
+    fn a_stated_length_needs_no_probe() {
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
+        a.on_418(at(0), Some(Duration::from_secs(30)));
+        assert!(!a.probing());
+        assert_eq!(a.scope_hold(), at(30));
+        assert!(!a.on_admitted(1, at(30)));
+        // An echo that states a length ends the guessing.
+        let mut b = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
+        b.on_418(at(0), None);
+        b.on_418(at(1), Some(Duration::from_secs(100)));
+        assert!(!b.probing());
+        assert_eq!(b.banned_until(), at(101));
+    }
+
+    #[test]
+    fn presets_put_at_most_two_probes_into_a_ban_of_up_to_650_s() {
+        for s in Strategy::ALL {
+            let c = s.config();
+            for secs in 1..=650 {
+                let n = c.probes_into_ban(Duration::from_secs(secs));
+                assert!(n <= 2, "{s}: {n} probes into {secs} s");
+            }
+            assert_eq!(c.probes_into_ban(Duration::from_secs(651)), 3, "{s}");
+            assert_eq!(c.probes_into_ban(Duration::from_secs(50)), 0, "{s}");
+            assert_eq!(c.probes_into_ban(Duration::from_secs(51)), 1, "{s}");
+        }
+        // The old numbers (60 s doubling) do not have the property.
+        let old = AdaptiveConfig {
+            ban_default: Duration::from_secs(60),
+            ..AdaptiveConfig::conservative()
+        };
+        let doubling = |streak: u32| old.ban_default.saturating_mul(1 << streak).min(old.ban_max);
+        let probes_600 = (0..).scan(Duration::ZERO, |t, k| {
+            *t = t.saturating_add(doubling(k));
+            Some(*t)
+        });
+        assert_eq!(
+            probes_600.take_while(|t| *t < Duration::from_secs(600)).count(),
+            3
+        );
+        // Nor does tripling from a first wait that is too short.
+        let short = AdaptiveConfig {
+            ban_default: Duration::from_secs(30),
+            ..AdaptiveConfig::conservative()
+        };
+        assert_eq!(short.probes_into_ban(Duration::from_secs(600)), 3);
+        // Long bans: every wait past the cap is `ban_max`.
+        let c = AdaptiveConfig::conservative();
+        // 50, 200, 650, 2 000, 5 600, 9 200, 12 800 s.
+        assert_eq!(c.probes_into_ban(Duration::from_secs(4 * 3_600)), 7);
+        assert_eq!(c.probes_into_ban(Duration::from_secs(12_800)), 6);
+        assert_eq!(c.probes_into_ban(Duration::from_secs(12_801)), 7);
+        assert!(c.probes_into_ban(Duration::MAX) > 1_000_000);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::quota::{Quota, QuotaError, ServerLimit};
 use crate::stats::{CounterSnapshot, Counters, WaitHistogram};
 use crate::sync::{fence, AtomicU64, Lock, Ordering};
 use crate::time::{Duration, Instant};
-use crate::upbit::{classify, parse_ban_duration, Group, Preset, RemainingReq};
+use crate::upbit::{classify, stated_ban, Group, Preset, RemainingReq, Scope, WallClock};
 
 /// Most windows a group can have (Upbit's websocket-message has two).
 pub const MAX_WINDOWS: usize = 3;
@@ -221,6 +221,21 @@ impl core::error::Error for ConfigError {}
 pub struct LimiterConfig {
     /// Indexed by [`Group::index`].
     pub groups: [GroupConfig; Group::COUNT],
+    /// Whether a 418 on an IP-scoped group (quotation, public websocket
+    /// connects) also pauses the pocket-scoped (exchange) groups for as long
+    /// as it bans the IP. Default `false`.
+    ///
+    /// Upbit documents that a 418 applies per unit of its limit (IP or
+    /// pocket), and the pocket groups have a budget of their own that a
+    /// quotation ban does not touch; pausing them would leave a bot unable to
+    /// cancel or amend its orders for the length of a quotation ban (up to
+    /// 10 minutes or more), which costs more than the risk it removes. If the
+    /// server does block exchange calls from a banned IP after all, the first
+    /// exchange request gets a 418 of its own, which bans the pocket groups
+    /// with the same safe schedule. Set it to `true` to stop everything on an
+    /// IP ban (e.g. when the pocket's traffic is only market making that can
+    /// wait).
+    pub ip_ban_pauses_pocket_groups: bool,
 }
 
 impl LimiterConfig {
@@ -230,6 +245,7 @@ impl LimiterConfig {
             groups: core::array::from_fn(|i| {
                 GroupConfig::preset(preset, Group::from_index(i).unwrap_or(Group::PublicFallback))
             }),
+            ip_ban_pauses_pocket_groups: false,
         }
     }
     /// One group's configuration.
@@ -313,8 +329,18 @@ pub struct Response<'a> {
     pub status: Option<u16>,
     /// The raw `Remaining-Req` header value, if present.
     pub remaining_req: Option<&'a str>,
-    /// The body, for 418 (the ban duration may be in it).
+    /// The body, for 418 (the ban duration or its end may be in it).
     pub body: Option<&'a str>,
+    /// The raw `Retry-After` header value, if present (delta-seconds or an
+    /// HTTP-date).
+    pub retry_after: Option<&'a str>,
+    /// The raw `Date` header value, if present: the server's wall-clock time
+    /// when it answered, which turns an absolute ban end (in the body or an
+    /// HTTP-date `Retry-After`) into a length on the server's own clock.
+    pub date: Option<&'a str>,
+    /// The caller's wall-clock time at the response, for when there is no
+    /// usable `Date` header. Core never reads a clock itself.
+    pub wall_clock: Option<WallClock>,
 }
 
 impl<'a> Response<'a> {
@@ -339,6 +365,21 @@ impl<'a> Response<'a> {
         self.body = Some(body);
         self
     }
+    /// Adds the `Retry-After` header value.
+    pub fn with_retry_after(mut self, value: &'a str) -> Self {
+        self.retry_after = Some(value);
+        self
+    }
+    /// Adds the `Date` header value.
+    pub fn with_date(mut self, value: &'a str) -> Self {
+        self.date = Some(value);
+        self
+    }
+    /// Adds the caller's wall-clock time (used when `Date` is missing or unreadable).
+    pub fn with_wall_clock(mut self, now: WallClock) -> Self {
+        self.wall_clock = Some(now);
+        self
+    }
 }
 
 /// What a reported response changed, for logs and metrics.
@@ -350,6 +391,17 @@ pub struct Feedback {
     pub transition: Option<Transition>,
     /// The end of a ban, if the response started or extended one.
     pub banned_until: Option<Instant>,
+    /// Until when the other groups of the scope must wait, if the response
+    /// started or extended a ban: its end, or for a ban of unknown length
+    /// the end of the next wait of the schedule (they are released when
+    /// this group's probe passes, see [`Feedback::ban_lifted`]). A denial
+    /// during that hold names the hold's end; a caller that tries again
+    /// sooner gets through as soon as the probe has passed.
+    pub scope_ban_until: Option<Instant>,
+    /// This response answered the probe of a ban of unknown length and was
+    /// not a 418: the ban is over. Holds the hold the scope was given, to be
+    /// lifted.
+    pub ban_lifted: Option<Instant>,
     /// The `Remaining-Req` header made the limiter stricter.
     pub header_tightened: bool,
     /// The `Remaining-Req` header could not be parsed, or named an unknown group.
@@ -383,7 +435,7 @@ impl Control {
     }
 
     fn banned_until(&self) -> Instant {
-        self.adaptive.banned_until().max(self.scope_ban_until)
+        self.adaptive.blocked_until().max(self.scope_ban_until)
     }
 
     /// The ratio in force: the adaptive one, or our share of a budget that
@@ -619,7 +671,13 @@ impl GroupLimiter {
             Counters::bump(&self.counters.denied);
         }
         match &mut result {
-            Ok(admission) => admission.probe = half_open,
+            Ok(admission) => {
+                admission.probe = half_open;
+                // After a ban of unknown length the first admission probes it.
+                if c.adaptive.on_admitted(admission.seq, now) {
+                    self.publish(c, now);
+                }
+            }
             Err(_) if half_open => c.breaker.on_ignored(now),
             Err(_) => {}
         }
@@ -646,6 +704,7 @@ impl GroupLimiter {
         // half-open (every decision must count its probe), or while waiters
         // are queued (nobody jumps the queue).
         let blocked = now < c.banned_until()
+            || c.adaptive.probe_due(now)
             || matches!(
                 state,
                 BreakerState::Open | BreakerState::ForcedOpen | BreakerState::HalfOpen
@@ -738,10 +797,21 @@ impl GroupLimiter {
             }
             Some(418) => {
                 Counters::bump(&self.counters.status_418);
-                let ban = response.body.and_then(parse_ban_duration);
-                let until = c.adaptive.on_418(now, ban);
-                self.hot.tat.push_to(until.saturating_add(c.quota.tolerance()));
-                fb.banned_until = Some(until);
+                let ban = stated_ban(
+                    response.body,
+                    response.retry_after,
+                    response.date,
+                    response.wall_clock,
+                );
+                // A 418 of unknown length while another group of the scope
+                // holds us is an echo of that group's ban (it was sent before
+                // the ban was known): that group alone probes it.
+                if ban.is_some() || now >= c.scope_ban_until {
+                    let until = c.adaptive.on_418(now, ban);
+                    self.hot.tat.push_to(until.saturating_add(c.quota.tolerance()));
+                    fb.banned_until = Some(until);
+                    fb.scope_ban_until = Some(c.adaptive.scope_hold().max(until));
+                }
                 fb.transition = c.breaker.on_failure(now);
             }
             None | Some(500..=599) => {
@@ -752,6 +822,14 @@ impl GroupLimiter {
                 c.adaptive.on_success(now);
                 fb.transition = c.breaker.on_success(now);
             }
+        }
+        let answer = match response.status {
+            None | Some(500..=599) => None,
+            Some(status) => Some(status != 418),
+        };
+        let hold = c.adaptive.scope_hold();
+        if c.adaptive.on_answer(admission.seq, answer) {
+            fb.ban_lifted = Some(hold);
         }
         if let Some(value) = response.remaining_req {
             self.apply_remaining_req(c, admission, value, now, fb);
@@ -766,6 +844,7 @@ impl GroupLimiter {
         // waiter whose deadline can no longer be met fails at once and a
         // ban or an open breaker fails them fast.
         let moved = matches!(response.status, Some(429 | 418))
+            || fb.ban_lifted.is_some()
             || fb.header_tightened
             || fb.transition.is_some()
             || fb.ratio_change.is_some();
@@ -883,6 +962,23 @@ impl GroupLimiter {
         let now = self.observe(now);
         let wake = self.control.with(|c| {
             c.scope_ban_until = c.scope_ban_until.max(until);
+            self.publish(c, now);
+            c.queue.bump_generation()
+        });
+        if let Some(w) = wake {
+            w.wake();
+        }
+    }
+
+    /// Ends a hold that another group of the scope set for a ban of unknown
+    /// length (until `hold`), because that group's probe passed. A longer
+    /// scope ban (set by another 418 since) is kept.
+    pub fn lift_scope_ban(&self, hold: Instant, now: Instant) {
+        let now = self.observe(now);
+        let wake = self.control.with(|c| {
+            if c.scope_ban_until <= hold && c.scope_ban_until > now {
+                c.scope_ban_until = now;
+            }
             self.publish(c, now);
             c.queue.bump_generation()
         });
@@ -1106,6 +1202,7 @@ pub struct GroupStatus {
 /// with a runtime's clock and timer to wait in FIFO order.
 pub struct SyncLimiter {
     groups: [GroupLimiter; Group::COUNT],
+    ip_ban_pauses_pocket_groups: bool,
 }
 
 impl SyncLimiter {
@@ -1122,7 +1219,10 @@ impl SyncLimiter {
             let group = Group::ALL[i];
             GroupLimiter::with_quota(group, *config.group(group), quotas[i])
         });
-        Ok(Self { groups })
+        Ok(Self {
+            groups,
+            ip_ban_pauses_pocket_groups: config.ip_ban_pauses_pocket_groups,
+        })
     }
 
     /// The limiter of one group.
@@ -1135,15 +1235,26 @@ impl SyncLimiter {
         self.group(classify(method, path)).try_acquire(now)
     }
 
-    /// Reports a response. A 418 bans every group of the same scope.
+    /// Reports a response. A 418 bans every group of the same scope (and,
+    /// with [`LimiterConfig::ip_ban_pauses_pocket_groups`], an IP ban also
+    /// the pocket groups); for a ban of unknown length they wait until the
+    /// banned group's probe passes.
     pub fn on_response(&self, admission: &Admission, response: Response<'_>, now: Instant) -> Feedback {
         let fb = self.group(admission.group).on_response(admission, response, now);
-        if let Some(until) = fb.banned_until {
-            let scope = admission.group.scope();
-            for g in Group::ALL {
-                if g != admission.group && g.scope() == scope {
-                    self.group(g).ban_scope_until(until, now);
-                }
+        let scope = admission.group.scope();
+        let shares_ban = |g: Group| {
+            g != admission.group
+                && (g.scope() == scope
+                    || (self.ip_ban_pauses_pocket_groups && scope == Scope::Ip && g.scope() == Scope::Pocket))
+        };
+        if let Some(until) = fb.scope_ban_until.or(fb.banned_until) {
+            for g in Group::ALL.into_iter().filter(|&g| shares_ban(g)) {
+                self.group(g).ban_scope_until(until, now);
+            }
+        }
+        if let Some(hold) = fb.ban_lifted {
+            for g in Group::ALL.into_iter().filter(|&g| shares_ban(g)) {
+                self.group(g).lift_scope_ban(hold, now);
             }
         }
         fb

@@ -101,7 +101,7 @@ async fn spans_carry_the_request_and_events_mark_every_state_change() {
     let lines = out.take();
     let line = one(&lines, "banned by the server (HTTP 418)");
     assert!(line.starts_with("ERROR acquire{group=\"ticker\""), "{line}");
-    assert!(line.contains("ban_s=60.0"), "{line}");
+    assert!(line.contains("ban_s=50.0"), "{line}");
 
     // Emergency mode: entered by hand, left by itself on the next call.
     limiter.enter_emergency(Duration::from_secs(10)).unwrap();

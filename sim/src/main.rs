@@ -76,6 +76,9 @@ struct ServeArgs {
     /// The longest block in seconds.
     #[arg(long, value_name = "S")]
     block_max_s: Option<u64>,
+    /// 418 bodies state no block time (the client cannot read how long it lasts).
+    #[arg(long)]
+    unreadable_ban_body: bool,
     /// Record up to N decisions, served at GET /__sim/decisions.
     #[arg(long, value_name = "N", default_value_t = 0)]
     record: usize,
@@ -333,6 +336,9 @@ fn serve_settings(args: &ServeArgs) -> Result<Settings, String> {
     }
     if let Some(s) = args.block_max_s {
         e.block_max = Duration::from_secs(s);
+    }
+    if args.unreadable_ban_body {
+        e.unreadable_body = true;
     }
     settings.decision_log = args.record;
     settings.validate().map_err(|e| e.to_string())?;

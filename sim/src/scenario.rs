@@ -27,6 +27,7 @@
 //! escalate_window_s = 60    # this span turn the next one into a 418 block
 //! block_s = 30              # of this length, doubling per block
 //! block_max_s = 600         # up to this
+//! unreadable_ban_body = false  # true: 418 bodies state no block time
 //!
 //! [[actors]]                # closed loop: each actor runs its steps in order
 //! name = "trader"
@@ -570,6 +571,7 @@ struct RawServer {
     escalate_window_s: Secs,
     block_s: Secs,
     block_max_s: Secs,
+    unreadable_ban_body: bool,
 }
 
 impl Default for RawServer {
@@ -582,6 +584,7 @@ impl Default for RawServer {
             escalate_window_s: Secs(e.window),
             block_s: Secs(e.block),
             block_max_s: Secs(e.block_max),
+            unreadable_ban_body: e.unreadable_body,
         }
     }
 }
@@ -716,6 +719,7 @@ impl RawScenario {
                 window: s.escalate_window_s.0,
                 block: s.block_s.0,
                 block_max: s.block_max_s.0,
+                unreadable_body: s.unreadable_ban_body,
             },
         };
 

@@ -24,9 +24,12 @@
 //! sent to one scope unit (the IP for Quotation groups, the pocket for
 //! Exchange groups) within `window`, the request that would have been the
 //! next 429 gets a 418 instead and the whole unit is blocked for `block`;
-//! every further block doubles that, up to `block_max`. While blocked, every
-//! request of the unit gets a 418 whose body states the remaining block time
-//! in words (`"blocked for 27 seconds"`), since Upbit documents no field.
+//! every further block doubles that, up to `block_max` (set both to one
+//! length for a fixed real ban). While blocked, every request of the unit
+//! gets a 418 whose body states the remaining block time in words
+//! (`"blocked for 27 seconds"`), since Upbit documents no field; with
+//! [`Escalation::unreadable_body`] the body says only `I'm a teapot`, so the
+//! client cannot know how long the block lasts.
 //!
 //! # `Remaining-Req`
 //!
@@ -338,6 +341,8 @@ pub struct Escalation {
     pub block: Duration,
     /// The longest block; each further block doubles up to this.
     pub block_max: Duration,
+    /// 418 bodies that state no block time (the client has to guess).
+    pub unreadable_body: bool,
 }
 
 impl Default for Escalation {
@@ -347,6 +352,7 @@ impl Default for Escalation {
             window: Duration::from_secs(60),
             block: Duration::from_secs(30),
             block_max: Duration::from_secs(600),
+            unreadable_body: false,
         }
     }
 }
@@ -505,6 +511,7 @@ impl Server {
             state.load.background_arrived += 1;
         }
 
+        let unreadable = self.escalation.unreadable_body;
         let u = &mut self.units[unit];
         if at < u.blocked_until {
             let left = (u.blocked_until - at).as_nanos().div_ceil(1_000_000_000);
@@ -512,7 +519,7 @@ impl Server {
             return Reply {
                 status: 418,
                 remaining_req: Some(header(0)),
-                body: Some(blocked_body(left)),
+                body: Some(blocked_body(left, unreadable)),
             };
         }
 
@@ -562,7 +569,10 @@ impl Server {
             return Reply {
                 status: 418,
                 remaining_req: Some(header(0)),
-                body: Some(blocked_body(length.as_nanos().div_ceil(1_000_000_000))),
+                body: Some(blocked_body(
+                    length.as_nanos().div_ceil(1_000_000_000),
+                    unreadable,
+                )),
             };
         }
         u.recent_429.push_back(at);
@@ -591,7 +601,14 @@ impl Server {
     }
 }
 
-fn blocked_body(secs: u64) -> String {
+/// The body of a 418 under [`Escalation::unreadable_body`]: no block time.
+pub const UNREADABLE_BODY: &str = r#"{"error":{"name":418,"message":"I'm a teapot"}}"#;
+
+/// The body of a 418: the block time in words, or nothing readable.
+fn blocked_body(secs: u64, unreadable: bool) -> String {
+    if unreadable {
+        return UNREADABLE_BODY.to_owned();
+    }
     format!(
         "{{\"error\":{{\"name\":\"too_many_requests_blocked\",\"message\":\"Too many requests: blocked for {secs} seconds\"}}}}"
     )
@@ -775,6 +792,7 @@ mod tests {
             window: Duration::from_secs(10),
             block: Duration::from_secs(30),
             block_max: Duration::from_secs(100),
+            unreadable_body: false,
         };
         let mut s = Server::new(Preset::Korea, ServerModel::Fixed, Duration::ZERO, esc);
         for i in 0..10 {

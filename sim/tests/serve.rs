@@ -199,6 +199,7 @@ async fn exceeding_a_limit_gets_429_then_a_418_block_of_the_whole_pocket() {
         window: Duration::from_secs(10),
         block: Duration::from_secs(30),
         block_max: Duration::from_secs(60),
+        ..Escalation::default()
     };
     let (addr, handle) = start(s).await;
     // order-cancel-all is 1 per 2 s: the whole sequence fits in its window.
@@ -495,6 +496,7 @@ async fn http_decisions_match_the_in_process_model_at_the_same_instants() {
             window: Duration::from_secs(10),
             block: Duration::from_millis(800),
             block_max: Duration::from_secs(4),
+            ..Escalation::default()
         };
         s.decision_log = 1000;
         let (addr, handle) = start(s).await;

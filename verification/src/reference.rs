@@ -393,14 +393,14 @@ impl RefAdaptive {
         next
     }
 
-    /// The ban length for a 418 without one: `ban_default * 2^streak`, capped.
+    /// The ban length for a 418 without one: `ban_default * 3^streak`, capped.
     fn default_ban(&self) -> Duration {
         let mut d = self.cfg.ban_default;
         for _ in 0..self.streak {
             if d >= self.cfg.ban_max {
                 break;
             }
-            d = d.saturating_mul(2);
+            d = d.saturating_mul(3);
         }
         if d > self.cfg.ban_max {
             self.cfg.ban_max
@@ -531,15 +531,15 @@ mod tests {
     }
 
     #[test]
-    fn ref_adaptive_bans_double_and_echoes_do_not_count() {
+    fn ref_adaptive_bans_triple_and_echoes_do_not_count() {
         let mut a = RefAdaptive::new(AdaptiveConfig::conservative());
-        assert_eq!(a.on_418(s(0), None), s(60));
+        assert_eq!(a.on_418(s(0), None), s(50));
         // An echo inside the ban changes nothing.
-        assert_eq!(a.on_418(s(30), None), s(60));
+        assert_eq!(a.on_418(s(30), None), s(50));
         assert_eq!(a.ratio_ppm(s(30)), 800_000);
-        assert_eq!(a.on_418(s(60), None), s(180));
-        assert_eq!(a.ratio_ppm(s(60)), 640_000);
+        assert_eq!(a.on_418(s(50), None), s(200));
+        assert_eq!(a.ratio_ppm(s(50)), 640_000);
         // Recovery counts from the ban's end.
-        assert_eq!(a.next_change(s(60)), Some(s(480)));
+        assert_eq!(a.next_change(s(50)), Some(s(500)));
     }
 }

@@ -319,6 +319,7 @@ pub fn run(setup: &Setup, intents: &[Intent], max_steps: usize) -> Outcome {
                         status: *status,
                         remaining_req: header.as_deref(),
                         body: body.as_deref(),
+                        ..Response::default()
                     },
                 };
                 let fb = limiter.on_response(&adm, response, now);

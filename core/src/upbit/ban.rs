@@ -1,8 +1,21 @@
-//! Reading a block duration out of a 418 body.
+//! Reading a block duration out of a 418 response.
 //!
 //! Upbit says the body states how long the block lasts but documents neither
 //! the field nor the format, so this reads what it can and otherwise says
-//! nothing; the caller then falls back to its own (long) default.
+//! nothing; the caller then falls back to its own safe schedule (see
+//! [`crate::adaptive::AdaptiveConfig`]). Three forms are read:
+//!
+//! - a length in the body ([`parse_ban_duration`]);
+//! - an absolute end in the body ([`parse_ban_end`]: `blocked until
+//!   2026-12-01T12:10:00+09:00`), which needs the current wall-clock time;
+//! - a `Retry-After` header ([`parse_retry_after`]), as delta-seconds or an
+//!   HTTP-date (RFC 9110 §10.2.3), the latter again against a wall clock.
+//!
+//! Core never reads a clock: the wall-clock time comes from the response's
+//! own `Date` header (the server's clock, the same one that wrote the end
+//! time, so the two agree even when ours is off) or, failing that, from the
+//! caller ([`WallClock`]). [`stated_ban`] combines them: the longest
+//! credible length wins, and nothing credible gives `None`.
 
 use crate::time::Duration;
 
@@ -94,6 +107,349 @@ const KOREAN_UNITS: [(&str, u64); 5] = [
     ("시간", NS_HOUR),
     ("일", NS_DAY),
 ];
+
+/// A wall-clock time: milliseconds since 1970-01-01T00:00:00Z (UTC).
+///
+/// Core never reads a wall clock; pass one in with
+/// [`Response::with_wall_clock`](crate::Response::with_wall_clock) when the
+/// response has no readable `Date` header, e.g. from
+/// `std::time::SystemTime::now().duration_since(UNIX_EPOCH)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WallClock(u64);
+
+impl WallClock {
+    /// `ms` milliseconds after the Unix epoch.
+    pub const fn from_unix_millis(ms: u64) -> Self {
+        Self(ms)
+    }
+    /// `secs` seconds after the Unix epoch (saturating).
+    pub const fn from_unix_secs(secs: u64) -> Self {
+        Self(secs.saturating_mul(1_000))
+    }
+    /// Milliseconds after the Unix epoch.
+    pub const fn unix_millis(self) -> u64 {
+        self.0
+    }
+    /// How long after `earlier` this is (zero if it is not later).
+    pub fn since(self, earlier: WallClock) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// The longest ban length [`stated_ban`] believes: anything longer reads as
+/// a parsing accident (or a permanent block, which no schedule can wait out
+/// better than the safe one) and is ignored.
+pub const MAX_CREDIBLE_BAN: Duration = Duration::from_secs(24 * 3_600);
+
+/// The ban length a 418 response states, from every form this module reads:
+/// a length in `body`, an absolute end in `body`, and the `Retry-After`
+/// header. Absolute forms are measured from the `Date` header when it
+/// parses, else from `wall_clock`, else ignored. Each candidate must be
+/// longer than zero and at most [`MAX_CREDIBLE_BAN`]; the longest credible
+/// one wins. `None` (nothing credible) means "unknown": the caller uses its
+/// safe schedule. Never panics.
+pub fn stated_ban(
+    body: Option<&str>,
+    retry_after: Option<&str>,
+    date: Option<&str>,
+    wall_clock: Option<WallClock>,
+) -> Option<Duration> {
+    let now = date.and_then(parse_http_date).or(wall_clock);
+    let credible = |d: Option<Duration>| d.filter(|d| !d.is_zero() && *d <= MAX_CREDIBLE_BAN);
+    let from_body = credible(body.and_then(parse_ban_duration));
+    let until = credible(body.zip(now).and_then(|(b, now)| parse_ban_end(b, now)));
+    let header = credible(retry_after.and_then(|v| parse_retry_after(v, now)));
+    from_body.max(until).max(header)
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3): delta-seconds (`120`), or an
+/// HTTP-date (`Wed, 21 Oct 2026 07:28:00 GMT`, also the obsolete RFC 850 and
+/// asctime forms) measured from `now` (`None`: the date form is not read).
+/// Zero, a date not after `now`, or anything else gives `None`; huge
+/// numbers saturate. Surrounding whitespace is ignored.
+pub fn parse_retry_after(value: &str, now: Option<WallClock>) -> Option<Duration> {
+    let v = value.trim_matches(|c: char| c == ' ' || c == '\t');
+    if !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = v.bytes().fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        });
+        let d = Duration::from_nanos(secs.saturating_mul(NS_SEC));
+        return (!d.is_zero()).then_some(d);
+    }
+    let end = parse_http_date(v)?;
+    let d = end.since(now?);
+    (!d.is_zero()).then_some(d)
+}
+
+const MONTHS: [&[u8; 3]; 12] = [
+    b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec",
+];
+const WEEKDAYS: [&[u8]; 14] = [
+    b"mon",
+    b"tue",
+    b"wed",
+    b"thu",
+    b"fri",
+    b"sat",
+    b"sun",
+    b"monday",
+    b"tuesday",
+    b"wednesday",
+    b"thursday",
+    b"friday",
+    b"saturday",
+    b"sunday",
+];
+
+/// An HTTP-date (RFC 9110 §5.6.7) in any of its three forms:
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate), `Sunday, 06-Nov-94
+/// 08:49:37 GMT` (RFC 850; a two-digit year is 19xx from 70, else 20xx) and
+/// `Sun Nov  6 08:49:37 1994` (asctime). Names compare ignoring case, the
+/// weekday is optional and not checked against the date, and the zone must
+/// be `GMT` or `UTC` when present. Anything else, or an impossible date,
+/// gives `None`. Also reads a `Date` header.
+pub fn parse_http_date(value: &str) -> Option<WallClock> {
+    let b = value.as_bytes();
+    if b.len() > 64 {
+        return None;
+    }
+    let (mut day, mut month, mut year, mut time) = (None, None, None, None);
+    let mut zone = false;
+    for token in b
+        .split(|&c| matches!(c, b' ' | b',' | b'-' | b'\t'))
+        .filter(|t| !t.is_empty())
+    {
+        let lower = |t: &[u8]| {
+            let mut buf = [0u8; 9];
+            let n = t.len().min(9);
+            for (o, c) in buf.iter_mut().zip(t) {
+                *o = c.to_ascii_lowercase();
+            }
+            (buf, n)
+        };
+        let (buf, n) = lower(token);
+        let word = &buf[..n];
+        if token.len() > 9 {
+            return None;
+        } else if token.contains(&b':') {
+            if time.is_some() {
+                return None;
+            }
+            time = Some(clock_time(token, true)?);
+        } else if token.iter().all(u8::is_ascii_digit) {
+            let n = digits(token)?;
+            match token.len() {
+                1 | 2 if day.is_none() => day = Some(n),
+                2 if year.is_none() => year = Some(if n >= 70 { 1900 + n } else { 2000 + n }),
+                4 if year.is_none() => year = Some(n),
+                _ => return None,
+            }
+        } else if let Some(m) = MONTHS.iter().position(|m| word == &m[..]) {
+            if month.is_some() {
+                return None;
+            }
+            month = Some(m as u64 + 1);
+        } else if WEEKDAYS.contains(&word) {
+            if day.is_some() || month.is_some() {
+                return None;
+            }
+        } else if word == b"gmt" || word == b"utc" {
+            if zone || time.is_none() {
+                return None;
+            }
+            zone = true;
+        } else {
+            return None;
+        }
+    }
+    let (h, mi, sec, _) = time?;
+    let secs = unix_secs(year?, month?, day?, h, mi, sec)?;
+    Some(WallClock::from_unix_secs(secs))
+}
+
+/// An absolute ban end in a 418 body, as a length from `now`: an ISO 8601 /
+/// RFC 3339 date-time with a zone (`2026-12-01T12:10:00+09:00`,
+/// `2026-12-01T03:10:00Z`, `2026-12-01 12:10+09:00`, `+0900`, a fraction of
+/// a second, `UTC`/`GMT`/`KST` after a space), preceded by a word that
+/// announces an end (`until`, `till`, `expires`, `unblock`, `release`,
+/// `end`, `retry`, `after`, within a few bytes, as in `"blocked_until":
+/// "..."`) or followed by `까지`. A time without a zone, in the past, or not
+/// announced as an end is not read (a body may carry other timestamps). The
+/// latest end wins. Only the first 16 KiB are read; never panics.
+pub fn parse_ban_end(body: &str, now: WallClock) -> Option<Duration> {
+    let bytes = body.as_bytes();
+    let b = &bytes[..bytes.len().min(SCAN_LIMIT)];
+    let mut best: Option<u64> = None;
+    let mut i = 0;
+    while i + 10 <= b.len() {
+        let starts = b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_alphanumeric());
+        if let Some((end_ms, len)) = starts.then(|| iso_date_time(&b[i..])).flatten() {
+            if announced(b, i, i + len) {
+                best = best.max(Some(end_ms));
+            }
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+    let d = WallClock::from_unix_millis(best?).since(now);
+    (!d.is_zero()).then_some(d)
+}
+
+/// Words that announce an end time before it (lower-case).
+const END_WORDS: [&[u8]; 8] = [
+    b"until", b"till", b"expire", b"unblock", b"release", b"end", b"retry", b"after",
+];
+
+/// Whether the date-time at `b[start..end]` is announced as an end.
+fn announced(b: &[u8], start: usize, end: usize) -> bool {
+    if b.get(end..).is_some_and(|r| r.starts_with("까지".as_bytes())) {
+        return true;
+    }
+    let from = start.saturating_sub(40);
+    let before = &b[from..start];
+    let mut buf = [0u8; 40];
+    for (o, c) in buf.iter_mut().zip(before) {
+        *o = c.to_ascii_lowercase();
+    }
+    let before = &buf[..before.len()];
+    END_WORDS
+        .iter()
+        .any(|w| before.windows(w.len()).any(|win| win == *w))
+}
+
+/// `YYYY-MM-DD[T ]HH:MM[:SS[.frac]]zone` at the start of `b`: the instant in
+/// Unix milliseconds and the length read.
+fn iso_date_time(b: &[u8]) -> Option<(u64, usize)> {
+    let year = digits(b.get(0..4)?)?;
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let month = digits(b.get(5..7)?)?;
+    let day = digits(b.get(8..10)?)?;
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let mut j = 11;
+    let mut k = j;
+    while b.get(k).is_some_and(|c| c.is_ascii_digit() || *c == b':') {
+        k += 1;
+    }
+    let (h, mi, sec, _) = clock_time(&b[j..k], false)?;
+    j = k;
+    let mut millis = 0;
+    if b.get(j) == Some(&b'.') && b.get(j + 1).is_some_and(u8::is_ascii_digit) {
+        j += 1;
+        let mut scale = 100;
+        while let Some(d) = b.get(j).filter(|c| c.is_ascii_digit()) {
+            millis += u64::from(d - b'0') * scale;
+            scale /= 10;
+            j += 1;
+        }
+    }
+    let (offset_secs, east, zone_len) = zone(&b[j..])?;
+    let local = unix_secs(year, month, day, h, mi, sec)?;
+    let utc = if east {
+        local.checked_sub(offset_secs)?
+    } else {
+        local.checked_add(offset_secs)?
+    };
+    Some((utc.checked_mul(1_000)?.checked_add(millis)?, j + zone_len))
+}
+
+/// A zone at the start of `b`: (offset in seconds, east of UTC, length).
+fn zone(b: &[u8]) -> Option<(u64, bool, usize)> {
+    match b.first()? {
+        b'Z' | b'z' => Some((0, true, 1)),
+        &sign @ (b'+' | b'-') => {
+            let hh = digits(b.get(1..3)?)?;
+            let (mm, len) = match b.get(3) {
+                Some(b':') => (digits(b.get(4..6)?)?, 6),
+                Some(c) if c.is_ascii_digit() => (digits(b.get(3..5)?)?, 5),
+                _ => (0, 3),
+            };
+            if hh > 14 || mm > 59 || b.get(len).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+            Some((hh * 3_600 + mm * 60, sign == b'+', len))
+        }
+        b' ' => {
+            let w = b.get(1..4)?;
+            let east = if w.eq_ignore_ascii_case(b"utc") || w.eq_ignore_ascii_case(b"gmt") {
+                0
+            } else if w.eq_ignore_ascii_case(b"kst") {
+                9 * 3_600
+            } else {
+                return None;
+            };
+            if b.get(4).is_some_and(u8::is_ascii_alphanumeric) {
+                return None;
+            }
+            Some((east, true, 4))
+        }
+        _ => None,
+    }
+}
+
+/// `HH:MM:SS` (or `HH:MM` unless `seconds_required`): (h, m, s, length).
+fn clock_time(t: &[u8], seconds_required: bool) -> Option<(u64, u64, u64, usize)> {
+    let h = digits(t.get(0..2)?)?;
+    if t.get(2) != Some(&b':') {
+        return None;
+    }
+    let m = digits(t.get(3..5)?)?;
+    let (s, len) = match t.get(5) {
+        Some(b':') => (digits(t.get(6..8)?)?, 8),
+        None if !seconds_required => (0, 5),
+        _ => return None,
+    };
+    if t.len() != len || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    // A leap second reads as the last second of its minute.
+    Some((h, m, s.min(59), len))
+}
+
+/// All-digit bytes as a number (at most 9 digits), else `None`.
+fn digits(t: &[u8]) -> Option<u64> {
+    if t.is_empty() || t.len() > 9 || !t.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(t.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Seconds since the Unix epoch of a UTC civil date-time, for years 1970 to
+/// 9999; `None` for an impossible date.
+fn unix_secs(year: u64, month: u64, day: u64, h: u64, m: u64, s: u64) -> Option<u64> {
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 {
+        return None;
+    }
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if day > month_days[(month - 1) as usize] {
+        return None;
+    }
+    // Days before this year since 1970, then before this month, then the day.
+    let y = year - 1;
+    let leaps = |y: u64| y / 4 - y / 100 + y / 400;
+    let mut days = (year - 1970) * 365 + leaps(y) - leaps(1969);
+    days += month_days[..(month - 1) as usize].iter().sum::<u64>();
+    days += day - 1;
+    Some(days * 86_400 + h * 3_600 + m * 60 + s)
+}
 
 /// Best-effort block duration from the body of a 418 response.
 ///
@@ -518,6 +874,257 @@ mod tests {
         );
     }
 
+    /// 2026-12-01T03:00:00Z.
+    const T0: u64 = 1_796_094_000;
+
+    fn wall(secs: u64) -> WallClock {
+        WallClock::from_unix_secs(secs)
+    }
+
+    #[test]
+    fn http_dates_in_all_three_forms() {
+        let sunday = Some(wall(784_111_777));
+        let cases = [
+            ("Sun, 06 Nov 1994 08:49:37 GMT", sunday),
+            ("Sunday, 06-Nov-94 08:49:37 GMT", sunday),
+            ("Sun Nov  6 08:49:37 1994", sunday),
+            ("sun, 06 nov 1994 08:49:37 gmt", sunday),
+            ("06 Nov 1994 08:49:37 GMT", sunday),
+            ("Sun, 06 Nov 1994 08:49:37 UTC", sunday),
+            ("Wed, 21 Oct 2026 07:28:00 GMT", Some(wall(1_792_567_680))),
+            ("Tue, 29 Feb 2028 00:00:00 GMT", Some(wall(1_835_395_200))),
+            ("Wed, 01 Mar 2000 00:00:00 GMT", Some(wall(951_868_800))),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", Some(wall(0))),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse_http_date(v), want, "{v}");
+        }
+        for bad in [
+            "",
+            "GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 31 Nov 1994 08:49:37 GMT",
+            "Sun, 29 Feb 2027 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 PST",
+            "Sun, 06 Nov 1994 08:49:37 GMT GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1969 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT extra",
+            "Sun, 06 Nov 1994 1995 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 08:49:37 GMT",
+            "120",
+            "2026-12-01T03:00:00Z",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = Some(wall(1_792_567_680 - 90));
+        assert_eq!(parse_retry_after("120", None), secs(120));
+        assert_eq!(parse_retry_after(" 120 ", None), secs(120));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT", now), secs(90));
+        assert_eq!(
+            parse_retry_after("Wednesday, 21-Oct-26 07:28:00 GMT", now),
+            secs(90)
+        );
+        assert_eq!(parse_retry_after("Wed Oct 21 07:28:00 2026", now), secs(90));
+        // The date form needs a wall clock; a date in the past is no ban.
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT", None), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT", Some(wall(1_792_567_680))),
+            None
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", None),
+            Some(Duration::MAX)
+        );
+        for bad in ["", "0", "-5", "1.5", "12 s", "soon", "+30", "0x10"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn absolute_ends_in_the_body() {
+        let now = wall(T0);
+        let cases = [
+            ("blocked until 2026-12-01T12:10:00+09:00", secs(600)),
+            ("blocked until 2026-12-01T03:10:00Z", secs(600)),
+            ("blocked until 2026-12-01T03:10:00z.", secs(600)),
+            ("blocked until 2026-12-01T12:10+09:00", secs(600)),
+            ("blocked until 2026-12-01T03:10Z", secs(600)),
+            ("blocked until 2026-12-01 12:10:00+0900", secs(600)),
+            ("blocked until 2026-12-01T12:10:00+09", secs(600)),
+            ("blocked until 2026-11-30T22:10:00-05:00", secs(600)),
+            ("blocked until 2026-12-01T03:00:30.500Z", millis(30_500)),
+            ("blocked until 2026-12-01 03:10:00 UTC", secs(600)),
+            ("blocked until 2026-12-01 12:10:00 KST", secs(600)),
+            (
+                r#"{"error":{"name":"blocked","blocked_until":"2026-12-01T03:01:00Z"}}"#,
+                secs(60),
+            ),
+            (r#"{"expires_at": "2026-12-01T03:05:00Z"}"#, secs(300)),
+            ("2026-12-01 12:10:00+09:00까지 차단됩니다", secs(600)),
+            // The latest announced end wins; a past one gives nothing.
+            (
+                "until 2026-12-01T03:01:00Z, retry after 2026-12-01T03:02:00Z",
+                secs(120),
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(parse_ban_end(body, now), want, "{body}");
+        }
+        for bad in [
+            "blocked until 2026-12-01T02:59:00Z",
+            "blocked until 2026-12-01T12:10:00",
+            "blocked until 2026-12-01",
+            "timestamp 2026-12-01T03:10:00Z",
+            "blocked until 2026-13-01T03:10:00Z",
+            "blocked until 2026-12-01T25:10:00Z",
+            "blocked until 2026-12-01T03:10:00+15:00",
+            "blocked until 2026-12-01T03:10:00 PST",
+            "blocked until 12026-12-01T03:10:00Z",
+            "blocked until 2026-12-01T03:10:00+09:00:00",
+            "blocked until 2026-12-01X03:10:00Z",
+        ] {
+            assert_eq!(parse_ban_end(bad, now), None, "{bad}");
+        }
+        // No duration is read out of a date either.
+        assert_eq!(
+            parse_ban_duration("blocked until 2026-12-01T12:10:00+09:00"),
+            None
+        );
+    }
+
+    #[test]
+    fn stated_ban_takes_the_longest_credible_form() {
+        let date = "Tue, 01 Dec 2026 03:00:00 GMT";
+        let body = "blocked until 2026-12-01T12:10:00+09:00";
+        // Each form alone.
+        assert_eq!(stated_ban(Some(body), None, Some(date), None), secs(600));
+        assert_eq!(stated_ban(Some(body), None, None, Some(wall(T0))), secs(600));
+        assert_eq!(stated_ban(None, Some("30"), None, None), secs(30));
+        assert_eq!(
+            stated_ban(None, Some("Tue, 01 Dec 2026 03:02:00 GMT"), Some(date), None),
+            secs(120)
+        );
+        assert_eq!(
+            stated_ban(Some("blocked for 45 seconds"), None, None, None),
+            secs(45)
+        );
+        // The longest wins.
+        assert_eq!(
+            stated_ban(Some("blocked for 45 seconds"), Some("30"), None, None),
+            secs(45)
+        );
+        assert_eq!(stated_ban(Some(body), Some("30"), Some(date), None), secs(600));
+        // The Date header is preferred over the caller's clock.
+        assert_eq!(
+            stated_ban(Some(body), None, Some(date), Some(wall(T0 + 500))),
+            secs(600)
+        );
+        // An unreadable Date falls back to the caller's clock.
+        assert_eq!(
+            stated_ban(Some(body), None, Some("yesterday"), Some(wall(T0 + 500))),
+            secs(100)
+        );
+        // Without any clock the absolute forms are not read.
+        assert_eq!(stated_ban(Some(body), None, None, None), None);
+        // Incredible values are ignored, not obeyed: a huge one does not
+        // beat a credible one, and alone it is "unknown".
+        assert_eq!(stated_ban(None, Some("99999999999"), None, None), None);
+        assert_eq!(
+            stated_ban(Some("blocked for 30 seconds"), Some("99999999999"), None, None),
+            secs(30)
+        );
+        assert_eq!(stated_ban(Some("99999 days"), None, None, None), None);
+        assert_eq!(
+            stated_ban(Some("blocked for 24 hours"), None, None, None),
+            secs(86_400)
+        );
+        assert_eq!(stated_ban(Some("blocked for 25 hours"), None, None, None), None);
+        assert_eq!(stated_ban(None, Some("0"), None, None), None);
+        assert_eq!(
+            stated_ban(Some("I'm a teapot"), Some("soon"), Some(date), None),
+            None
+        );
+        assert_eq!(stated_ban(None, None, None, None), None);
+    }
+
+    #[test]
+    fn random_inputs_never_panic_and_never_give_an_unbounded_ban() {
+        // Pieces that the readers react to, glued at random (xorshift).
+        let pieces = [
+            "until ",
+            "retry_after",
+            "=",
+            ":",
+            "\"",
+            " ",
+            "2026-12-01",
+            "T",
+            "12:10",
+            ":00",
+            ".5",
+            "+09:00",
+            "Z",
+            "-05",
+            " KST",
+            "까지",
+            "Sun, ",
+            "06 ",
+            "Nov ",
+            "1994 ",
+            "08:49:37 ",
+            "GMT",
+            "-",
+            ",",
+            "99999999999",
+            "0",
+            "5",
+            " seconds",
+            "분",
+            "ms",
+            "🚀",
+            "\u{0}",
+            "h",
+            "1s and ",
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut text = std::string::String::new();
+            for _ in 0..(next() % 12) {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let now = WallClock::from_unix_millis(next() % 4_000_000_000_000);
+            let (a, b) = text.split_at(
+                text.char_indices()
+                    .nth(text.chars().count() / 2)
+                    .map_or(0, |(i, _)| i),
+            );
+            for wall in [None, Some(now)] {
+                if let Some(d) = stated_ban(Some(&text), Some(a), Some(b), wall) {
+                    assert!(!d.is_zero() && d <= MAX_CREDIBLE_BAN, "{text:?}");
+                }
+                if let Some(d) = parse_retry_after(&text, wall) {
+                    assert!(!d.is_zero(), "{text:?}");
+                }
+            }
+            if let Some(d) = parse_ban_end(&text, now) {
+                assert!(!d.is_zero(), "{text:?}");
+            }
+            let _ = parse_http_date(&text);
+        }
+    }
+
     #[test]
     fn never_panics() {
         let long = "9".repeat(100_000);
@@ -549,9 +1156,45 @@ mod tests {
             long.as_str(),
             long_key.as_str(),
         ];
-        for body in odd {
+        let dates = [
+            "2026-12-01T",
+            "2026-12-01T12",
+            "2026-12-01T12:",
+            "2026-12-01T12:10:",
+            "2026-12-01T12:10:00.",
+            "2026-12-01T12:10:00+",
+            "2026-12-01T12:10:00+0",
+            "2026-12-01T12:10:00+09:",
+            "2026-12-01T12:10:00 ",
+            "2026-12-01T12:10:00 K",
+            "until 9999-12-31T23:59:60.999999999999-14:00",
+            "until 1970-01-01T00:00:00+14:00",
+            "until 0000-00-00T00:00:00Z",
+            "until 2026-12-01T12:10:00+09:00까",
+            "Sun,",
+            ", , ,",
+            "- - -",
+            "Sun Nov 1994",
+            "99 99 99",
+            "a:b:c",
+            "00:00:00",
+            "1:2:3 GMT",
+            "Wednesday, 31-Dec-99 23:59:60 GMT",
+        ];
+        for body in odd.iter().chain(&dates) {
             let _ = parse_ban_duration(body);
+            for now in [
+                WallClock::from_unix_millis(0),
+                WallClock::from_unix_millis(u64::MAX),
+            ] {
+                let _ = parse_ban_end(body, now);
+                let _ = parse_retry_after(body, Some(now));
+                let _ = stated_ban(Some(body), Some(body), Some(body), Some(now));
+            }
+            let _ = parse_http_date(body);
         }
+        let long_date = format!("until {}", "2026-12-01T12:10:00Z ".repeat(2_000));
+        let _ = parse_ban_end(&long_date, WallClock::from_unix_secs(0));
         // Scanning stops at the limit.
         let late = format!("{}retry_after=30", " ".repeat(SCAN_LIMIT));
         assert_eq!(parse_ban_duration(&late), None);

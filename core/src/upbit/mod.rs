@@ -66,7 +66,10 @@
 //! still chosen by [`classify`].
 //!
 //! [`parse_ban_duration`] makes a best-effort guess at the block duration in
-//! a 418 body, whose format Upbit does not document.
+//! a 418 body, whose format Upbit does not document; [`parse_ban_end`] reads
+//! an absolute end there and [`parse_retry_after`] a `Retry-After` header,
+//! both against a [`WallClock`] (the `Date` header, see
+//! [`parse_http_date`]); [`stated_ban`] keeps the longest credible of them.
 
 mod ban;
 mod classify;
@@ -74,7 +77,10 @@ mod group;
 mod header;
 mod preset;
 
-pub use ban::parse_ban_duration;
+pub use ban::{
+    parse_ban_duration, parse_ban_end, parse_http_date, parse_retry_after, stated_ban, WallClock,
+    MAX_CREDIBLE_BAN,
+};
 pub use classify::classify;
 pub use group::{Group, Scope, UnknownGroup};
 pub use header::{Key, RemainingReq, RemainingReqError};
