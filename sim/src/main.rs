@@ -6,6 +6,7 @@ use std::time::Instant as WallInstant;
 
 use clap::{Parser, Subcommand};
 use upbit_limiter_core::{Duration, Preset};
+use upbit_limiter_sim::network::Profile;
 use upbit_limiter_sim::serve::{Server, Settings};
 use upbit_limiter_sim::{run, Policy, Progress, Report, RunOptions, Scenario, ServerModel, BUILTINS};
 
@@ -90,6 +91,12 @@ struct RunArgs {
     /// (each in turn). Default: the scenario's.
     #[arg(long, value_name = "MODEL", value_parser = parse_models)]
     server_model: Option<Models>,
+    /// Network profile: low-latency (one-way delay 3 ms + 0-5 ms jitter), default
+    /// (10 ms + 0-50 ms), heavy-tailed (the default plus stalls: 0.5 % of one-way
+    /// trips take 1-3 s longer). Replaces the scenario's delay, jitter and stalls
+    /// (--jitter-ms still applies on top). Default: the scenario's.
+    #[arg(long, value_name = "PROFILE", value_parser = parse_profile)]
+    network: Option<Profile>,
     /// One-way network jitter J in milliseconds (delays are uniform in [d, d + J]).
     #[arg(long, value_name = "MS", value_parser = parse_jitter)]
     jitter_ms: Option<f64>,
@@ -139,6 +146,10 @@ fn parse_scale(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 1000.0 => Ok(v),
         _ => Err(format!("`{s}` is not a number above 0 (at most 1000)")),
     }
+}
+
+fn parse_profile(s: &str) -> Result<Profile, String> {
+    s.parse().map_err(|e| format!("{e}"))
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {
@@ -201,6 +212,9 @@ fn run_command(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Some(p) = args.network {
+        scenario.set_network(p);
+    }
     if let Some(j) = args.jitter_ms {
         scenario.set_jitter(Duration::from_nanos((j * 1e6).round() as u64));
     }

@@ -257,10 +257,16 @@ pub struct Report {
     pub seed: u64,
     /// Upbit preset.
     pub preset: String,
+    /// The network profile the delays below come from.
+    pub network: String,
     /// The network: one-way delay and jitter, in ms.
     pub delay_ms: f64,
     /// The jitter `J`.
     pub jitter_ms: f64,
+    /// Probability that one direction of a trip stalls.
+    pub stall_chance: f64,
+    /// A stall's extra delay, shortest and longest, in ms.
+    pub stall_ms: [f64; 2],
     /// Virtual time simulated.
     pub virtual_seconds: f64,
     /// Wall-clock time the run took (the only value that differs between
@@ -316,19 +322,35 @@ impl Report {
         self.total_429 > 0 || self.total_418 > 0
     }
 
+    /// ` + stalls 1.00s-3.00s on 0.5 % of trips`, or nothing without stalls.
+    pub fn stalls_label(&self) -> String {
+        if self.stall_chance > 0.0 {
+            format!(
+                " + stalls {}-{} on {} % of one-way trips",
+                fmt_ms(self.stall_ms[0]),
+                fmt_ms(self.stall_ms[1]),
+                self.stall_chance * 100.0
+            )
+        } else {
+            String::new()
+        }
+    }
+
     /// The human-readable table.
     pub fn render(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "scenario {} | server {} | policy {} | seed {} | preset {} | delay {} + jitter {}",
+            "scenario {} | server {} | policy {} | seed {} | preset {} | network {}: delay {} + jitter {}{}",
             self.scenario,
             self.server_model,
             self.policy,
             self.seed,
             self.preset,
+            self.network,
             fmt_ms(self.delay_ms),
-            fmt_ms(self.jitter_ms)
+            fmt_ms(self.jitter_ms),
+            self.stalls_label()
         );
         let _ = writeln!(
             o,
