@@ -103,7 +103,7 @@ struct RunArgs {
     /// Seed of every random draw. Default: the scenario's.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Admission policy: ours, gcra-at-limit, best-practice, none.
+    /// Admission policy: ours, gcra-at-limit, best-practice, none, oracle.
     ///
     /// ours: the limiter with the preset's derived quotas (jitter margin, Zero-429).
     ///
@@ -112,6 +112,8 @@ struct RunArgs {
     /// best-practice: Upbit's published example: fixed one-second windows, header sync.
     ///
     /// none: no limiter; every request is sent at once.
+    ///
+    /// oracle: clairvoyant: each request is sent exactly when the server will accept it on arrival, knowing its network delay and the server's windows (the physical limit).
     #[arg(long, value_name = "POLICY", default_value = "ours", value_parser = parse_policy)]
     policy: Policy,
     /// Print the report as JSON (an array of reports with --server-model all).

@@ -24,6 +24,7 @@ use upbit_limiter_core::{
 use crate::exec::{Executor, SimRuntime, Stall};
 use crate::histogram::Histogram;
 use crate::least_wait::{least_quantile, GroupTraffic};
+use crate::oracle::Oracle;
 use crate::policy::{BestPractice, Policy};
 use crate::report::{
     ms as ms_of, Actors, Background, BreakerChange, GroupReport, LeastWaitMs, LocalRejections, RatioSpan,
@@ -77,6 +78,7 @@ impl std::error::Error for RunError {}
 enum Admission {
     Limiter(Box<RateLimiter<SimRuntime>>),
     BestPractice(Box<BestPractice>),
+    Oracle(Box<Oracle>),
     Unlimited,
 }
 
@@ -162,6 +164,7 @@ impl World {
 enum Ticket<'a> {
     Permit(upbit_limiter_core::Permit<'a, SimRuntime>),
     BestPractice(usize),
+    Oracle,
     Unlimited,
 }
 
@@ -184,6 +187,17 @@ async fn request(w: &World, call: &Call, id: u64) {
             let idx = BestPractice::group_for(&call.method, &call.path);
             bp.acquire(&w.rt, idx).await;
             Ok(Ticket::BestPractice(idx))
+        }
+        Admission::Oracle(o) => {
+            // The network's draw for this request does not depend on when it
+            // is sent: its upward delay is known now.
+            let probe = w.scenario.network.trip(w.seed, id, requested);
+            if let Some(arrival) = probe.arrival {
+                let up = arrival - requested;
+                let booked = o.book(&w.server.borrow(), g, arrival);
+                w.rt.sleep_until(booked - up).await;
+            }
+            Ok(Ticket::Oracle)
         }
         Admission::Unlimited => Ok(Ticket::Unlimited),
     };
@@ -212,6 +226,9 @@ async fn request(w: &World, call: &Call, id: u64) {
         Some(arrival) => {
             w.rt.sleep_until(arrival).await;
             let reply = w.server.borrow_mut().handle(arrival, g, Source::Ours);
+            if let Admission::Oracle(o) = &w.admission {
+                o.arrived(g, arrival);
+            }
             if matches!(reply.status, 429 | 418) {
                 let mut groups = w.groups.borrow_mut();
                 let s = &mut groups[g.index()];
@@ -273,7 +290,7 @@ async fn request(w: &World, call: &Call, id: u64) {
                 }
             }
         }
-        Ticket::Unlimited => {}
+        Ticket::Oracle | Ticket::Unlimited => {}
     }
 }
 
@@ -414,6 +431,7 @@ pub fn run(
             RateLimiter::with_runtime(&cfg, rt.clone()).map_err(RunError::Config)?,
         )),
         None if opts.policy == Policy::BestPractice => Admission::BestPractice(Box::default()),
+        None if opts.policy == Policy::Oracle => Admission::Oracle(Box::default()),
         None => Admission::Unlimited,
     };
     let server = Server::new(
