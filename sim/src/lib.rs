@@ -15,6 +15,7 @@
 //! - [`scenario`]: the scenario format and the built-in scenarios.
 //! - [`policy`]: ours and the baselines (`gcra-at-limit`, `best-practice`, `none`),
 //!   and [`oracle`], the clairvoyant policy that is the physical limit.
+//! - [`compare`]: several policies side by side on the same traffic and seed.
 //! - [`run`](mod@run): one run; [`report`]: what it found;
 //!   [`least_wait`]: the least wait the limits allow for the run's traffic.
 //! - [`serve`]: the same server model over real HTTP, in real time.
@@ -32,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod exec;
 pub mod histogram;
 pub mod least_wait;

@@ -28,7 +28,7 @@ use crate::oracle::Oracle;
 use crate::policy::{BestPractice, Policy};
 use crate::report::{
     ms as ms_of, Actors, Background, BreakerChange, GroupReport, LeastWaitMs, LocalRejections, RatioSpan,
-    Report, Sla, Violation, WaitMs,
+    Report, Sla, Throughput, Violation, WaitMs,
 };
 use crate::rng::{Draws, LOAD_STREAMS};
 use crate::scenario::{Arrivals, Call, Scenario};
@@ -97,11 +97,32 @@ struct GroupStats {
     wanted: Vec<u64>,
     waiting: u64,
     max_waiting: u64,
+    /// Since when some request of the group has been waiting, and how many
+    /// were admitted after a wait since then.
+    busy_since: Option<(Instant, u64)>,
+    /// Spells of at least one window during which some request of the group
+    /// was waiting: their total length (ns)...
+    busy_ns: u64,
+    /// ...and the requests admitted after a wait above zero within them.
+    admitted_after_wait: u64,
     ratio_min_ppm: Option<u32>,
     breaker: Option<BreakerState>,
     transitions: u64,
     breaker_log: Vec<BreakerChange>,
     violations: Vec<Violation>,
+}
+
+impl GroupStats {
+    /// Ends a spell of waiting from `since` to `until` in which `n` requests
+    /// were admitted after a wait; only spells of at least one `window` count
+    /// towards the throughput (a shorter one says little about the rate).
+    fn close_backlog(&mut self, since: Instant, until: Instant, n: u64, window: Duration) {
+        let length = until - since;
+        if length >= window {
+            self.busy_ns += length.as_nanos();
+            self.admitted_after_wait += n;
+        }
+    }
 }
 
 struct World {
@@ -180,6 +201,9 @@ async fn request(w: &World, call: &Call, id: u64) {
         s.wanted.push(requested.as_nanos());
         s.waiting += 1;
         s.max_waiting = s.max_waiting.max(s.waiting);
+        if s.busy_since.is_none() {
+            s.busy_since = Some((requested, 0));
+        }
     }
     let ticket = match &w.admission {
         Admission::Limiter(l) => l.acquire_request(req).await.map(Ticket::Permit),
@@ -202,10 +226,21 @@ async fn request(w: &World, call: &Call, id: u64) {
         Admission::Unlimited => Ok(Ticket::Unlimited),
     };
     let sent = w.rt.now();
+    let window = w.server.borrow().limit(g).window;
     {
         let mut groups = w.groups.borrow_mut();
         let s = &mut groups[g.index()];
         s.waiting -= 1;
+        if let (Ok(_), Some((_, n))) = (&ticket, s.busy_since.as_mut()) {
+            if sent > requested {
+                *n += 1;
+            }
+        }
+        if s.waiting == 0 {
+            if let Some((since, n)) = s.busy_since.take() {
+                s.close_backlog(since, sent, n, window);
+            }
+        }
         match &ticket {
             Ok(_) => {
                 s.admitted += 1;
@@ -497,6 +532,16 @@ pub fn run(
             _ => None,
         };
         let limit = server.limit(g);
+        let limit_per_s = f64::from(limit.max_requests) / (limit.window.as_nanos().max(1) as f64 / 1e9);
+        let mut backlog = GroupStats {
+            busy_ns: s.busy_ns,
+            admitted_after_wait: s.admitted_after_wait,
+            ..GroupStats::default()
+        };
+        if let Some((since, n)) = s.busy_since {
+            backlog.close_backlog(since, end, n, limit.window);
+        }
+        let throughput = Throughput::measure(backlog.admitted_after_wait, backlog.busy_ns, limit_per_s);
         groups.push(GroupReport {
             group: g.as_str().to_owned(),
             limit: limit_label(limit),
@@ -512,6 +557,7 @@ pub fn run(
                 .round()
                 / 1000.0,
             max_queue_depth: s.max_waiting,
+            throughput,
             breaker_transitions: status.map(|_| s.transitions),
             breaker_log: s.breaker_log.clone(),
             breaker_final: status.map(|st| st.breaker.as_str().to_owned()),
