@@ -177,6 +177,18 @@ mod tests {
     /// when its time comes, as the simulation does). Returns the arrivals and
     /// the statuses.
     fn play(model: ServerModel, group: Group, wanted: &[u64], delay: &[u64]) -> (Vec<Instant>, Vec<u16>) {
+        play_with(model, group, wanted, delay, false)
+    }
+
+    /// `forget`: a broken oracle that forgets its bookings (it only sees the
+    /// arrivals already at the server).
+    fn play_with(
+        model: ServerModel,
+        group: Group,
+        wanted: &[u64],
+        delay: &[u64],
+        forget: bool,
+    ) -> (Vec<Instant>, Vec<u16>) {
         let mut s = server(model);
         let o = Oracle::new();
         let mut pending: Vec<Instant> = Vec::new();
@@ -191,7 +203,11 @@ mod tests {
                 statuses.push(s.handle(a, group, Source::Ours).status);
                 o.arrived(group, a);
             }
-            let a = o.book(&s, group, now + Duration::from_nanos(d));
+            let a = if forget {
+                earliest_arrival(&s, group, &BTreeSet::new(), now + Duration::from_nanos(d))
+            } else {
+                o.book(&s, group, now + Duration::from_nanos(d))
+            };
             assert!(a >= now + Duration::from_nanos(d));
             pending.push(a);
             arrivals.push(a);
@@ -201,7 +217,9 @@ mod tests {
             statuses.push(s.handle(a, group, Source::Ours).status);
             o.arrived(group, a);
         }
-        assert_eq!(o.in_flight(group), 0);
+        if !forget {
+            assert_eq!(o.in_flight(group), 0);
+        }
         (arrivals, statuses)
     }
 
@@ -261,5 +279,19 @@ mod tests {
         assert_eq!(arrivals[9], Instant::from_nanos(900 * ms));
         // The eleventh waits for the first to leave the window, at 1.001 s.
         assert_eq!(arrivals[10], Instant::from_nanos(1_001 * ms));
+    }
+
+    #[test]
+    fn an_oracle_that_forgets_its_bookings_draws_429s() {
+        // The same burst, without counting the requests still in flight:
+        // every model rejects some of them.
+        let ms = 1_000_000u64;
+        for model in ServerModel::ALL {
+            let delay: Vec<u64> = (0..30).map(|i| (5 + i % 7) * ms).collect();
+            let (_, statuses) = play_with(model, Group::Ticker, &[0; 30], &delay, true);
+            assert!(statuses.contains(&429), "{model}: {statuses:?}");
+            let (_, statuses) = play_with(model, Group::Ticker, &[0; 30], &delay, false);
+            assert!(statuses.iter().all(|&s| s == 200), "{model}: {statuses:?}");
+        }
     }
 }
