@@ -13,7 +13,9 @@
 //!   `token-bucket`), 429/418 escalation and `Remaining-Req`.
 //! - [`network`]: delays with jitter, response-time degradation, loss, timeouts.
 //! - [`scenario`]: the scenario format and the built-in scenarios.
-//! - [`policy`]: ours and the baselines (`gcra-at-limit`, `best-practice`, `none`).
+//! - [`policy`]: ours and the baselines (`gcra-at-limit`, `best-practice`, `none`),
+//!   and [`oracle`], the clairvoyant policy that is the physical limit.
+//! - [`compare`]: several policies side by side on the same traffic and seed.
 //! - [`run`](mod@run): one run; [`report`]: what it found;
 //!   [`least_wait`]: the least wait the limits allow for the run's traffic.
 //! - [`serve`]: the same server model over real HTTP, in real time.
@@ -31,10 +33,12 @@
 
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod exec;
 pub mod histogram;
 pub mod least_wait;
 pub mod network;
+pub mod oracle;
 pub mod policy;
 pub mod report;
 pub mod rng;

@@ -6,6 +6,8 @@ use std::time::Instant as WallInstant;
 
 use clap::{Parser, Subcommand};
 use upbit_limiter_core::{Duration, Preset};
+use upbit_limiter_sim::compare::{compare, Comparison};
+use upbit_limiter_sim::network::Profile;
 use upbit_limiter_sim::serve::{Server, Settings};
 use upbit_limiter_sim::{run, Policy, Progress, Report, RunOptions, Scenario, ServerModel, BUILTINS};
 
@@ -93,13 +95,22 @@ struct RunArgs {
     /// (each in turn). Default: the scenario's.
     #[arg(long, value_name = "MODEL", value_parser = parse_models)]
     server_model: Option<Models>,
+    /// Network profile: low-latency (one-way delay 3 ms + 0-5 ms jitter), default
+    /// (10 ms + 0-50 ms), heavy-tailed (the default plus stalls: 0.5 % of one-way
+    /// trips take 1-3 s longer). Replaces the scenario's delay, jitter and stalls
+    /// (--jitter-ms still applies on top). Default: the scenario's.
+    #[arg(long, value_name = "PROFILE", value_parser = parse_profile)]
+    network: Option<Profile>,
     /// One-way network jitter J in milliseconds (delays are uniform in [d, d + J]).
     #[arg(long, value_name = "MS", value_parser = parse_jitter)]
     jitter_ms: Option<f64>,
     /// Seed of every random draw. Default: the scenario's.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Admission policy: ours, gcra-at-limit, best-practice, none.
+    /// Admission policy: ours, gcra-at-limit, best-practice, none, oracle; or a
+    /// comma-separated list of them (e.g. ours,oracle) to run each on the same
+    /// traffic and seed and print them side by side per group: throughput while
+    /// requests waited (per second and as a share of N/W), wait p50/p95/p99, 429s.
     ///
     /// ours: the limiter with the preset's derived quotas (jitter margin, Zero-429).
     ///
@@ -108,8 +119,10 @@ struct RunArgs {
     /// best-practice: Upbit's published example: fixed one-second windows, header sync.
     ///
     /// none: no limiter; every request is sent at once.
-    #[arg(long, value_name = "POLICY", default_value = "ours", value_parser = parse_policy)]
-    policy: Policy,
+    ///
+    /// oracle: clairvoyant: each request is sent exactly when the server will accept it on arrival, knowing its network delay and the server's windows (the physical limit).
+    #[arg(long, value_name = "POLICY[,POLICY...]", default_value = "ours", value_parser = parse_policies)]
+    policy: Policies,
     /// Print the report as JSON (an array of reports with --server-model all).
     #[arg(long)]
     json: bool,
@@ -144,8 +157,27 @@ fn parse_scale(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_policy(s: &str) -> Result<Policy, String> {
+fn parse_profile(s: &str) -> Result<Profile, String> {
     s.parse().map_err(|e| format!("{e}"))
+}
+
+/// One policy or several to compare, in the order given.
+#[derive(Clone, Debug)]
+struct Policies(Vec<Policy>);
+
+fn parse_policies(s: &str) -> Result<Policies, String> {
+    let mut list: Vec<Policy> = Vec::new();
+    for part in s.split(',') {
+        if part.trim().is_empty() {
+            return Err(format!("`{s}`: an empty policy name in the list"));
+        }
+        let p: Policy = part.parse().map_err(|e| format!("{e}"))?;
+        if list.contains(&p) {
+            return Err(format!("`{s}`: policy `{p}` is given twice"));
+        }
+        list.push(p);
+    }
+    Ok(Policies(list))
 }
 
 fn parse_jitter(s: &str) -> Result<f64, String> {
@@ -204,6 +236,9 @@ fn run_command(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Some(p) = args.network {
+        scenario.set_network(p);
+    }
     if let Some(j) = args.jitter_ms {
         scenario.set_jitter(Duration::from_nanos((j * 1e6).round() as u64));
     }
@@ -214,55 +249,33 @@ fn run_command(args: RunArgs) -> ExitCode {
     };
     let seed = args.seed.unwrap_or(scenario.seed);
     let show_progress = std::io::stdout().is_terminal();
+    let policies = &args.policy.0;
     let mut reports: Vec<Report> = Vec::new();
-    for model in models {
-        let opts = RunOptions {
-            model,
-            policy: args.policy,
-            seed,
-        };
-        let started = WallInstant::now();
-        let mut last_print = started;
-        let mut printed = false;
-        let mut progress = |p: Progress| {
-            if !show_progress {
-                return;
-            }
-            let now = WallInstant::now();
-            if now.duration_since(started).as_millis() < 500
-                || now.duration_since(last_print).as_millis() < 200
-            {
-                return;
-            }
-            last_print = now;
-            printed = true;
-            let pct = if p.horizon.is_zero() {
-                100.0
-            } else {
-                (p.now.as_nanos() as f64 / p.horizon.as_nanos() as f64 * 100.0).min(100.0)
-            };
-            let mut err = std::io::stderr();
-            let _ = write!(
-                err,
-                "\r{} / {}: virtual {} of {} ({pct:.0} %)   ",
-                model,
-                args.policy,
-                clock(p.now),
-                clock(p.horizon)
-            );
-            let _ = err.flush();
-        };
-        let result = run(&scenario, &opts, &mut progress);
-        if printed {
-            eprint!("\r{:72}\r", "");
-        }
-        match result {
-            Ok(r) => reports.push(r),
-            Err(e) => {
-                eprintln!("error: {} / {}: {e}", model, args.policy);
-                return ExitCode::from(EXIT_FAILED);
+    for &model in &models {
+        for &policy in policies {
+            match run_one(&scenario, model, policy, seed, show_progress) {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    eprintln!("error: {model} / {policy}: {e}");
+                    return ExitCode::from(EXIT_FAILED);
+                }
             }
         }
+    }
+    if policies.len() > 1 {
+        let mut comparisons = Vec::new();
+        let mut left = reports.into_iter();
+        for _ in &models {
+            let batch: Vec<Report> = left.by_ref().take(policies.len()).collect();
+            match compare(batch) {
+                Ok(c) => comparisons.push(c),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            }
+        }
+        return print_comparisons(&comparisons, args.json);
     }
 
     let out = if args.json {
@@ -300,6 +313,87 @@ fn run_command(args: RunArgs) -> ExitCode {
         return ExitCode::from(EXIT_FAILED);
     }
     if reports.iter().any(Report::violated) {
+        ExitCode::from(EXIT_VIOLATION)
+    } else {
+        ExitCode::from(EXIT_CLEAN)
+    }
+}
+
+/// Runs one policy under one model, with a progress line while it takes long.
+fn run_one(
+    scenario: &Scenario,
+    model: ServerModel,
+    policy: Policy,
+    seed: u64,
+    show_progress: bool,
+) -> Result<Report, upbit_limiter_sim::RunError> {
+    let opts = RunOptions { model, policy, seed };
+    let started = WallInstant::now();
+    let mut last_print = started;
+    let mut printed = false;
+    let mut progress = |p: Progress| {
+        if !show_progress {
+            return;
+        }
+        let now = WallInstant::now();
+        if now.duration_since(started).as_millis() < 500 || now.duration_since(last_print).as_millis() < 200 {
+            return;
+        }
+        last_print = now;
+        printed = true;
+        let pct = if p.horizon.is_zero() {
+            100.0
+        } else {
+            (p.now.as_nanos() as f64 / p.horizon.as_nanos() as f64 * 100.0).min(100.0)
+        };
+        let mut err = std::io::stderr();
+        let _ = write!(
+            err,
+            "\r{model} / {policy}: virtual {} of {} ({pct:.0} %)   ",
+            clock(p.now),
+            clock(p.horizon)
+        );
+        let _ = err.flush();
+    };
+    let result = run(scenario, &opts, &mut progress);
+    if printed {
+        eprint!("\r{:72}\r", "");
+    }
+    result
+}
+
+/// Prints comparisons (one per server model): tables, or JSON (an object for
+/// one model, an array for several).
+fn print_comparisons(comparisons: &[Comparison], json: bool) -> ExitCode {
+    let out = if json {
+        let text = if comparisons.len() == 1 {
+            serde_json::to_string_pretty(&comparisons[0])
+        } else {
+            serde_json::to_string_pretty(comparisons)
+        };
+        match text {
+            Ok(s) => s + "\n",
+            Err(e) => {
+                eprintln!("error: cannot write JSON: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        }
+    } else {
+        comparisons
+            .iter()
+            .map(Comparison::render)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::from(EXIT_FAILED);
+    }
+    if comparisons.iter().any(Comparison::violated) {
         ExitCode::from(EXIT_VIOLATION)
     } else {
         ExitCode::from(EXIT_CLEAN)

@@ -6,6 +6,7 @@
 //! | `gcra-at-limit` | the same limiter (adaptive ratio, breaker, header sync and all), but with every group's quota at the server's limit: rate = `N / W`, burst = `N`, no jitter margin (10 rps with burst 10 on a 10/s group). It admits up to `2N - 1` in one window |
 //! | `best-practice` | Upbit's published example limiter ([`BestPractice`]) |
 //! | `none` | nothing: every request is sent at once |
+//! | `oracle` | clairvoyant: each request is sent exactly when the server will accept it on arrival, knowing its network delay and the server's windows ([`crate::oracle`]); the physical limit |
 
 use std::cell::RefCell;
 use std::fmt;
@@ -27,19 +28,28 @@ pub enum Policy {
     BestPractice,
     /// No limiter at all.
     None,
+    /// Clairvoyant: sent exactly when the server will accept it on arrival.
+    Oracle,
 }
 
 impl Policy {
     /// Every policy.
-    pub const ALL: [Policy; 4] = [Self::Ours, Self::GcraAtLimit, Self::BestPractice, Self::None];
+    pub const ALL: [Policy; 5] = [
+        Self::Ours,
+        Self::GcraAtLimit,
+        Self::BestPractice,
+        Self::None,
+        Self::Oracle,
+    ];
 
-    /// `ours`, `gcra-at-limit`, `best-practice` or `none`.
+    /// `ours`, `gcra-at-limit`, `best-practice`, `none` or `oracle`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ours => "ours",
             Self::GcraAtLimit => "gcra-at-limit",
             Self::BestPractice => "best-practice",
             Self::None => "none",
+            Self::Oracle => "oracle",
         }
     }
 
@@ -53,6 +63,10 @@ impl Policy {
             }
             Self::BestPractice => "Upbit's published example: fixed one-second windows, header sync",
             Self::None => "no limiter; every request is sent at once",
+            Self::Oracle => {
+                "clairvoyant: each request is sent exactly when the server will accept it on arrival, knowing its \
+                 network delay and the server's windows (the physical limit)"
+            }
         }
     }
 
@@ -67,7 +81,7 @@ impl Policy {
                 }
                 Some(cfg)
             }
-            Self::BestPractice | Self::None => None,
+            Self::BestPractice | Self::None | Self::Oracle => None,
         }
     }
 }
@@ -99,7 +113,7 @@ impl fmt::Display for UnknownPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown policy `{}` (expected ours, gcra-at-limit, best-practice or none)",
+            "unknown policy `{}` (expected ours, gcra-at-limit, best-practice, none or oracle)",
             self.0
         )
     }

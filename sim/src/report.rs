@@ -140,6 +140,8 @@ pub struct GroupReport {
     pub utilisation: f64,
     /// The most of our requests waiting for admission at once.
     pub max_queue_depth: u64,
+    /// The rate the policy admitted at while requests were waiting.
+    pub throughput: Throughput,
     /// Breaker transitions seen (`None` for policies without a breaker).
     pub breaker_transitions: Option<u64>,
     /// The first few transitions.
@@ -154,6 +156,44 @@ pub struct GroupReport {
     pub background: Background,
     /// The first few 429/418 responses, with their send instants.
     pub first_violations: Vec<Violation>,
+}
+
+/// How fast a policy admits when demand exceeds the limit: requests admitted
+/// after a wait above zero, per second, over the spells of at least one
+/// window `W` during which some request of the group was waiting without a
+/// break. A limit of `N` per `W` bounds it near `N / W` over a long backlog
+/// (the requests admitted at once after an idle spell are not counted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Throughput {
+    /// Seconds of those spells.
+    pub backlog_s: f64,
+    /// Requests admitted after waiting, within them.
+    pub admitted_after_wait: u64,
+    /// `admitted_after_wait / backlog_s`; `None` without a backlog.
+    pub per_s: Option<f64>,
+    /// The server's rate for the group, `N / W` of its first limit.
+    pub limit_per_s: f64,
+    /// `per_s` as a share of `limit_per_s`.
+    pub share_of_limit: Option<f64>,
+}
+
+impl Throughput {
+    /// From the count admitted after waiting and the backlogged time.
+    pub fn measure(admitted_after_wait: u64, backlog_ns: u64, limit_per_s: f64) -> Self {
+        let backlog_s = backlog_ns as f64 / 1e9;
+        let per_s =
+            (backlog_ns > 0 && admitted_after_wait > 0).then(|| admitted_after_wait as f64 / backlog_s);
+        let round = |v: f64, k: f64| (v * k).round() / k;
+        Self {
+            backlog_s: round(backlog_s, 1e6),
+            admitted_after_wait,
+            per_s: per_s.map(|v| round(v, 1e4)),
+            limit_per_s: round(limit_per_s, 1e4),
+            share_of_limit: per_s
+                .filter(|_| limit_per_s > 0.0)
+                .map(|v| round(v / limit_per_s, 1e4)),
+        }
+    }
 }
 
 /// One SLA line.
@@ -257,10 +297,16 @@ pub struct Report {
     pub seed: u64,
     /// Upbit preset.
     pub preset: String,
+    /// The network profile the delays below come from.
+    pub network: String,
     /// The network: one-way delay and jitter, in ms.
     pub delay_ms: f64,
     /// The jitter `J`.
     pub jitter_ms: f64,
+    /// Probability that one direction of a trip stalls.
+    pub stall_chance: f64,
+    /// A stall's extra delay, shortest and longest, in ms.
+    pub stall_ms: [f64; 2],
     /// Virtual time simulated.
     pub virtual_seconds: f64,
     /// Wall-clock time the run took (the only value that differs between
@@ -316,19 +362,35 @@ impl Report {
         self.total_429 > 0 || self.total_418 > 0
     }
 
+    /// ` + stalls 1.00s-3.00s on 0.5 % of trips`, or nothing without stalls.
+    pub fn stalls_label(&self) -> String {
+        if self.stall_chance > 0.0 {
+            format!(
+                " + stalls {}-{} on {} % of one-way trips",
+                fmt_ms(self.stall_ms[0]),
+                fmt_ms(self.stall_ms[1]),
+                self.stall_chance * 100.0
+            )
+        } else {
+            String::new()
+        }
+    }
+
     /// The human-readable table.
     pub fn render(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "scenario {} | server {} | policy {} | seed {} | preset {} | delay {} + jitter {}",
+            "scenario {} | server {} | policy {} | seed {} | preset {} | network {}: delay {} + jitter {}{}",
             self.scenario,
             self.server_model,
             self.policy,
             self.seed,
             self.preset,
+            self.network,
             fmt_ms(self.delay_ms),
-            fmt_ms(self.jitter_ms)
+            fmt_ms(self.jitter_ms),
+            self.stalls_label()
         );
         let _ = writeln!(
             o,

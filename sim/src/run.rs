@@ -24,10 +24,11 @@ use upbit_limiter_core::{
 use crate::exec::{Executor, SimRuntime, Stall};
 use crate::histogram::Histogram;
 use crate::least_wait::{least_quantile, GroupTraffic};
+use crate::oracle::Oracle;
 use crate::policy::{BestPractice, Policy};
 use crate::report::{
     ms as ms_of, Actors, Background, BreakerChange, GroupReport, LeastWaitMs, LocalRejections, RatioSpan,
-    Report, Sla, Violation, WaitMs,
+    Report, Sla, Throughput, Violation, WaitMs,
 };
 use crate::rng::{Draws, LOAD_STREAMS};
 use crate::scenario::{Arrivals, Call, Scenario};
@@ -77,6 +78,7 @@ impl std::error::Error for RunError {}
 enum Admission {
     Limiter(Box<RateLimiter<SimRuntime>>),
     BestPractice(Box<BestPractice>),
+    Oracle(Box<Oracle>),
     Unlimited,
 }
 
@@ -95,11 +97,32 @@ struct GroupStats {
     wanted: Vec<u64>,
     waiting: u64,
     max_waiting: u64,
+    /// Since when some request of the group has been waiting, and how many
+    /// were admitted after a wait since then.
+    busy_since: Option<(Instant, u64)>,
+    /// Spells of at least one window during which some request of the group
+    /// was waiting: their total length (ns)...
+    busy_ns: u64,
+    /// ...and the requests admitted after a wait above zero within them.
+    admitted_after_wait: u64,
     ratio_min_ppm: Option<u32>,
     breaker: Option<BreakerState>,
     transitions: u64,
     breaker_log: Vec<BreakerChange>,
     violations: Vec<Violation>,
+}
+
+impl GroupStats {
+    /// Ends a spell of waiting from `since` to `until` in which `n` requests
+    /// were admitted after a wait; only spells of at least one `window` count
+    /// towards the throughput (a shorter one says little about the rate).
+    fn close_backlog(&mut self, since: Instant, until: Instant, n: u64, window: Duration) {
+        let length = until - since;
+        if length >= window {
+            self.busy_ns += length.as_nanos();
+            self.admitted_after_wait += n;
+        }
+    }
 }
 
 struct World {
@@ -162,6 +185,7 @@ impl World {
 enum Ticket<'a> {
     Permit(upbit_limiter_core::Permit<&'a upbit_limiter_core::RateLimiter<SimRuntime>>),
     BestPractice(usize),
+    Oracle,
     Unlimited,
 }
 
@@ -177,6 +201,9 @@ async fn request(w: &World, call: &Call, id: u64) {
         s.wanted.push(requested.as_nanos());
         s.waiting += 1;
         s.max_waiting = s.max_waiting.max(s.waiting);
+        if s.busy_since.is_none() {
+            s.busy_since = Some((requested, 0));
+        }
     }
     let ticket = match &w.admission {
         Admission::Limiter(l) => l.acquire_request(req).await.map(Ticket::Permit),
@@ -185,13 +212,35 @@ async fn request(w: &World, call: &Call, id: u64) {
             bp.acquire(&w.rt, idx).await;
             Ok(Ticket::BestPractice(idx))
         }
+        Admission::Oracle(o) => {
+            // The network's draw for this request does not depend on when it
+            // is sent: its upward delay is known now.
+            let probe = w.scenario.network.trip(w.seed, id, requested);
+            if let Some(arrival) = probe.arrival {
+                let up = arrival - requested;
+                let booked = o.book(&w.server.borrow(), g, arrival);
+                w.rt.sleep_until(booked - up).await;
+            }
+            Ok(Ticket::Oracle)
+        }
         Admission::Unlimited => Ok(Ticket::Unlimited),
     };
     let sent = w.rt.now();
+    let window = w.server.borrow().limit(g).window;
     {
         let mut groups = w.groups.borrow_mut();
         let s = &mut groups[g.index()];
         s.waiting -= 1;
+        if let (Ok(_), Some((_, n))) = (&ticket, s.busy_since.as_mut()) {
+            if sent > requested {
+                *n += 1;
+            }
+        }
+        if s.waiting == 0 {
+            if let Some((since, n)) = s.busy_since.take() {
+                s.close_backlog(since, sent, n, window);
+            }
+        }
         match &ticket {
             Ok(_) => {
                 s.admitted += 1;
@@ -214,6 +263,9 @@ async fn request(w: &World, call: &Call, id: u64) {
         Some(arrival) => {
             w.rt.sleep_until(arrival).await;
             let reply = w.server.borrow_mut().handle(arrival, g, Source::Ours);
+            if let Admission::Oracle(o) = &w.admission {
+                o.arrived(g, arrival);
+            }
             if matches!(reply.status, 429 | 418) {
                 let mut groups = w.groups.borrow_mut();
                 let s = &mut groups[g.index()];
@@ -275,7 +327,7 @@ async fn request(w: &World, call: &Call, id: u64) {
                 }
             }
         }
-        Ticket::Unlimited => {}
+        Ticket::Oracle | Ticket::Unlimited => {}
     }
 }
 
@@ -416,6 +468,7 @@ pub fn run(
             RateLimiter::with_runtime(&cfg, rt.clone()).map_err(RunError::Config)?,
         )),
         None if opts.policy == Policy::BestPractice => Admission::BestPractice(Box::default()),
+        None if opts.policy == Policy::Oracle => Admission::Oracle(Box::default()),
         None => Admission::Unlimited,
     };
     let server = Server::new(
@@ -481,6 +534,16 @@ pub fn run(
             _ => None,
         };
         let limit = server.limit(g);
+        let limit_per_s = f64::from(limit.max_requests) / (limit.window.as_nanos().max(1) as f64 / 1e9);
+        let mut backlog = GroupStats {
+            busy_ns: s.busy_ns,
+            admitted_after_wait: s.admitted_after_wait,
+            ..GroupStats::default()
+        };
+        if let Some((since, n)) = s.busy_since {
+            backlog.close_backlog(since, end, n, limit.window);
+        }
+        let throughput = Throughput::measure(backlog.admitted_after_wait, backlog.busy_ns, limit_per_s);
         groups.push(GroupReport {
             group: g.as_str().to_owned(),
             limit: limit_label(limit),
@@ -496,6 +559,7 @@ pub fn run(
                 .round()
                 / 1000.0,
             max_queue_depth: s.max_waiting,
+            throughput,
             breaker_transitions: status.map(|_| s.transitions),
             breaker_log: s.breaker_log.clone(),
             breaker_final: status.map(|st| st.breaker.as_str().to_owned()),
@@ -541,8 +605,14 @@ pub fn run(
         policy: opts.policy.as_str().to_owned(),
         seed: opts.seed,
         preset: scenario.preset.as_str().to_owned(),
+        network: scenario.network.profile.as_str().to_owned(),
         delay_ms: scenario.network.delay.as_nanos() as f64 / 1e6,
         jitter_ms: scenario.network.jitter.as_nanos() as f64 / 1e6,
+        stall_chance: scenario.network.stalls.chance,
+        stall_ms: [
+            ms_of(scenario.network.stalls.min),
+            ms_of(scenario.network.stalls.max),
+        ],
         virtual_seconds: secs(end),
         wall_ms: (wall.elapsed().as_secs_f64() * 1e4).round() / 10.0,
         total_requests: sum(|g| g.requests),

@@ -12,8 +12,13 @@
 //! duration_s = 600          # optional hard stop in virtual seconds
 //!
 //! [network]
-//! delay_ms = 10             # one-way delay d
+//! profile = "default"       # low-latency (3 + 0-5 ms) | default (10 + 0-50 ms) |
+//!                           # heavy-tailed (default + 0.5 % stalls of 1-3 s); --network overrides
+//! delay_ms = 10             # one-way delay d (default: the profile's)
 //! jitter_ms = 50            # each one-way delay is uniform in [d, d + J] (--jitter-ms overrides)
+//! stall_chance = 0.005      # probability one direction of a trip stalls (default: the profile's)
+//! stall_min_ms = 1000       # a stall adds a delay uniform in [min, max]
+//! stall_max_ms = 3000
 //! service_ms = 5            # server response time ...
 //! service_jitter_ms = 5     # ... uniform in [service, service + this]
 //! loss = 0.0                # probability a request, or its response, is lost
@@ -63,7 +68,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use upbit_limiter_core::{Duration, Group, Preset};
 
-use crate::network::{Network, ServicePhase};
+use crate::network::{Network, Profile, ServicePhase, Stalls};
 use crate::server::{route, Escalation, ServerModel};
 
 /// A built-in scenario: its name and its TOML source.
@@ -385,6 +390,11 @@ impl Scenario {
         })
     }
 
+    /// Replaces the network's delay, jitter and stalls by `profile`'s.
+    pub fn set_network(&mut self, profile: Profile) {
+        self.network.set_profile(profile);
+    }
+
     /// Replaces the network jitter `J`.
     pub fn set_jitter(&mut self, jitter: Duration) {
         self.network.jitter = jitter;
@@ -432,6 +442,17 @@ impl TryFrom<String> for PresetName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         s.parse().map(PresetName).map_err(|e| format!("{e}"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct ProfileName(Profile);
+
+impl TryFrom<String> for ProfileName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(ProfileName).map_err(|e| format!("{e}"))
     }
 }
 
@@ -526,8 +547,12 @@ struct RawScenario {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawNetwork {
-    delay_ms: Millis,
-    jitter_ms: Millis,
+    profile: Option<ProfileName>,
+    delay_ms: Option<Millis>,
+    jitter_ms: Option<Millis>,
+    stall_chance: Option<Probability>,
+    stall_min_ms: Option<Millis>,
+    stall_max_ms: Option<Millis>,
     service_ms: Millis,
     service_jitter_ms: Millis,
     loss: Probability,
@@ -538,8 +563,12 @@ struct RawNetwork {
 impl Default for RawNetwork {
     fn default() -> Self {
         Self {
-            delay_ms: ms(10),
-            jitter_ms: ms(50),
+            profile: None,
+            delay_ms: None,
+            jitter_ms: None,
+            stall_chance: None,
+            stall_min_ms: None,
+            stall_max_ms: None,
             service_ms: ms(5),
             service_jitter_ms: ms(5),
             loss: Probability(0.0),
@@ -696,9 +725,21 @@ impl RawScenario {
         if net.timeout_ms.0.is_zero() {
             return Err(at(net_span, "`timeout_ms` must be above zero"));
         }
+        let profile = net.profile.map_or(Profile::Default, |p| p.0);
+        let base = profile.stalls();
+        let stalls = Stalls {
+            chance: net.stall_chance.map_or(base.chance, |p| p.0),
+            min: net.stall_min_ms.map_or(base.min, |m| m.0),
+            max: net.stall_max_ms.map_or(base.max, |m| m.0),
+        };
+        if stalls.max < stalls.min {
+            return Err(at(net_span, "`stall_max_ms` is shorter than `stall_min_ms`"));
+        }
         let network = Network {
-            delay: net.delay_ms.0,
-            jitter: net.jitter_ms.0,
+            profile,
+            delay: net.delay_ms.map_or(profile.delay(), |m| m.0),
+            jitter: net.jitter_ms.map_or(profile.jitter(), |m| m.0),
+            stalls,
             phases,
             loss: net.loss.0,
             timeout: net.timeout_ms.0,
@@ -953,5 +994,59 @@ mod tests {
         assert!(Call::parse("FETCH /v1/ticker").is_err());
         assert!(Call::parse("GET v1/ticker").is_err());
         assert!(Call::parse("GET /v1/ticker extra").is_err());
+    }
+
+    const ONE_ACTOR: &str = "[[actors]]\nname = \"a\"\nsteps = [{ call = \"GET /v1/ticker\" }]\n";
+
+    #[test]
+    fn a_network_profile_is_selected_by_name() {
+        let ms = Duration::from_millis;
+        let src = format!("name = \"x\"\n[network]\nprofile = \"low-latency\"\n{ONE_ACTOR}");
+        let s = Scenario::from_toml(&src, "x.toml").unwrap();
+        assert_eq!(s.network.profile, Profile::LowLatency);
+        assert_eq!((s.network.delay, s.network.jitter), (ms(3), ms(5)));
+        assert_eq!(s.network.stalls, Stalls::NONE);
+
+        let src = format!("name = \"x\"\n[network]\nprofile = \"heavy-tailed\"\njitter_ms = 20\n{ONE_ACTOR}");
+        let s = Scenario::from_toml(&src, "x.toml").unwrap();
+        assert_eq!(s.network.profile, Profile::HeavyTailed);
+        // A key beside the profile overrides that part of it only.
+        assert_eq!((s.network.delay, s.network.jitter), (ms(10), ms(20)));
+        assert_eq!(s.network.stalls, Profile::HeavyTailed.stalls());
+        assert!(s.network.stalls.chance > 0.0);
+
+        // Without a profile: the default network, as before profiles existed.
+        let s = Scenario::from_toml(&format!("name = \"x\"\n{ONE_ACTOR}"), "x.toml").unwrap();
+        assert_eq!(s.network.profile, Profile::Default);
+        assert_eq!((s.network.delay, s.network.jitter), (ms(10), ms(50)));
+        assert_eq!(s.network.stalls, Stalls::NONE);
+
+        let mut s = s;
+        s.set_network(Profile::HeavyTailed);
+        assert_eq!(s.network.stalls, Profile::HeavyTailed.stalls());
+        assert_eq!(s.network.timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn an_unknown_network_profile_is_refused_on_its_line() {
+        let src = format!("name = \"x\"\n[network]\nprofile = \"satellite\"\n{ONE_ACTOR}");
+        let e = Scenario::from_toml(&src, "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(3), "{e}");
+        assert!(
+            e.message.contains(
+                "unknown network profile `satellite` (expected low-latency, default or heavy-tailed)"
+            ),
+            "{e}"
+        );
+        let src = format!("name = \"x\"\n[network]\nstall_min_ms = 5000\nstall_max_ms = 10\n{ONE_ACTOR}");
+        let e = Scenario::from_toml(&src, "x.toml").unwrap_err();
+        assert!(
+            e.message
+                .contains("`stall_max_ms` is shorter than `stall_min_ms`"),
+            "{e}"
+        );
+        let src = format!("name = \"x\"\n[network]\nstall_chance = 1.5\n{ONE_ACTOR}");
+        let e = Scenario::from_toml(&src, "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(3), "{e}");
     }
 }

@@ -306,6 +306,39 @@ impl Window {
         }
     }
 
+    /// When a window with no room (after [`refresh`](Self::refresh) at some
+    /// instant) next has room, if nothing more is taken meanwhile: the instant
+    /// the oldest counted arrival leaves (`sliding`), the next calendar window
+    /// (`fixed`), the end of the open window (`anchored`), the instant a whole
+    /// token is back (`token-bucket`). `None` when it has room now.
+    pub fn next_room(&self) -> Option<Instant> {
+        if self.has_room() {
+            return None;
+        }
+        Some(match self {
+            Self::Sliding { limit, log } => {
+                let n = limit.max_requests as usize;
+                let oldest = log.len().saturating_sub(n.max(1));
+                log.get(oldest)
+                    .map_or(Instant::ZERO, |&t| t.saturating_add(limit.window))
+            }
+            Self::Fixed { limit, phase, id, .. } => {
+                // Window `id` ends where window `id + 1` starts: `id * W + phase`.
+                let w = limit.window.as_nanos().max(1);
+                Instant::from_nanos(id.saturating_mul(w).saturating_add(phase.as_nanos()))
+            }
+            Self::Anchored { limit, start, .. } => {
+                start.map_or(Instant::ZERO, |s| s.saturating_add(limit.window))
+            }
+            Self::TokenBucket { limit, level, last } => {
+                let short = u128::from(limit.window.as_nanos()).saturating_sub(*level);
+                let n = u128::from(limit.max_requests.max(1));
+                let wait = u64::try_from(short.div_ceil(n)).unwrap_or(u64::MAX);
+                last.saturating_add(Duration::from_nanos(wait))
+            }
+        })
+    }
+
     /// Requests left in the current window (for `Remaining-Req`'s `sec`).
     pub fn remaining(&self) -> u32 {
         match self {
@@ -486,6 +519,17 @@ impl Server {
     /// The first limit of `group` (the one `sec` speaks of).
     pub fn limit(&self, group: Group) -> ServerLimit {
         self.groups[group.index()].windows[0].limit()
+    }
+
+    /// The windows of `group` as they stand (brought up to date only at the
+    /// group's last arrival; [`Window::refresh`] a copy to look ahead).
+    pub fn windows(&self, group: Group) -> &[Window] {
+        &self.groups[group.index()].windows
+    }
+
+    /// Until when the IP or pocket `group` counts in is blocked (418).
+    pub fn blocked_until(&self, group: Group) -> Instant {
+        self.units[unit_index(group.scope())].blocked_until
     }
 
     /// Decides the request of `group` arriving at `at` from `source`.
@@ -737,6 +781,32 @@ mod tests {
         jittered[14] -= 1;
         let mut w = ten_per_sec(ServerModel::TokenBucket, 0);
         assert_eq!(offer(&mut w, &jittered).iter().filter(|&&ok| !ok).count(), 1);
+    }
+
+    #[test]
+    fn next_room_is_the_first_instant_with_room() {
+        for model in ServerModel::ALL {
+            let mut w = ten_per_sec(model, 370);
+            let burst: Vec<u64> = (0..10).map(|i| 400 + i).collect();
+            assert!(offer(&mut w, &burst).iter().all(|&ok| ok), "{model}");
+            w.refresh(ms(450));
+            let t = w.next_room().unwrap_or_else(|| panic!("{model}: full"));
+            let expected = match model {
+                ServerModel::Sliding | ServerModel::Anchored => ms(1400),
+                // The next calendar window starts at 1.37 s.
+                ServerModel::Fixed => ms(1370),
+                // 0.09 tokens left at 409 ms; 0.91 more at 10/s take 91 ms.
+                ServerModel::TokenBucket => ms(500),
+            };
+            assert_eq!(t, expected, "{model}");
+            let mut before = w.clone();
+            before.refresh(t - Duration::from_nanos(1));
+            assert!(!before.has_room(), "{model}: room 1 ns before");
+            let mut at = w.clone();
+            at.refresh(t);
+            assert!(at.has_room(), "{model}: no room at {t:?}");
+            assert_eq!(at.next_room(), None);
+        }
     }
 
     #[test]

@@ -372,3 +372,112 @@ fn util_is_explained_under_the_table() {
         "{text}"
     );
 }
+
+#[test]
+fn several_policies_print_side_by_side_per_group() {
+    let out = sim(&[
+        "run",
+        "market-shock",
+        "--policy",
+        "ours,oracle",
+        "--server-model",
+        "sliding",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("policies ours, oracle"), "{text}");
+    for header in ["thr/s", "of N/W", "wait p50", "p95", "p99", "429"] {
+        assert!(text.contains(header), "{header} missing:\n{text}");
+    }
+    let ticker: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("ticker"))
+        .take(2)
+        .collect();
+    assert!(ticker[0].contains(" ours "), "{text}");
+    assert!(ticker[1].contains(" oracle "), "{text}");
+
+    let out = sim(&[
+        "run",
+        "market-shock",
+        "--policy",
+        "ours,oracle",
+        "--server-model",
+        "all",
+        "--network",
+        "low-latency",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = v.as_array().unwrap();
+    assert_eq!(all.len(), 4);
+    for c in all {
+        assert_eq!(c["policies"], serde_json::json!(["ours", "oracle"]));
+        assert_eq!(c["network"], "low-latency");
+        let rows = &c["groups"][0]["rows"];
+        assert_eq!(rows.as_array().unwrap().len(), 2);
+        for key in ["p50", "p95", "p99"] {
+            assert!(rows[1]["wait_ms"].get(key).is_some(), "{key}");
+        }
+        assert!(rows[1]["throughput"]["share_of_limit"].is_number(), "{c}");
+    }
+}
+
+#[test]
+fn network_profiles_select_by_flag_and_refuse_unknown_names() {
+    let out = sim(&["run", "market-shock", "--network", "low-latency", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["network"].as_str(),
+            v["delay_ms"].as_f64(),
+            v["jitter_ms"].as_f64()
+        ),
+        (Some("low-latency"), Some(3.0), Some(5.0))
+    );
+    let out = sim(&["run", "market-shock", "--network", "heavy-tailed"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("network heavy-tailed: delay 10ms + jitter 50ms + stalls 1.00s-3.00s"),
+        "{text}"
+    );
+
+    let out = sim(&["run", "market-shock", "--network", "satellite"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("unknown network profile `satellite` (expected low-latency, default or heavy-tailed)"),
+        "{err}"
+    );
+    for list in ["ours,ours", "ours,", "ours,governor"] {
+        let out = sim(&["run", "market-shock", "--policy", list]);
+        assert_eq!(out.status.code(), Some(2), "{list}");
+    }
+
+    let path = scratch("profile.toml", "name = \"p\"\n[network]\nprofile = \"dial-up\"\n[[actors]]\nname = \"a\"\nsteps = [{ call = \"GET /v1/ticker\" }]\n");
+    let out = sim(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("profile.toml:3:") && err.contains("unknown network profile `dial-up`"),
+        "{err}"
+    );
+
+    let help = String::from_utf8(sim(&["run", "--help"]).stdout).unwrap();
+    let folded = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for p in [
+        "low-latency (one-way delay 3 ms + 0-5 ms jitter)",
+        "default (10 ms + 0-50 ms)",
+        "heavy-tailed (the default plus stalls",
+    ] {
+        assert!(folded.contains(p), "{p:?} not in\n{help}");
+    }
+    assert!(folded.contains("comma-separated list"), "{help}");
+}

@@ -72,3 +72,18 @@ fn policies_see_the_same_traffic() {
     assert_eq!(requests[0], requests[1]);
     assert_eq!(requests[0], requests[2]);
 }
+
+#[test]
+fn the_oracle_and_every_network_profile_are_deterministic() {
+    use upbit_limiter_sim::network::Profile;
+    for profile in Profile::ALL {
+        let mut shock = Scenario::builtin("market-shock").unwrap().unwrap();
+        shock.set_network(profile);
+        for policy in [Policy::Ours, Policy::Oracle] {
+            let a = once(&shock, ServerModel::Sliding, policy, 5);
+            let _ = once(&shock, ServerModel::Sliding, policy, 6);
+            let b = once(&shock, ServerModel::Sliding, policy, 5);
+            assert_eq!(a, b, "{profile} {policy}");
+        }
+    }
+}
