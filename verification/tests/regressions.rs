@@ -249,7 +249,13 @@ fn threads_racing_on_a_monotonic_clock_are_not_clock_regressions() {
     cfg.quota = Some(upbit_limiter_core::Quota::new(Duration::from_nanos(1), 1).expect("sane"));
     cfg.allow_unsafe = true;
     let l = Arc::new(RateLimiter::with_runtime(&config, StdClock(std::time::Instant::now())).expect("valid"));
-    let rounds = if cfg!(debug_assertions) { 20_000 } else { 200_000 };
+    let rounds = if cfg!(miri) {
+        50
+    } else if cfg!(debug_assertions) {
+        20_000
+    } else {
+        200_000
+    };
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let l = Arc::clone(&l);
@@ -302,7 +308,13 @@ fn quota_changes_racing_claims_never_overfill_a_window() {
     // claims at the same instant for as long as the switch takes; round
     // after round on fresh limiters, the two released together by a barrier. Afterwards each
     // limiter is drained greedily: no 1.15 s window may hold more than 12.
-    let rounds = if cfg!(debug_assertions) { 2_000 } else { 40_000 };
+    let rounds = if cfg!(miri) {
+        10
+    } else if cfg!(debug_assertions) {
+        2_000
+    } else {
+        40_000
+    };
     let config = |burst| {
         let mut c = GroupConfig::preset(Preset::Korea, Group::Order);
         c.burst = burst;

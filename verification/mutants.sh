@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Mutation testing of the decision paths (cargo-mutants): every mutant of
+# quota, gcra, limiter, queue and wait (and the interval log when present)
+# must be caught by core's tests and the verification crate's regression
+# tests. Survivors that are equivalent to the original are listed, with why,
+# in verification/README.md ("Mutation testing"); cargo-mutants skips them
+# through the `mutants.toml` exclusions.
+#
+#   verification/mutants.sh            every mutant of the decision paths (long: ~1 h here)
+#   verification/mutants.sh --in-diff F only the mutants on lines a diff touches (CI)
+#
+# Environment: CARGO_TARGET_DIR is not used: cargo-mutants builds in a copy.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+if ! cargo mutants --version >/dev/null 2>&1; then
+    cargo install cargo-mutants --locked
+fi
+files=()
+for f in quota gcra limiter queue wait interval_log; do
+    [ -f "core/src/$f.rs" ] && files+=(--file "core/src/$f.rs")
+done
+exec cargo mutants -p upbit-limiter-core "${files[@]}" \
+    --test-package upbit-limiter-core --test-package upbit-limiter-verification \
+    -j 1 "$@"
