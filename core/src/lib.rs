@@ -11,6 +11,7 @@ extern crate std;
 pub mod adaptive;
 pub mod breaker;
 pub mod gcra;
+pub mod interval_log;
 pub mod limiter;
 mod queue;
 pub mod quota;
