@@ -32,7 +32,7 @@ pub fn always_admits() -> GroupConfig {
     if let Some(limits) = Limits::new(&[ServerLimit::new(u32::MAX, Duration::from_secs(1))]) {
         config.limits = limits;
     }
-    config.margin = Duration::ZERO;
+    config.margin = Duration::from_nanos(1);
     config.quota = Quota::new(ADMIT_INTERVAL, ADMIT_BURST).ok();
     config
 }
@@ -42,10 +42,12 @@ pub fn always_admits() -> GroupConfig {
 /// async waiter sleeps instead of timing out at once.
 pub fn never_admits() -> GroupConfig {
     let mut config = GroupConfig::preset(Preset::Korea, upbit_limiter_core::Group::Default);
-    if let Some(limits) = Limits::new(&[ServerLimit::new(1, DENY_INTERVAL)]) {
+    // One per (hour − 2 ns): with the 1 ns margin and the 1 ns for a closed
+    // window, the derived interval is the hour.
+    if let Some(limits) = Limits::new(&[ServerLimit::new(1, DENY_INTERVAL - Duration::from_nanos(2))]) {
         config.limits = limits;
     }
-    config.margin = Duration::ZERO;
+    config.margin = Duration::from_nanos(1);
     config.burst = 1;
     config.quota = None;
     config.waiter_timeout = DENY_INTERVAL.saturating_mul(2);

@@ -25,7 +25,8 @@ use core::fmt;
 
 use crate::adaptive::{Adaptive, AdaptiveConfig, AdaptiveConfigError, Ratio};
 use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Transition};
-use crate::gcra::{tat_allowing, Params, TatCell};
+use crate::gcra::{decide, tat_allowing, Params, TatCell};
+use crate::interval_log::{Denial, IntervalLog, IntervalLogError, Ticket};
 use crate::queue::WaitQueue;
 use crate::quota::{Quota, QuotaError, ServerLimit};
 use crate::stats::{CounterSnapshot, Counters, WaitHistogram};
@@ -101,7 +102,60 @@ pub struct GroupConfig {
     pub breaker: BreakerConfig,
     /// Deadline for a waiter when the caller gives none (default: 30 s).
     pub waiter_timeout: Duration,
+    /// How admissions are decided.
+    pub policy: Policy,
+    /// The interval log's bound on how long a request can take between its
+    /// admission and the server: a request that is never reported counts
+    /// until then (default 30 s; set it to at least the HTTP client's total
+    /// timeout). Unused by the GCRA policy.
+    pub max_flight: Duration,
 }
+
+/// How a group decides admissions.
+///
+/// | policy | guarantee (no 429 from our own traffic) | assumption |
+/// |---|---|---|
+/// | [`Policy::IntervalLog`] | no window of the server's holds more than `N` of our requests | every request is reported (or dropped) after its response, or reaches the server within `max_flight` |
+/// | [`Policy::Gcra`] | the quota never places more than `N` in a window of `W + margin` | every request's one-way delay varies by at most the margin |
+///
+/// The interval log pays each request's real round trip instead of a
+/// worst-case margin and gives the full burst of `N` after idle; the GCRA
+/// needs no response per request (WebSocket messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum Policy {
+    /// Admit while fewer than `N` earlier requests could still arrive in the
+    /// window (see [`crate::interval_log`]).
+    IntervalLog,
+    /// GCRA with a jitter margin (the presets' policy).
+    #[default]
+    Gcra,
+}
+
+impl Policy {
+    /// The name used in configuration files.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::IntervalLog => "interval-log",
+            Self::Gcra => "gcra",
+        }
+    }
+}
+
+impl core::str::FromStr for Policy {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "interval-log" => Ok(Self::IntervalLog),
+            "gcra" => Ok(Self::Gcra),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The default maximum flight time of the interval log.
+pub const DEFAULT_MAX_FLIGHT: Duration = Duration::from_secs(30);
 
 /// The default waiter deadline: 30 s.
 pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -123,6 +177,8 @@ impl GroupConfig {
             adaptive: AdaptiveConfig::conservative(),
             breaker: BreakerConfig::default(),
             waiter_timeout: DEFAULT_WAITER_TIMEOUT,
+            policy: Policy::Gcra,
+            max_flight: DEFAULT_MAX_FLIGHT,
         }
     }
 
@@ -147,11 +203,18 @@ impl GroupConfig {
 
     /// Checks every part of the configuration.
     pub fn validate(&self) -> Result<Quota, ConfigErrorKind> {
+        if self.policy == Policy::Gcra && self.margin.is_zero() && !self.allow_unsafe {
+            // Any jitter at all can then put N + 1 requests in a window.
+            return Err(ConfigErrorKind::ZeroMargin);
+        }
         let quota = self.quota()?;
         self.adaptive.validate()?;
         self.breaker.validate()?;
         if self.waiter_timeout.is_zero() {
             return Err(ConfigErrorKind::ZeroWaiterTimeout);
+        }
+        if self.policy == Policy::IntervalLog {
+            IntervalLog::new(self.limits.as_slice(), self.max_flight)?;
         }
         Ok(quota)
     }
@@ -169,6 +232,17 @@ pub enum ConfigErrorKind {
     Breaker(BreakerConfigError),
     /// A zero waiter deadline would fail every wait.
     ZeroWaiterTimeout,
+    /// The GCRA policy with a zero jitter margin (refused unless unsafe
+    /// quotas are allowed explicitly).
+    ZeroMargin,
+    /// The interval log cannot hold the group's limits.
+    IntervalLog(IntervalLogError),
+}
+
+impl From<IntervalLogError> for ConfigErrorKind {
+    fn from(e: IntervalLogError) -> Self {
+        Self::IntervalLog(e)
+    }
 }
 
 impl From<QuotaError> for ConfigErrorKind {
@@ -194,6 +268,10 @@ impl fmt::Display for ConfigErrorKind {
             Self::Adaptive(e) => write!(f, "adaptive ratio: {e}"),
             Self::Breaker(e) => write!(f, "circuit breaker: {e}"),
             Self::ZeroWaiterTimeout => f.write_str("waiter timeout is zero"),
+            Self::ZeroMargin => f.write_str(
+                "the GCRA policy needs a jitter margin above zero (any jitter could put one request too many in a window)",
+            ),
+            Self::IntervalLog(e) => write!(f, "interval log: {e}"),
         }
     }
 }
@@ -275,6 +353,9 @@ pub struct Admission {
     pub seq: u64,
     /// Whether it was a half-open probe of the circuit breaker.
     pub probe: bool,
+    /// Its entry in the group's interval log (the interval-log policy):
+    /// reporting the response ends the request's interval.
+    pub ticket: Option<Ticket>,
 }
 
 /// Why a request may not go now, and when it may.
@@ -296,6 +377,13 @@ pub enum Denied {
         /// When the ban ends.
         until: Instant,
     },
+    /// Requests still in flight fill a window of the interval log: the next
+    /// report may make room (a waiter is woken by it); without one there is
+    /// room at `at_latest`, when their maximum flight time has passed.
+    InFlight {
+        /// When there is room if no report comes.
+        at_latest: Instant,
+    },
 }
 
 impl Denied {
@@ -305,6 +393,7 @@ impl Denied {
             Self::NotYet { earliest } => earliest,
             Self::CircuitOpen { retry_at } => retry_at,
             Self::Banned { until } => until,
+            Self::InFlight { at_latest } => at_latest,
         }
     }
 }
@@ -315,6 +404,12 @@ impl fmt::Display for Denied {
             Self::NotYet { earliest } => write!(f, "rate limited until {earliest}"),
             Self::CircuitOpen { retry_at } => write!(f, "circuit open; retry at {retry_at}"),
             Self::Banned { until } => write!(f, "banned by the server (418) until {until}"),
+            Self::InFlight { at_latest } => {
+                write!(
+                    f,
+                    "window full of requests in flight; room after a report, at the latest {at_latest}"
+                )
+            }
         }
     }
 }
@@ -406,6 +501,9 @@ pub struct Feedback {
     pub header_tightened: bool,
     /// The `Remaining-Req` header could not be parsed, or named an unknown group.
     pub header_rejected: bool,
+    /// GCRA policy: the round trip was longer than the jitter margin, so
+    /// one-way delays may vary by more than the margin assumes.
+    pub round_trip_over_margin: bool,
 }
 
 /// The rarely changing state, behind the group's lock.
@@ -426,6 +524,8 @@ pub(crate) struct Control {
     /// tolerance of the configurations in force), for re-spacing.
     loosest: Params,
     loosest_until: Instant,
+    /// The interval log (the interval-log policy).
+    log: Option<IntervalLog>,
     pub(crate) queue: WaitQueue,
 }
 
@@ -526,11 +626,20 @@ impl GroupLimiter {
                 shared_until: Instant::ZERO,
                 loosest: Params::for_quota(&quota, quota.interval()),
                 loosest_until: Instant::ZERO,
+                log: Self::log_for(&config),
                 queue: WaitQueue::new(),
             }),
         };
         this.control.with(|c| this.publish(c, Instant::ZERO));
         this
+    }
+
+    /// The interval log `config` runs on (validated: it builds).
+    fn log_for(config: &GroupConfig) -> Option<IntervalLog> {
+        match config.policy {
+            Policy::IntervalLog => IntervalLog::new(config.limits.as_slice(), config.max_flight).ok(),
+            Policy::Gcra => None,
+        }
     }
 
     /// The group this limiter counts.
@@ -543,8 +652,8 @@ impl GroupLimiter {
     ///
     /// It is not counted here: threads that read one monotonic clock race
     /// between reading it and getting here, so an earlier `now` is usually
-    /// such a race. Whoever owns the clock tells the two apart by reading it
-    /// again ([`GroupLimiter::is_behind`], [`GroupLimiter::note_clock_regression`]).
+    /// such a race. Whoever owns the clock tells the two apart
+    /// ([`GroupLimiter::latest_seen`], [`GroupLimiter::note_clock_regression`]).
     fn observe(&self, now: Instant) -> Instant {
         let seen = self.hot.high_water.load(Ordering::Relaxed);
         if now.as_nanos() > seen {
@@ -555,18 +664,19 @@ impl GroupLimiter {
         }
     }
 
-    /// Whether `now` is earlier than an instant this group has already seen.
+    /// The latest instant this group has seen (a high-water mark of `now`).
     ///
-    /// A clock owner that finds a reading behind reads its clock again: if
-    /// the second reading is still behind, the clock really went backwards
-    /// (report it with [`GroupLimiter::note_clock_regression`]); if not, the
-    /// first reading only lost a race with another thread.
-    pub fn is_behind(&self, now: Instant) -> bool {
-        now.as_nanos() < self.hot.high_water.load(Ordering::Relaxed)
+    /// A clock owner that loads it *before* reading its clock tells a clock
+    /// that went backwards from a race: every value here came from a reading
+    /// taken before the load, so on a monotonic clock the new reading is
+    /// never behind it; if it is, the clock went back (report it with
+    /// [`GroupLimiter::note_clock_regression`]). Loaded after the reading,
+    /// it may hold other threads' later readings: that is an ordinary race.
+    pub fn latest_seen(&self) -> Instant {
+        Instant::from_nanos(self.hot.high_water.load(Ordering::Relaxed))
     }
 
-    /// Counts a clock regression confirmed by a second reading (see
-    /// [`GroupLimiter::is_behind`]).
+    /// Counts a clock regression (see [`GroupLimiter::latest_seen`]).
     pub fn note_clock_regression(&self) {
         Counters::bump(&self.counters.clock_regressions);
     }
@@ -633,7 +743,38 @@ impl GroupLimiter {
             at: now,
             probe: false,
             seq,
+            ticket: None,
         }))
+    }
+
+    /// A claim under the interval-log policy, with the lock held: the log
+    /// must have room, and the throttle (a GCRA at the server's own rate,
+    /// burst `N`, scaled by the rate ratio and pushed by 429s and headers)
+    /// must conform. At ratio 1 the throttle is looser than the log, so the
+    /// log decides; after a 429 or a co-tenant's share it slows the group.
+    /// Nothing else claims a log group's TAT (it has no lock-free fast path).
+    fn claim_logged(&self, log: &mut IntervalLog, now: Instant) -> Result<Admission, Denied> {
+        let params = Params::unpack(self.params.load(Ordering::Acquire));
+        let next =
+            decide(self.hot.tat.load(), now, params).map_err(|earliest| Denied::NotYet { earliest })?;
+        let ticket = log.try_admit(now).map_err(|d| match d {
+            Denial::UntilReport(at_latest) => Denied::InFlight { at_latest },
+            denial => Denied::NotYet {
+                earliest: denial.retry_at(),
+            },
+        })?;
+        self.hot.tat.push_to(next);
+        let at = ticket.admitted_at();
+        self.hot.high_water.fetch_max(at.as_nanos(), Ordering::Relaxed);
+        let seq = self.counters.admitted.fetch_add(1, Ordering::Relaxed);
+        self.recent[(seq % RECENT as u64) as usize].store(at.as_nanos(), Ordering::Relaxed);
+        Ok(Admission {
+            group: self.group,
+            at,
+            probe: false,
+            seq,
+            ticket: Some(ticket),
+        })
     }
 
     /// The slow path, with the lock held. While waiters are queued only the
@@ -662,6 +803,8 @@ impl GroupLimiter {
             let params = Params::unpack(self.params.load(Ordering::Acquire));
             let earliest = self.hot.tat.load().saturating_sub(params.tolerance()).max(now);
             Err(Denied::NotYet { earliest })
+        } else if let Some(log) = c.log.as_mut() {
+            self.claim_logged(log, now)
         } else {
             // Under the lock the word is never `RESPACING` and cannot change
             // (both need the lock), so the claim always decides.
@@ -709,7 +852,8 @@ impl GroupLimiter {
                 state,
                 BreakerState::Open | BreakerState::ForcedOpen | BreakerState::HalfOpen
             );
-        if blocked || !c.queue.is_empty() {
+        // The interval log decides under the lock: no fast path.
+        if blocked || !c.queue.is_empty() || c.log.is_some() {
             gate = Instant::ZERO;
         }
         self.gate.store(gate.as_nanos(), Ordering::Release);
@@ -717,7 +861,29 @@ impl GroupLimiter {
 
     /// The parameters `c` runs on at `now`: its quota, scaled by the ratio.
     fn params_for(c: &Control, now: Instant) -> Params {
-        Params::for_quota(&c.quota, scaled_interval(c.quota.interval(), c.ratio(now)))
+        Self::params_at(c, c.ratio(now))
+    }
+
+    /// The parameters `c` runs on at rate ratio `ratio`.
+    fn params_at(c: &Control, ratio: Ratio) -> Params {
+        if c.log.is_some() {
+            // The log's throttle: the server's own rate, burst `N`.
+            let limits = c.config.limits.as_slice();
+            let interval = limits
+                .iter()
+                .map(|l| Duration::from_nanos(l.window.as_nanos().div_ceil(u64::from(l.max_requests.max(1)))))
+                .max()
+                .unwrap_or(Duration::MAX);
+            let burst = limits
+                .iter()
+                .map(|l| u64::from(l.max_requests))
+                .min()
+                .unwrap_or(1);
+            let base = Params::new(interval, Duration::ZERO).interval();
+            let tolerance = base.saturating_mul(burst.saturating_sub(1));
+            return Params::new(scaled_interval(interval, ratio), tolerance);
+        }
+        Params::for_quota(&c.quota, scaled_interval(c.quota.interval(), ratio))
     }
 
     /// The emission interval in force (the quota's, scaled by the rate ratio).
@@ -785,6 +951,22 @@ impl GroupLimiter {
     ) -> Option<core::task::Waker> {
         let before = c.ratio(now);
         let window = c.config.limits.shortest_window().saturating_add(c.config.margin);
+        let tolerance = Self::params_for(c, now).tolerance();
+        // The request's interval ends: it reached the server by now (or, with
+        // no response, by its maximum flight time).
+        let mut ended = false;
+        if let (Some(log), Some(ticket)) = (c.log.as_mut(), admission.ticket) {
+            ended = match response.status {
+                None => log.no_response(ticket, now),
+                Some(_) => log.report(ticket, now),
+            };
+        } else if response.status.is_some() && now - admission.at > c.config.margin {
+            // The GCRA's assumption: one-way delays vary by at most the
+            // margin. A round trip longer than the margin allows delays that
+            // vary by more.
+            Counters::bump(&self.counters.round_trips_over_margin);
+            fb.round_trip_over_margin = true;
+        }
         match response.status {
             Some(429) => {
                 Counters::bump(&self.counters.status_429);
@@ -792,7 +974,7 @@ impl GroupLimiter {
                 // Nothing more until a whole server window (plus margin) has passed.
                 self.hot
                     .tat
-                    .push_to(now.saturating_add(window).saturating_add(c.quota.tolerance()));
+                    .push_to(now.saturating_add(window).saturating_add(tolerance));
                 fb.transition = c.breaker.on_failure(now);
             }
             Some(418) => {
@@ -808,7 +990,7 @@ impl GroupLimiter {
                 // the ban was known): that group alone probes it.
                 if ban.is_some() || now >= c.scope_ban_until {
                     let until = c.adaptive.on_418(now, ban);
-                    self.hot.tat.push_to(until.saturating_add(c.quota.tolerance()));
+                    self.hot.tat.push_to(until.saturating_add(tolerance));
                     fb.banned_until = Some(until);
                     fb.scope_ban_until = Some(c.adaptive.scope_hold().max(until));
                 }
@@ -850,6 +1032,9 @@ impl GroupLimiter {
             || fb.ratio_change.is_some();
         if moved {
             c.queue.bump_generation()
+        } else if ended {
+            // Room in the log for the head, if it waits on a report.
+            c.queue.head_waker()
         } else {
             None
         }
@@ -946,14 +1131,36 @@ impl GroupLimiter {
             .count() as u64
     }
 
-    /// A permit was dropped without a reported response: frees a half-open
-    /// probe slot without counting an outcome.
-    pub fn on_unreported(&self, now: Instant) {
+    /// A permit was dropped without a reported response.
+    ///
+    /// Its request is taken to have ended at the drop: the interval log
+    /// counts it until `now + W` (as a report at `now` would), so holding the
+    /// permit until the response (what a guard does) keeps the guarantee, and
+    /// a forgotten report costs neither a 429 nor throughput. What is lost is
+    /// the status and headers (no 429 / 418 / `Remaining-Req` feedback): the
+    /// `unreported` counter says how often. A half-open probe's slot is freed
+    /// without counting an outcome.
+    pub fn on_dropped(&self, admission: &Admission, now: Instant) {
         let now = self.observe(now);
-        self.control.with(|c| {
-            c.breaker.on_ignored(now);
+        Counters::bump(&self.counters.unreported);
+        let wake = self.control.with(|c| {
+            if admission.probe {
+                c.breaker.on_ignored(now);
+            }
+            let ended = match (c.log.as_mut(), admission.ticket) {
+                (Some(log), Some(ticket)) => log.report(ticket, now),
+                _ => false,
+            };
             self.publish(c, now);
+            if ended {
+                c.queue.head_waker()
+            } else {
+                None
+            }
         });
+        if let Some(w) = wake {
+            w.wake();
+        }
     }
 
     /// Bans this group until `until` because another group of the same scope
@@ -1012,9 +1219,33 @@ impl GroupLimiter {
             let span = old_span.max(config.limits.longest_window().saturating_add(config.margin));
             self.params.store(RESPACING, Ordering::Release);
             fence(Ordering::SeqCst);
-            // The old quota at its own interval (the fastest it ran at), and
+            // The old parameters at full rate (the fastest they ran at), and
             // anything looser that ran within the span.
-            let old = Params::for_quota(&c.quota, c.quota.interval());
+            let old = Self::params_at(c, Ratio::ONE);
+            // A new interval log knows nothing of the requests admitted
+            // before it: until none of them could still count, the group
+            // holds (a rare operator's change; the hold is at most the
+            // longest window plus the maximum flight time).
+            let log_changed = (c.config.policy, c.config.limits, c.config.max_flight)
+                != (config.policy, config.limits, config.max_flight);
+            let hold = (log_changed
+                && config.policy == Policy::IntervalLog
+                && self.counters.admitted.load(Ordering::Relaxed) > 0)
+                .then(|| {
+                    let flight = c.config.max_flight.max(config.max_flight);
+                    let window = c
+                        .config
+                        .limits
+                        .longest_window()
+                        .max(config.limits.longest_window());
+                    Instant::from_nanos(self.hot.high_water.load(Ordering::Relaxed))
+                        .saturating_add(flight)
+                        .saturating_add(window)
+                        .saturating_add(Duration::from_nanos(1))
+                });
+            if log_changed {
+                c.log = Self::log_for(&config);
+            }
             let loosest = if now < c.loosest_until {
                 c.loosest.loosest(old)
             } else {
@@ -1029,7 +1260,8 @@ impl GroupLimiter {
             c.breaker.set_config(config.breaker, now);
             let new = Self::params_for(c, now);
             let replayed = self.replay_recent(now.saturating_sub(span), loosest, new);
-            self.hot.tat.advance_with(|tat| tat.max(replayed));
+            let held = hold.map_or(Instant::ZERO, |until| until.saturating_add(new.tolerance()));
+            self.hot.tat.advance_with(|tat| tat.max(replayed).max(held));
             self.publish(c, now);
             c.queue.bump_generation()
         });
@@ -1123,6 +1355,9 @@ impl GroupLimiter {
             margin: c.config.margin,
             unsafe_override: c.config.allow_unsafe && c.config.quota.is_some(),
             ratio: c.ratio(now),
+            interval: Self::params_for(c, now).interval(),
+            policy: c.config.policy,
+            in_flight: c.log.as_ref().map_or(0, IntervalLog::in_flight),
             tat,
             backlog: tat - now,
             queue_depth: c.queue.len(),
@@ -1179,6 +1414,14 @@ pub struct GroupStatus {
     pub unsafe_override: bool,
     /// The adaptive rate ratio.
     pub ratio: Ratio,
+    /// The emission interval in force: the quota's (for the interval log,
+    /// its throttle's), scaled by the ratio, as the decisions use it
+    /// (rounded up to the microsecond).
+    pub interval: Duration,
+    /// How admissions are decided.
+    pub policy: Policy,
+    /// Requests admitted by the interval log and not yet reported.
+    pub in_flight: usize,
     /// The theoretical arrival time.
     pub tat: Instant,
     /// How far the TAT is ahead of now: the work already scheduled.
@@ -1281,18 +1524,25 @@ mod tests {
         GroupLimiter::new(Group::Ticker, GroupConfig::preset(Preset::Korea, Group::Ticker)).unwrap()
     }
 
+    /// The ticker preset's interval under the GCRA: `(1 s + 100 ms + 1 ns) / 10`,
+    /// rounded up to the microsecond.
+    const T: Duration = Duration::from_micros(110_001);
+
     #[test]
-    fn preset_ticker_admits_one_per_110_ms() {
+    fn preset_ticker_admits_one_per_110_001_us() {
         let g = ticker();
         let a = g.try_acquire(at(1_000)).unwrap();
         assert_eq!((a.group, a.seq), (Group::Ticker, 0));
         assert_eq!(
             g.try_acquire(at(1_000)),
-            Err(Denied::NotYet { earliest: at(1_110) })
+            Err(Denied::NotYet {
+                earliest: at(1_000) + T
+            })
         );
-        assert!(g.try_acquire(at(1_110)).is_ok());
+        assert!(g.try_acquire(at(1_000) + T - Duration::from_nanos(1)).is_err());
+        assert!(g.try_acquire(at(1_000) + T).is_ok());
         // The fast path's denial wrote nothing, not even a statistic.
-        let s = g.status(at(1_110)).counters;
+        let s = g.status(at(1_000) + T).counters;
         assert_eq!((s.admitted, s.denied), (2, 0));
     }
 
@@ -1303,9 +1553,9 @@ mod tests {
         let err = GroupLimiter::new(Group::Ticker, cfg).unwrap_err();
         assert!(matches!(
             err.kind,
-            ConfigErrorKind::Quota(QuotaError::Unsafe { admits: 20, .. })
+            ConfigErrorKind::Quota(QuotaError::Unsafe { admits: 21, .. })
         ));
-        assert!(std::format!("{err}").starts_with("group ticker: quota: quota admits up to 20"));
+        assert!(std::format!("{err}").starts_with("group ticker: quota: quota admits up to 21"));
         // Only the explicitly named override accepts it, and the status says so.
         cfg.allow_unsafe = true;
         let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
@@ -1325,11 +1575,11 @@ mod tests {
             Err(Denied::NotYet { earliest: at(2_150) })
         );
         assert!(g.try_acquire(at(2_150)).is_ok());
-        // Then at the reduced rate: 110 ms / 0.8 = 137.5 ms.
+        // Then at the reduced rate: 110.000001 ms / 0.8, rounded up to the microsecond.
         assert_eq!(
             g.try_acquire(at(2_150)),
             Err(Denied::NotYet {
-                earliest: at(2_150) + Duration::from_micros(137_500)
+                earliest: at(2_150) + Duration::from_micros(137_501)
             })
         );
         let s = g.status(at(2_150));
@@ -1363,15 +1613,19 @@ mod tests {
             at(2_121),
         );
         assert!(!fb.header_tightened && !fb.header_rejected && fb.ratio_change.is_none());
+        // One interval at a tenth of the rate: 1100.00001 ms, rounded up.
+        let us = Duration::from_micros(1);
         assert_eq!(
             g.try_acquire(at(2_121)),
-            Err(Denied::NotYet { earliest: at(3_220) })
+            Err(Denied::NotYet {
+                earliest: at(3_220) + us
+            })
         );
         // The share expires two windows (plus margins) after it was last seen.
         assert_eq!(g.status(at(3_219)).ratio.ppm(), 100_000);
         assert_eq!(g.status(at(3_220)).ratio, Ratio::ONE);
         // Garbage is reported, not applied.
-        let c = g.try_acquire(at(3_220)).unwrap();
+        let c = g.try_acquire(at(3_220) + us).unwrap();
         let fb = g.on_response(
             &c,
             Response::status(200).with_remaining_req("sec=banana"),
@@ -1381,7 +1635,9 @@ mod tests {
         assert_eq!(g.status(at(3_221)).counters.header_rejects, 1);
         assert_eq!(
             g.try_acquire(at(3_221)),
-            Err(Denied::NotYet { earliest: at(3_330) })
+            Err(Denied::NotYet {
+                earliest: at(3_220) + us + T
+            })
         );
     }
 
@@ -1390,7 +1646,7 @@ mod tests {
         let g = ticker();
         let first = g.try_acquire(at(1_000)).unwrap();
         for i in 1..5 {
-            g.try_acquire(at(1_000 + 110 * i)).unwrap();
+            g.try_acquire(at(1_000) + T.saturating_mul(i)).unwrap();
         }
         // The server counted 5 in the window that ended with `first`, and only
         // `first` can have been ours (the others left more than the margin
@@ -1410,17 +1666,21 @@ mod tests {
                 Err(d) => now = d.retry_at(),
             }
         }
-        // 220 ms apart while the share lasts (until 1450 + 2 x 1.2 s), then 110.
-        assert_eq!(&starts[..3], &[at(1_550), at(1_770), at(1_990)]);
-        assert!(starts
-            .windows(2)
-            .all(|w| w[1] - w[0] >= Duration::from_millis(110)));
-        let late: std::vec::Vec<_> = starts.iter().filter(|&&t| t >= at(3_850)).collect();
-        assert!(
-            late.windows(2)
-                .all(|w| *w[1] - *w[0] == Duration::from_millis(110)),
-            "{late:?}"
+        // Twice the interval apart while the share lasts (until 1450 + 2 x
+        // 1.2 s), then one interval.
+        let half = Duration::from_micros(220_001);
+        let first_after = at(1_000) + T.saturating_mul(5);
+        assert_eq!(
+            &starts[..3],
+            &[
+                first_after,
+                first_after + half,
+                first_after + half.saturating_mul(2)
+            ]
         );
+        assert!(starts.windows(2).all(|w| w[1] - w[0] >= T));
+        let late: std::vec::Vec<_> = starts.iter().filter(|&&t| t >= at(3_850)).collect();
+        assert!(late.windows(2).all(|w| *w[1] - *w[0] == T), "{late:?}");
     }
 
     #[test]
@@ -1470,14 +1730,19 @@ mod tests {
     fn an_earlier_now_reads_as_no_time_passed_and_is_counted_only_when_confirmed() {
         let g = ticker();
         g.try_acquire(at(5_000)).unwrap();
-        assert_eq!(g.try_acquire(at(1)), Err(Denied::NotYet { earliest: at(5_110) }));
-        // One reading proves nothing (it may have lost a race with another
-        // thread): the owner of the clock reads again and reports.
+        assert_eq!(
+            g.try_acquire(at(1)),
+            Err(Denied::NotYet {
+                earliest: at(5_000) + T
+            })
+        );
+        // A `now` passed in proves nothing (it may have lost a race with
+        // another thread): the owner of the clock compares and reports.
         assert_eq!(g.status(at(5_000)).counters.clock_regressions, 0);
-        assert!(g.is_behind(at(1)) && !g.is_behind(at(5_000)));
+        assert_eq!(g.latest_seen(), at(5_000));
         g.note_clock_regression();
         assert_eq!(g.status(at(5_000)).counters.clock_regressions, 1);
-        assert!(g.try_acquire(at(5_110)).is_ok());
+        assert!(g.try_acquire(at(5_000) + T).is_ok());
     }
 
     #[test]
@@ -1581,30 +1846,30 @@ mod tests {
     #[test]
     fn runtime_reconfiguration_keeps_state_and_cannot_burst() {
         let g = ticker();
-        let mut t = 1_000;
+        let mut t = at(1_000);
         for _ in 0..10 {
-            g.try_acquire(at(t)).unwrap();
-            t += 110;
+            g.try_acquire(t).unwrap();
+            t += T;
         }
         // Switch to a quota with a burst of 5 (slower interval, 1.1 s / 6).
         let mut cfg = g.config();
         cfg.burst = 5;
-        g.set_config(cfg, at(t)).unwrap();
+        g.set_config(cfg, t).unwrap();
         // Count admissions in the window that straddles the switch.
         let mut admitted = std::vec::Vec::new();
-        let mut now = at(t);
-        while now < at(t + 3_000) {
+        let mut now = t;
+        while now < t + Duration::from_millis(3_000) {
             match g.try_acquire(now) {
                 Ok(a) => admitted.push(a.at),
                 Err(d) => now = d.retry_at(),
             }
         }
-        let before: std::vec::Vec<Instant> = (0..10).map(|i| at(1_000 + 110 * i)).collect();
+        let before: std::vec::Vec<Instant> = (0..10).map(|i| at(1_000) + T.saturating_mul(i)).collect();
         let all: std::vec::Vec<Instant> = before.into_iter().chain(admitted).collect();
         for (i, &start) in all.iter().enumerate() {
             let in_window = all[i..]
                 .iter()
-                .take_while(|&&x| x < start + Duration::from_millis(1_100))
+                .take_while(|&&x| x <= start + Duration::from_millis(1_100))
                 .count();
             assert!(
                 in_window <= 10,
@@ -1612,11 +1877,11 @@ mod tests {
             );
         }
         assert_eq!(g.config().burst, 5);
-        assert_eq!(g.status(at(t)).counters.admitted as usize, all.len());
+        assert_eq!(g.status(t).counters.admitted as usize, all.len());
         // A bad configuration is refused and changes nothing.
         let mut bad = cfg;
         bad.burst = 0;
-        assert!(g.set_config(bad, at(t)).is_err());
+        assert!(g.set_config(bad, t).is_err());
         assert_eq!(g.config().burst, 5);
     }
 
@@ -1643,5 +1908,110 @@ mod tests {
         );
         g.force_open(false, at(2));
         assert!(g.try_acquire(at(3)).is_ok());
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod interval_log_policy {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_nanos(10_000 * MS + ms * MS)
+    }
+
+    fn ticker_log() -> GroupLimiter {
+        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        cfg.policy = Policy::IntervalLog;
+        cfg.max_flight = Duration::from_secs(5);
+        GroupLimiter::new(Group::Ticker, cfg).unwrap()
+    }
+
+    #[test]
+    fn a_full_burst_after_idle_then_room_only_after_reports() {
+        let g = ticker_log();
+        let admitted: std::vec::Vec<Admission> = (0..10).map(|_| g.try_acquire(at(0)).unwrap()).collect();
+        assert!(admitted.iter().all(|a| a.ticket.is_some()));
+        // The throttle (the server's own rate, burst 10) spaces the next by
+        // 100 ms; then, all ten in flight, only a report (or their flight
+        // time) makes room.
+        assert_eq!(g.try_acquire(at(1)), Err(Denied::NotYet { earliest: at(100) }));
+        assert_eq!(
+            g.try_acquire(at(100)),
+            Err(Denied::InFlight {
+                at_latest: at(5_000) + Duration::from_secs(1) + Duration::from_nanos(1)
+            })
+        );
+        assert_eq!(g.status(at(1)).in_flight, 10);
+        // Reported at 120 ms: it may have arrived as late as that, so it
+        // counts until 120 ms + 1 s.
+        g.on_response(&admitted[0], Response::status(200), at(120));
+        assert_eq!(
+            g.try_acquire(at(121)),
+            Err(Denied::NotYet {
+                earliest: at(1_120) + Duration::from_nanos(1)
+            })
+        );
+        assert!(g.try_acquire(at(1_120) + Duration::from_nanos(1)).is_ok());
+    }
+
+    #[test]
+    fn no_response_counts_until_the_maximum_flight_time_and_a_drop_ends_at_the_drop() {
+        let g = ticker_log();
+        let admitted: std::vec::Vec<Admission> = (0..10).map(|_| g.try_acquire(at(0)).unwrap()).collect();
+        g.on_response(&admitted[0], Response::no_response(), at(50));
+        // Still in the network for all we know: room only after 5 s + 1 s.
+        for a in &admitted[2..] {
+            g.on_response(a, Response::status(200), at(60));
+        }
+        g.on_dropped(&admitted[1], at(70));
+        assert_eq!(g.status(at(70)).counters.unreported, 1);
+        // The dropped one ended at 70 ms, the reported ones at 60 ms: room
+        // at 60 ms + 1 s for them, the unanswered one holds its slot.
+        assert!(g.try_acquire(at(1_000)).is_err());
+        let later: std::vec::Vec<_> = (0..9).map(|_| g.try_acquire(at(1_071))).collect();
+        assert_eq!(later.iter().filter(|r| r.is_ok()).count(), 9, "{later:?}");
+        assert!(g.try_acquire(at(1_071)).is_err());
+    }
+
+    #[test]
+    fn a_429_still_pauses_and_slows_a_logged_group() {
+        let g = ticker_log();
+        let a = g.try_acquire(at(0)).unwrap();
+        g.on_response(&a, Response::status(429), at(10));
+        // Nothing for a window plus margin, whatever the log says.
+        assert!(matches!(g.try_acquire(at(1_000)), Err(Denied::NotYet { .. })));
+        assert!(g.try_acquire(at(1_110)).is_ok());
+        assert_eq!(g.status(at(1_110)).policy, Policy::IntervalLog);
+    }
+
+    #[test]
+    fn the_gcra_needs_a_margin_the_log_does_not() {
+        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        cfg.margin = Duration::ZERO;
+        assert_eq!(
+            GroupLimiter::new(Group::Ticker, cfg).unwrap_err().kind,
+            ConfigErrorKind::ZeroMargin
+        );
+        cfg.policy = Policy::IntervalLog;
+        assert!(GroupLimiter::new(Group::Ticker, cfg).is_ok());
+        cfg.max_flight = Duration::ZERO;
+        assert!(matches!(
+            GroupLimiter::new(Group::Ticker, cfg).unwrap_err().kind,
+            ConfigErrorKind::IntervalLog(_)
+        ));
+    }
+
+    #[test]
+    fn gcra_round_trips_longer_than_the_margin_are_counted() {
+        let g = GroupLimiter::new(Group::Ticker, GroupConfig::preset(Preset::Korea, Group::Ticker)).unwrap();
+        let a = g.try_acquire(at(0)).unwrap();
+        let fb = g.on_response(&a, Response::status(200), at(50));
+        assert!(!fb.round_trip_over_margin);
+        let b = g.try_acquire(at(200)).unwrap();
+        let fb = g.on_response(&b, Response::status(200), at(350));
+        assert!(fb.round_trip_over_margin);
+        assert_eq!(g.status(at(350)).counters.round_trips_over_margin, 1);
     }
 }

@@ -23,9 +23,11 @@
 //! of length `W + J` holds more than `N`, no server window of length `W` does,
 //! whatever the server's window model (sliding, calendar, anchored at the first
 //! request, or a token bucket of capacity `N`, which never holds more than the
-//! sliding bound). [`Quota::derive`] picks the fastest `T` with
-//! `b + ceil((W + J) / T) - 1 <= N` for every window of the group:
-//! `T = ceil((W + J) / (N - b + 1))`.
+//! sliding bound). A server that counts both ends of its window (a closed
+//! `[t, t + W]`) sees the arrivals of a half-open window of length `W + 1 ns`,
+//! so the quota is checked against `W + J + 1 ns`. [`Quota::derive`] picks the
+//! fastest `T` with `b + ceil((W + J + 1 ns) / T) - 1 <= N` for every window
+//! of the group: `T = ceil((W + J + 1 ns) / (N - b + 1))`.
 //!
 //! Slowing down never breaks the bound: the rate ratio only lengthens `T`
 //! (the tolerance stays the quota's), and penalties only move the TAT forward.
@@ -130,15 +132,26 @@ impl fmt::Display for QuotaError {
                 admits,
             } => write!(
                 f,
-                "quota admits up to {admits} requests in {checked_window:?} (server window {:?} plus jitter margin), \
+                "quota admits up to {admits} requests in {:?} counting both ends (server window {:?} plus jitter margin), \
                  but the server allows {}: it could receive HTTP 429",
-                limit.window, limit.max_requests
+                checked_window.saturating_sub(Duration::from_nanos(1)),
+                limit.window,
+                limit.max_requests
             ),
         }
     }
 }
 
 impl core::error::Error for QuotaError {}
+
+/// The half-open window a quota is checked against for a server window `W`
+/// and jitter margin `J`: `W + J + 1 ns`, so that a server counting both ends
+/// of its window (a closed `[t, t + W]`) is covered too.
+fn checked_window(window: Duration, margin: Duration) -> Duration {
+    window
+        .saturating_add(margin)
+        .saturating_add(Duration::from_nanos(1))
+}
 
 fn div_ceil(a: u64, b: u64) -> u64 {
     // Validated intervals are never zero; an unchecked zero one reads as 1 ns.
@@ -197,7 +210,7 @@ impl Quota {
             if burst > limit.max_requests {
                 return Err(QuotaError::BurstExceedsLimit { burst, limit: *limit });
             }
-            let span = limit.window.saturating_add(margin).as_nanos();
+            let span = checked_window(limit.window, margin).as_nanos();
             let slots = u64::from(limit.max_requests - burst + 1);
             interval = interval.max(Duration::from_nanos(div_ceil(span, slots)));
         }
@@ -243,7 +256,7 @@ impl Quota {
             if limit.max_requests == 0 || limit.window.is_zero() {
                 return Err(QuotaError::EmptyServerLimit);
             }
-            let checked_window = limit.window.saturating_add(margin);
+            let checked_window = checked_window(limit.window, margin);
             let admits = self.max_admissions_in(checked_window);
             if admits > u64::from(limit.max_requests) {
                 return Err(QuotaError::Unsafe {
@@ -286,19 +299,20 @@ mod tests {
     fn ten_rps_with_burst_ten_is_refused() {
         let quota = Quota::per_second(10.0, 10).unwrap();
         let limit = ServerLimit::per_second(10);
-        // Even with no jitter margin at all it admits 19 in one second.
+        // Even with no jitter margin at all it admits 19 in one half-open
+        // second, and 20 in a closed one (both ends counted).
         assert_eq!(quota.max_admissions_in(Duration::from_secs(1)), 19);
         let err = quota.check_against(&[limit], Duration::ZERO).unwrap_err();
         assert_eq!(
             err,
             QuotaError::Unsafe {
                 limit,
-                checked_window: Duration::from_secs(1),
-                admits: 19
+                checked_window: Duration::from_nanos(1_000_000_001),
+                admits: 20
             }
         );
         let text = std::format!("{err}");
-        assert!(text.contains("19") && text.contains("429"), "{text}");
+        assert!(text.contains("20") && text.contains("429"), "{text}");
     }
 
     #[test]
@@ -308,7 +322,8 @@ mod tests {
             for burst in 1..=n {
                 let limit = ServerLimit::per_second(n);
                 let q = Quota::derive(&[limit], margin, burst).unwrap();
-                let window = Duration::from_millis(1_100);
+                // The closed window `[t, t + 1.1 s]`: half-open, 1 ns longer.
+                let window = Duration::from_nanos(1_100_000_001);
                 assert!(q.max_admissions_in(window) <= u64::from(n), "n={n} b={burst}");
                 // One nanosecond faster would break the bound.
                 let faster = Quota::new(Duration::from_nanos(q.interval().as_nanos() - 1), burst).unwrap();
@@ -323,9 +338,9 @@ mod tests {
     #[test]
     fn upbit_order_group_numbers() {
         let q = Quota::derive(&[ServerLimit::per_second(12)], Duration::from_millis(150), 1).unwrap();
-        // 1.15 s / 12 = 95.833.. ms, rounded up to the nanosecond.
+        // (1.15 s + 1 ns) / 12 = 95.833.. ms, rounded up to the nanosecond.
         assert_eq!(q.interval(), Duration::from_nanos(95_833_334));
-        assert_eq!(q.max_admissions_in(Duration::from_millis(1_150)), 12);
+        assert_eq!(q.max_admissions_in(Duration::from_nanos(1_150_000_001)), 12);
     }
 
     #[test]
@@ -337,11 +352,11 @@ mod tests {
         let q = Quota::derive(&limits, Duration::from_millis(100), 1).unwrap();
         assert!(q.max_admissions_in(Duration::from_millis(1_100)) <= 5);
         assert!(q.max_admissions_in(Duration::from_millis(60_100)) <= 100);
-        // The minute window dominates: 60.1 s over 100 slots, not 1.1 s over 5.
-        assert_eq!(q.interval(), Duration::from_nanos(div_ceil(60_100 * MS, 100)));
+        // The minute window dominates: 60.1 s (+ 1 ns) over 100 slots, not 1.1 s over 5.
+        assert_eq!(q.interval(), Duration::from_nanos(div_ceil(60_100 * MS + 1, 100)));
         // With a full burst of 5 the second window dominates instead.
         let bursty = Quota::derive(&limits, Duration::from_millis(100), 5).unwrap();
-        assert_eq!(bursty.interval(), Duration::from_millis(1_100));
+        assert_eq!(bursty.interval(), Duration::from_nanos(1_100_000_001));
         // A quota fine for the second but not the minute is refused, naming the minute.
         let fast = Quota::derive(&limits[..1], Duration::from_millis(100), 1).unwrap();
         match fast.check_against(&limits, Duration::from_millis(100)) {

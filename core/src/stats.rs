@@ -70,14 +70,20 @@ counters! {
     header_tightenings,
     /// `Remaining-Req` headers that could not be parsed or named an unknown group.
     header_rejects,
-    /// Times the clock was seen going backwards: a reading earlier than one
-    /// already seen, confirmed by a second reading (a reading that only lost a
+    /// Times the clock was seen going backwards: a reading earlier than an
+    /// instant seen before the reading was taken (a reading that only lost a
     /// race with another thread is not counted). Treated as no time passed.
     clock_regressions,
     /// Lock-free claims withdrawn because the group's parameters changed while
     /// they claimed: the slot stayed taken, the request decided again under
     /// the lock. Not counted in `admitted`.
     withdrawn,
+    /// Permits dropped without a report (their interval ended at the drop;
+    /// the status and headers were lost).
+    unreported,
+    /// GCRA policy: reported round trips longer than the jitter margin (the
+    /// margin's assumption may not hold: consider the interval log).
+    round_trips_over_margin,
 }
 
 impl Counters {

@@ -73,6 +73,11 @@ pub enum Reason {
     ForcedOpen,
     /// The server banned the group's scope (HTTP 418).
     Banned,
+    /// The interval log's window is full of requests still in flight: a
+    /// report may make room sooner than the retry time (which is when their
+    /// maximum flight time has passed). Only from a non-waiting try: a
+    /// waiter waits for the report.
+    InFlight,
 }
 
 impl AcquireError {
@@ -82,6 +87,7 @@ impl AcquireError {
             Denied::CircuitOpen { retry_at } if retry_at == Instant::MAX => (Reason::ForcedOpen, retry_at),
             Denied::CircuitOpen { retry_at } => (Reason::CircuitOpen, retry_at),
             Denied::Banned { until } => (Reason::Banned, until),
+            Denied::InFlight { at_latest } => (Reason::InFlight, at_latest),
         };
         Self {
             group,
@@ -180,6 +186,10 @@ impl fmt::Display for AcquireError {
                 f.write_str(": circuit forced open by an operator; no retry until it is reset")
             }
             Reason::Banned => write!(f, ": banned by the server (418); the ban ends in {retry}"),
+            Reason::InFlight => write!(
+                f,
+                ": window full of requests in flight; room after the next report, at the latest in {retry}"
+            ),
         }
     }
 }
@@ -593,10 +603,11 @@ impl Waiting {
             };
             match group.acquire_locked(c, now, false) {
                 Ok(admission) => return Step::Ready(Ok(admission)),
-                Err(Denied::NotYet { .. }) => {
-                    // Everyone already queued goes first.
+                Err(denied @ (Denied::NotYet { .. } | Denied::InFlight { .. })) => {
+                    // Everyone already queued goes first. (Behind requests in
+                    // flight the turn depends on their reports: no estimate.)
                     let estimate = group.earliest_after(now, c.queue.len() as u64);
-                    if estimate > self.deadline {
+                    if matches!(denied, Denied::NotYet { .. }) && estimate > self.deadline {
                         Counters::bump(&group.counters.timeouts);
                         return Step::Ready(Err(self.timeout(estimate, now)));
                     }
@@ -634,6 +645,14 @@ impl Waiting {
                         return Step::SleepUntil(earliest);
                     }
                     Err(Denied::NotYet { earliest }) => Err(self.timeout(earliest, now)),
+                    Err(Denied::InFlight { at_latest }) if now < self.deadline => {
+                        // A report wakes us; at the latest, their flight time ends.
+                        let until = at_latest.min(self.deadline);
+                        // SAFETY: under the lock; the node is linked.
+                        unsafe { c.queue.set_due(node, at_latest) };
+                        return Step::SleepUntil(until);
+                    }
+                    Err(Denied::InFlight { at_latest }) => Err(self.timeout(at_latest, now)),
                     Err(denied) => Err(self.fail(denied, now)),
                 };
                 return self.leave(group, c, now, wakes, result);
@@ -694,19 +713,18 @@ impl Waiting {
 /// How late a head may be before the waiters behind it step around it.
 const MIN_GRACE: Duration = Duration::from_millis(5);
 
-/// Reads the runtime's clock for `group`. A reading behind what the group has
-/// seen is read again: only if the second reading is behind too did the clock
-/// go backwards (the first may just have lost a race with another thread).
+/// Reads the runtime's clock for `group`, counting a reading behind what the
+/// group had seen before it as a clock regression.
 fn read_clock<R: Runtime>(runtime: &R, group: &GroupLimiter) -> Instant {
+    // Loaded before the clock is read: every instant in it came from a
+    // reading taken before this one, so on a monotonic clock this reading is
+    // never behind it, however threads race (see `GroupLimiter::latest_seen`).
+    let seen = group.latest_seen();
     let now = runtime.now();
-    if !group.is_behind(now) {
-        return now;
-    }
-    let again = runtime.now();
-    if group.is_behind(again) {
+    if now < seen {
         group.note_clock_regression();
     }
-    again
+    now
 }
 
 impl<L: LimiterRef> Future for Acquire<L> {
@@ -734,7 +752,7 @@ impl<L: LimiterRef> Future for Acquire<L> {
                 this.waiting.started = raw;
                 match group.try_acquire(raw) {
                     Ok(admission) => return this.finish(Ok(admission), raw),
-                    Err(Denied::NotYet { .. }) => {}
+                    Err(Denied::NotYet { .. } | Denied::InFlight { .. }) => {}
                     Err(denied) => {
                         let error = this.waiting.fail(denied, raw);
                         return this.finish(Err(error), raw);
@@ -802,8 +820,9 @@ impl<L: LimiterRef> Drop for Acquire<L> {
     }
 }
 
-/// A granted slot. Report the response with [`Permit::report`]; a permit
-/// dropped unreported counts as neither success nor failure.
+/// A granted slot. Report the response with [`Permit::report`]. A permit
+/// dropped unreported counts as neither success nor failure, and its request
+/// as ended at the drop: hold the permit until the response has arrived.
 ///
 /// `Permit<&RateLimiter<R>>` borrows the limiter; `Permit<Arc<RateLimiter<R>>>`
 /// (from `acquire_owned`) is `'static`.
@@ -877,11 +896,10 @@ impl<L: LimiterRef> Permit<L> {
 
 impl<L: LimiterRef> Drop for Permit<L> {
     fn drop(&mut self) {
-        // Only a half-open probe holds anything to give back.
-        if !self.reported && self.admission.probe {
+        if !self.reported {
             let group = self.owner.limiter.group(self.admission.group);
             let now = read_clock(&self.owner.runtime, group);
-            group.on_unreported(now);
+            group.on_dropped(&self.admission, now);
         }
     }
 }

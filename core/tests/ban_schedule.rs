@@ -125,6 +125,7 @@ pub fn run(config: &LimiterConfig, ban: Duration) -> Outcome {
                     at: Instant::from_nanos(at),
                     seq,
                     probe: false,
+                    ticket: None,
                 };
                 let response = if status == 418 {
                     known_at.get_or_insert(now);

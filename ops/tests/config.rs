@@ -353,7 +353,7 @@ fn bad_inputs_report_every_problem_with_key_and_position() {
             "10 rps with burst 10 for a 10/s group is refused, saying why",
             Some("[groups.ticker]\nrps = 10\nburst = 10\n"),
             &[],
-            &["ops.toml:2:7: groups.ticker.rps: quota admits up to 20 requests in 1.1s (server window 1s plus \
+            &["ops.toml:2:7: groups.ticker.rps: quota admits up to 21 requests in 1.1s counting both ends (server window 1s plus \
                jitter margin), but the server allows 10: it could receive HTTP 429; to accept it anyway set \
                allow_unsafe_quota = true in [groups.ticker]"],
         ),
@@ -361,7 +361,7 @@ fn bad_inputs_report_every_problem_with_key_and_position() {
             "the same from the environment names the variable to set",
             None,
             &[("UPBIT_RATE_LIMIT_TICKER_RPS", "10"), ("UPBIT_RATE_LIMIT_TICKER_BURST", "10")],
-            &["environment variable UPBIT_RATE_LIMIT_TICKER_RPS: quota admits up to 20 requests in 1.1s (server \
+            &["environment variable UPBIT_RATE_LIMIT_TICKER_RPS: quota admits up to 21 requests in 1.1s counting both ends (server \
                window 1s plus jitter margin), but the server allows 10: it could receive HTTP 429; to accept it \
                anyway set UPBIT_RATE_LIMIT_TICKER_ALLOW_UNSAFE=1"],
         ),
@@ -369,7 +369,7 @@ fn bad_inputs_report_every_problem_with_key_and_position() {
             "even 10 rps with burst 1 is unsafe once the jitter margin counts",
             Some("[groups.candle]\nrps = 10.0\n"),
             &[],
-            &["ops.toml:2:7: groups.candle.rps: quota admits up to 11 requests in 1.1s (server window 1s plus \
+            &["ops.toml:2:7: groups.candle.rps: quota admits up to 12 requests in 1.1s counting both ends (server window 1s plus \
                jitter margin), but the server allows 10: it could receive HTTP 429; to accept it anyway set \
                allow_unsafe_quota = true in [groups.candle]"],
         ),
@@ -377,7 +377,7 @@ fn bad_inputs_report_every_problem_with_key_and_position() {
             "an override set to false does not override",
             Some("[groups.ticker]\nrps = 10\nburst = 10\nallow_unsafe_quota = false\n"),
             &[],
-            &["ops.toml:2:7: groups.ticker.rps: quota admits up to 20 requests in 1.1s (server window 1s plus \
+            &["ops.toml:2:7: groups.ticker.rps: quota admits up to 21 requests in 1.1s counting both ends (server window 1s plus \
                jitter margin), but the server allows 10: it could receive HTTP 429; to accept it anyway set \
                allow_unsafe_quota = true in [groups.ticker]"],
         ),
@@ -571,7 +571,7 @@ fn validate_collects_problems_of_configurations_built_in_code() {
         [
             "groups.order: breaker window must be between 1 and 64 calls",
             "groups.order: waiter timeout must be longer than zero",
-            "groups.ticker: quota admits up to 20 requests in 1.1s (server window 1s plus jitter margin), but the \
+            "groups.ticker: quota admits up to 21 requests in 1.1s counting both ends (server window 1s plus jitter margin), but the \
              server allows 10: it could receive HTTP 429",
         ]
     );
@@ -630,7 +630,10 @@ fn a_burst_that_lowers_the_derived_rate_is_accepted_with_its_cost() {
     // The quota is what the derivation says it is.
     let c = parse(None, &[("UPBIT_RATE_LIMIT_MARKET_BURST", "10")]).unwrap();
     let q = c.limiter.group(Group::Market).quota().unwrap();
-    assert_eq!((q.interval(), q.burst()), (Duration::from_millis(1100), 10));
+    assert_eq!(
+        (q.interval(), q.burst()),
+        (Duration::from_nanos(1_100_000_001), 10)
+    );
     // Burst 1, the presets, and an explicit rate cost nothing to warn about.
     assert!(warnings(None, &[("UPBIT_RATE_LIMIT_MARKET_BURST", "1")]).is_empty());
     assert!(warnings(None, &[]).is_empty());

@@ -11,6 +11,18 @@ use upbit_limiter_ops::health::{evaluate, Check};
 use upbit_limiter_ops::status::Recent;
 use upbit_limiter_ops::{Instrumented, Level, OpsConfig, Status, Thresholds};
 
+/// The default configuration with every margin 1 ns short, so that each
+/// interval `(W + J + 1 ns) / N` is the whole number of milliseconds that
+/// tokio's timer hits (a late timer is what these tests measure, not the
+/// timer's resolution).
+fn on_whole_milliseconds() -> OpsConfig {
+    let mut config = OpsConfig::default();
+    for g in config.limiter.groups.iter_mut() {
+        g.margin = g.margin.saturating_sub(Duration::from_nanos(1));
+    }
+    config
+}
+
 fn quiet_status() -> Status {
     let limiter: Instrumented<upbit_limiter_tokio::Tokio> = Instrumented::new(&OpsConfig::default()).unwrap();
     let mut status = limiter.status();
@@ -260,7 +272,7 @@ async fn a_waiter_nobody_polls_is_stalled_once_past_deadline_and_grace() {
 
 #[tokio::test(start_paused = true)]
 async fn saturation_warns_about_utilisation_and_waits_but_not_drift() {
-    let limiter: Arc<Instrumented> = Arc::new(Instrumented::new(&OpsConfig::default()).unwrap());
+    let limiter: Arc<Instrumented> = Arc::new(Instrumented::new(&on_whole_milliseconds()).unwrap());
     let end = limiter.now() + Duration::from_secs(12);
     let mut handles = Vec::new();
     for _ in 0..5 {
@@ -316,9 +328,9 @@ async fn the_snapshot_serialises_to_the_documented_json() {
     assert_eq!(ticker["config"]["adaptive"]["recovery_delay_ms"], 600_000.0);
     assert_eq!(status["groups"][0]["group"], "market");
     assert_eq!(ticker["config"]["breaker"]["consecutive_failures"], 5);
-    // Emergency: an explicit quota at twice the 110 ms interval.
-    assert_eq!(ticker["quota"]["interval_ms"], 220.0);
-    assert_eq!(ticker["config"]["rps"].as_f64().unwrap(), 1e9 / 220e6);
+    // Emergency: an explicit quota at twice the 110.000001 ms interval.
+    assert_eq!(ticker["quota"]["interval_ms"], 220.000002);
+    assert_eq!(ticker["config"]["rps"].as_f64().unwrap(), 1e9 / 220_000_002.0);
     assert_eq!(ticker["counters"]["admitted"], 3);
     assert_eq!(ticker["breaker"], "closed");
     assert_eq!(ticker["banned_until_s"], serde_json::Value::Null);
@@ -331,8 +343,9 @@ async fn the_snapshot_serialises_to_the_documented_json() {
     assert_eq!(status["totals"]["admitted"], 4);
     assert_eq!(status["totals"]["throttled_groups"], 1);
     assert_eq!(status["emergency"]["remaining_ms"], 30_000.0);
-    // Back-to-back ticker calls waited 110 ms each: above the 100 ms p95.
-    assert_eq!(ticker["recent"]["wait_p95_ms"], 110.0);
+    // Back-to-back ticker calls waited an interval (110.000001 ms, woken on
+    // tokio's next whole millisecond) each: above the 100 ms p95.
+    assert_eq!(ticker["recent"]["wait_p95_ms"], 111.0);
     assert_eq!(json["health"]["level"], "warning");
     assert_eq!(
         json["health"]["reasons"],
@@ -340,9 +353,9 @@ async fn the_snapshot_serialises_to_the_documented_json() {
             "level": "warning",
             "check": "wait_p95",
             "group": "ticker",
-            "value": 110.0,
+            "value": 111.0,
             "threshold": 100.0,
-            "message": "ticker: p95 wait (ms) 110 is above 100",
+            "message": "ticker: p95 wait (ms) 111 is above 100",
         }])
     );
 }
@@ -392,7 +405,8 @@ impl upbit_limiter_core::Runtime for LateTimer {
 
 #[tokio::test(start_paused = true)]
 async fn a_late_timer_shows_as_tat_drift() {
-    let limiter: Arc<Instrumented<LateTimer>> = Arc::new(Instrumented::new(&OpsConfig::default()).unwrap());
+    let limiter: Arc<Instrumented<LateTimer>> =
+        Arc::new(Instrumented::new(&on_whole_milliseconds()).unwrap());
     let end = limiter.now() + Duration::from_secs(5);
     let mut handles = Vec::new();
     for _ in 0..2 {

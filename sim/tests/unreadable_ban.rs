@@ -149,6 +149,7 @@ fn run(model: ServerModel, block: Duration) -> Outcome {
                     at: Instant::from_nanos(sent),
                     seq,
                     probe: false,
+                    ticket: None,
                 };
                 let mut response = Response::status(status);
                 if status == 418 {

@@ -168,6 +168,7 @@ impl AdmissionKey {
             at: Instant::from_nanos(self.at),
             seq: self.seq,
             probe: self.probe,
+            ticket: None,
         }
     }
 }

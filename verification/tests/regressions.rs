@@ -374,3 +374,40 @@ fn quota_changes_racing_claims_never_overfill_a_window() {
     }
     assert!(worst <= 12, "{worst} admissions in one 1.15 s window");
 }
+
+#[test]
+fn a_waiter_blocked_by_requests_in_flight_is_woken_by_a_report() {
+    let rt = ManualRuntime::starting_at(T0);
+    let mut config = LimiterConfig::preset(Preset::Korea);
+    config.group_mut(Group::Ticker).policy = upbit_limiter_core::limiter::Policy::IntervalLog;
+    let l: &'static RateLimiter<ManualRuntime> = Box::leak(Box::new(
+        RateLimiter::with_runtime(&config, rt.clone()).expect("valid"),
+    ));
+    let waker = Waker::noop();
+    let mut permits = Vec::new();
+    for _ in 0..10 {
+        let f = pin!(l.acquire_request(ticker()));
+        let Poll::Ready(Ok(p)) = poll(f, waker) else {
+            panic!("a burst of 10 after idle")
+        };
+        permits.push(p);
+    }
+    // Past the throttle's spacing, the log is full of requests in flight.
+    rt.clock().set(T0 + ms(150));
+    let flag = Arc::new(Flag::default());
+    let head_waker = Waker::from(Arc::clone(&flag));
+    let mut next = pin!(l.acquire_request(ticker()));
+    assert!(poll(next.as_mut(), &head_waker).is_pending());
+    flag.take();
+    // One response arrives: its request counts until 150 ms + 1 s, but the
+    // waiter learns now when that is, instead of sleeping on the others'
+    // 30 s flight time.
+    permits.remove(0).report(Response::status(200));
+    assert!(flag.take(), "the report wakes the waiting head");
+    assert!(poll(next.as_mut(), &head_waker).is_pending());
+    rt.clock().set(T0 + ms(1_150) + Duration::from_nanos(1));
+    match poll(next.as_mut(), &head_waker) {
+        Poll::Ready(Ok(p)) => assert_eq!(p.admission().at, T0 + ms(1_150) + Duration::from_nanos(1)),
+        other => panic!("{other:?}"),
+    }
+}

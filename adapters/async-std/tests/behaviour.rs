@@ -15,7 +15,7 @@ fn leak<T>(value: T) -> &'static T {
 
 #[async_std::test]
 async fn fifo_in_one_task() {
-    suite::fifo_in_arrival_order(&fast(), Timing::Real).await;
+    suite::fifo_in_arrival_order(leak(fast()), Timing::Real).await;
 }
 
 #[async_std::test]
@@ -36,31 +36,31 @@ async fn leaked_waiter_does_not_stall_the_queue() {
 
 #[async_std::test]
 async fn deadline_fails_fast() {
-    suite::deadline_fails_fast(&fast(), Timing::Real).await;
+    suite::deadline_fails_fast(leak(fast()), Timing::Real).await;
 }
 
 #[async_std::test]
 async fn circuit_open_fails_fast() {
-    suite::circuit_open_fails_fast(&fast(), Timing::Real).await;
+    suite::circuit_open_fails_fast(leak(fast()), Timing::Real).await;
 }
 
 #[async_std::test]
 async fn ban_418_blocks_until_it_ends() {
     let body = r#"{"error":{"name":"blocked","message":"Too many requests"},"retry_after_ms":300}"#;
-    suite::ban_blocks(&fast(), Timing::Real, body, Duration::from_millis(300)).await;
+    suite::ban_blocks(leak(fast()), Timing::Real, body, Duration::from_millis(300)).await;
 }
 
 #[async_std::test]
 async fn sec0_blocks_for_a_window() {
-    suite::sec0_blocks(&fast(), Timing::Real).await;
+    suite::sec0_blocks(leak(fast()), Timing::Real).await;
 }
 
 /// The same limiter type on smol's executor: the timer is async-io's.
 #[test]
 fn runs_on_smol() {
     smol::block_on(async {
-        suite::fifo_in_arrival_order(&fast(), Timing::Real).await;
-        suite::deadline_fails_fast(&fast(), Timing::Real).await;
+        suite::fifo_in_arrival_order(leak(fast()), Timing::Real).await;
+        suite::deadline_fails_fast(leak(fast()), Timing::Real).await;
     });
     let ex = leak(smol::Executor::new());
     smol::block_on(ex.run(suite::fifo_across_tasks(leak(fast()), Timing::Real, |f| {
@@ -71,10 +71,10 @@ fn runs_on_smol() {
 /// And on async-io's bare `block_on`.
 #[test]
 fn runs_on_async_io() {
-    async_io::block_on(suite::sec0_blocks(&fast(), Timing::Real));
+    async_io::block_on(suite::sec0_blocks(leak(fast()), Timing::Real));
 }
 
 #[async_std::test]
 async fn fifo_after_a_late_executor() {
-    suite::fifo_after_a_late_executor(&fast(), Timing::Real).await;
+    suite::fifo_after_a_late_executor(leak(fast()), Timing::Real).await;
 }

@@ -42,16 +42,30 @@ pub enum Timing {
 pub const GROUP: Group = Group::Ticker;
 const TICKER: (&str, &str) = ("GET", "/v1/ticker");
 
+/// The Korea preset with every margin 1 ns short, so that each group's
+/// interval `(W + J + 1 ns) / N` lands on the whole milliseconds it had
+/// before the nanosecond was added (tokio's timer ticks in milliseconds: an
+/// exact-time test needs intervals it can hit).
+pub fn korea_on_whole_milliseconds() -> LimiterConfig {
+    let mut config = LimiterConfig::preset(Preset::Korea);
+    for g in config.groups.iter_mut() {
+        g.margin = g.margin.saturating_sub(Duration::from_nanos(1));
+    }
+    config
+}
+
 /// The Korea preset, with the ticker group (the one the scenarios use) made
-/// fast enough for real-time tests: 10 per 190 ms plus a 10 ms margin (one
-/// every 20 ms), a 200 ms circuit-breaker open period and a 5 s waiter
-/// deadline (so a stall shows as a timeout quickly).
+/// fast enough for real-time tests: the GCRA at 10 per 190 ms plus a margin
+/// 1 ns short of 10 ms (one every `(W + J + 1 ns) / 10` = 20 ms, a whole
+/// number of timer ticks), a 200 ms circuit-breaker open period and a 5 s
+/// waiter deadline (so a stall shows as a timeout quickly).
 pub fn fast_config() -> LimiterConfig {
     let mut config = LimiterConfig::preset(Preset::Korea);
     let g = config.group_mut(GROUP);
+    g.policy = upbit_limiter_core::limiter::Policy::Gcra;
     g.limits = upbit_limiter_core::limiter::Limits::new(&[ServerLimit::new(10, Duration::from_millis(190))])
         .expect("one window");
-    g.margin = Duration::from_millis(10);
+    g.margin = Duration::from_millis(10) - Duration::from_nanos(1);
     g.breaker.open_wait = Duration::from_millis(200);
     g.breaker.open_wait_max = Duration::from_millis(400);
     g.waiter_timeout = Duration::from_secs(5);
@@ -60,13 +74,7 @@ pub fn fast_config() -> LimiterConfig {
 
 /// The emission interval of `group` in force now.
 pub fn interval<R: Runtime>(l: &RateLimiter<R>, group: Group) -> Duration {
-    let s = l.limiter().group(group).status(l.now());
-    scale(s.quota.interval(), s.ratio.ppm())
-}
-
-fn scale(interval: Duration, ppm: u32) -> Duration {
-    let n = u128::from(interval.as_nanos()) * 1_000_000;
-    Duration::from_nanos(u64::try_from(n.div_ceil(u128::from(ppm.max(1)))).unwrap_or(u64::MAX))
+    l.limiter().group(group).status(l.now()).interval
 }
 
 fn queue_depth<R: Runtime>(l: &RateLimiter<R>, group: Group) -> usize {

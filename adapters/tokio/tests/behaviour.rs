@@ -3,10 +3,10 @@
 
 use upbit_limiter_suite::{self as suite, Timing};
 use upbit_limiter_tokio::upbit_limiter_core::Duration;
-use upbit_limiter_tokio::{LimiterConfig, Preset, RateLimiter};
+use upbit_limiter_tokio::RateLimiter;
 
 fn korea() -> RateLimiter {
-    RateLimiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap()
+    RateLimiter::new(&suite::korea_on_whole_milliseconds()).unwrap()
 }
 
 fn leak<T>(value: T) -> &'static T {
@@ -75,7 +75,12 @@ async fn ban_418_blocks_until_it_ends() {
 
 #[tokio::test(start_paused = true)]
 async fn sec0_blocks_for_a_window() {
-    suite::sec0_blocks(&korea(), Timing::Exact).await;
+    // The pause is the window plus the preset's margin, a whole 1.1 s.
+    let preset = RateLimiter::new(&upbit_limiter_tokio::LimiterConfig::preset(
+        upbit_limiter_tokio::Preset::Korea,
+    ))
+    .unwrap();
+    suite::sec0_blocks(&preset, Timing::Exact).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,8 +6,14 @@ use std::task::Context;
 
 use upbit_limiter_tokio::{LimiterConfig, Preset, RateLimiter};
 
+/// The Korea preset with its margins 1 ns short, so that the ticker's
+/// interval is the whole 110 ms that tokio's millisecond timer hits.
 fn limiter() -> Arc<RateLimiter> {
-    Arc::new(RateLimiter::new(&LimiterConfig::preset(Preset::Korea)).unwrap())
+    let mut config = LimiterConfig::preset(Preset::Korea);
+    for g in config.groups.iter_mut() {
+        g.margin = g.margin - std::time::Duration::from_nanos(1).into();
+    }
+    Arc::new(RateLimiter::new(&config).unwrap())
 }
 
 #[tokio::test(start_paused = true)]
