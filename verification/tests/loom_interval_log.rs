@@ -207,7 +207,7 @@ fn check(programs: Vec<Vec<Op>>, limits: Vec<ServerLimit>) {
             .collect();
         let results: Vec<Vec<Out>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         assert!(
-            allowed.iter().any(|r| *r == results),
+            allowed.contains(&results),
             "not linearizable: {results:?}; sequential outcomes: {allowed:?}"
         );
         assert_rule_held(&shared.lock().unwrap(), &limits);
