@@ -43,7 +43,7 @@ stage "loom models (release, --cfg loom)"
 # A target dir of its own: RUSTFLAGS differ, so sharing one would rebuild both ways.
 run env CARGO_TARGET_DIR="$TARGET/loom" RUSTFLAGS="--cfg loom" \
     cargo test -p upbit-limiter-verification --release \
-    --test loom_tat --test loom_limiter --test loom_broken
+    --test loom_tat --test loom_limiter --test loom_broken --test loom_interval_log
 
 if [[ "${SKIP_FUZZ:-0}" == "1" ]]; then
     echo "SKIP_FUZZ=1: fuzz stage skipped"
@@ -59,7 +59,7 @@ else
     cd "$ROOT/fuzz"
     run cargo +nightly fuzz build
     run cargo +nightly fuzz run gcra -- -max_total_time="$GCRA_SECONDS"
-    for target in remaining_req classify breaker; do
+    for target in remaining_req classify breaker interval_log ban; do
         run cargo +nightly fuzz run "$target" -- -max_total_time="$OTHER_SECONDS"
     done
     cd "$ROOT"

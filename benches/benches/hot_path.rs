@@ -22,10 +22,12 @@ use upbit_limiter_benches::{
     always_admits, every_group, from_std, never_admits, ADMIT_BURST, ADMIT_INTERVAL, DENY_INTERVAL, HEADERS,
     REQUESTS, START,
 };
+use upbit_limiter_core::gcra::{Params, TatCell};
+use upbit_limiter_core::interval_log::IntervalLog;
 use upbit_limiter_core::upbit::RemainingReq;
 use upbit_limiter_core::{
     classify, Clock as _, Group, GroupLimiter, Instant, ManualClock, Request, Response, Runtime as _,
-    SyncLimiter,
+    ServerLimit, SyncLimiter,
 };
 
 type Direct<C> = GLimiter<
@@ -81,6 +83,16 @@ fn g_saturated<C: governor::clock::Clock>(clock: C) -> Direct<C> {
     assert!(g.check().is_ok());
     assert!(g.check().is_err());
     g
+}
+
+/// How far the interval log's instant moves per decision in the benches.
+const LOG_STEP: upbit_limiter_core::Duration = upbit_limiter_core::Duration::from_nanos(16);
+
+/// An interval log that admits every decision made [`LOG_STEP`] apart: 128
+/// slots, reused after the window and the maximum flight time (1 µs each).
+fn always_admitting_log() -> IntervalLog {
+    let window = ServerLimit::new(128, upbit_limiter_core::Duration::from_micros(1));
+    IntervalLog::new(&[window], upbit_limiter_core::Duration::from_micros(1)).expect("valid log")
 }
 
 /// Runs `op` `iters` times and returns the wall time.
@@ -149,6 +161,71 @@ fn manual_clock(c: &mut Criterion) {
             timed(iters, || {
                 clock.advance(step);
                 black_box(g.check().is_ok());
+            })
+        })
+    });
+    // The interval log's decision beside the GCRA fast path: the bare TAT
+    // cell, and the log under a lock as the group holds it (std's mutex, what
+    // the group lock is with `std`) and bare. The log's instant advances by
+    // 16 ns per call (a plain addition, no clock) so that the slot after the
+    // last one claimed is free again: 128 slots, a window and a maximum
+    // flight time of 1 µs each.
+    group.bench_function("allow/gcra_cell", |b| {
+        b.iter_custom(|iters| {
+            let cell = TatCell::new(START);
+            let params = Params::new(ADMIT_INTERVAL, upbit_limiter_core::Duration::MAX);
+            timed(iters, || {
+                black_box(cell.try_claim(black_box(START), params).is_ok());
+            })
+        })
+    });
+    group.bench_function("admit/interval_log", |b| {
+        b.iter_custom(|iters| {
+            let log = std::sync::Mutex::new(always_admitting_log());
+            let mut now = START;
+            timed(iters, || {
+                now += LOG_STEP;
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                black_box(log.try_admit(black_box(now)).is_ok());
+            })
+        })
+    });
+    group.bench_function("admit_report/interval_log", |b| {
+        b.iter_custom(|iters| {
+            let log = std::sync::Mutex::new(always_admitting_log());
+            let mut now = START;
+            timed(iters, || {
+                now += LOG_STEP;
+                let ticket = log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .try_admit(black_box(now));
+                if let Ok(ticket) = ticket {
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    black_box(log.report(ticket, black_box(now)));
+                }
+            })
+        })
+    });
+    group.bench_function("admit/interval_log_unlocked", |b| {
+        b.iter_custom(|iters| {
+            let mut log = always_admitting_log();
+            let mut now = START;
+            timed(iters, || {
+                now += LOG_STEP;
+                black_box(log.try_admit(black_box(now)).is_ok());
+            })
+        })
+    });
+    group.bench_function("admit_report/interval_log_unlocked", |b| {
+        b.iter_custom(|iters| {
+            let mut log = always_admitting_log();
+            let mut now = START;
+            timed(iters, || {
+                now += LOG_STEP;
+                if let Ok(ticket) = log.try_admit(black_box(now)) {
+                    black_box(log.report(ticket, black_box(now)));
+                }
             })
         })
     });

@@ -134,10 +134,11 @@ fn monotone(last: &mut Option<Instant>, at: Instant) -> Instant {
 
 /// A sliding window: the request is accepted when fewer than N accepted
 /// requests arrived in the last W (an earlier arrival `x` shares a window
-/// with `t` iff `t - x < W`).
+/// with `t` iff `t - x < W`; with [`SlidingWindow::closed`], iff `t - x <= W`).
 #[derive(Clone, Debug)]
 pub struct SlidingWindow {
     limit: ServerLimit,
+    closed: bool,
     recent: VecDeque<Instant>,
     last: Option<Instant>,
     tally: Tally,
@@ -148,9 +149,21 @@ impl SlidingWindow {
     pub fn new(limit: ServerLimit) -> Self {
         Self {
             limit,
+            closed: false,
             recent: VecDeque::new(),
             last: None,
             tally: Tally::default(),
+        }
+    }
+}
+
+impl SlidingWindow {
+    /// An empty sliding window for `limit` counting both ends: at most N in
+    /// any closed window `[x, x + W]`.
+    pub fn closed(limit: ServerLimit) -> Self {
+        Self {
+            closed: true,
+            ..Self::new(limit)
         }
     }
 }
@@ -165,7 +178,9 @@ impl ServerModel for SlidingWindow {
     fn arrive(&mut self, at: Instant) -> Verdict {
         let t = monotone(&mut self.last, at);
         while let Some(&first) = self.recent.front() {
-            if t.as_nanos() - first.as_nanos() >= self.limit.window.as_nanos() {
+            let age = t.as_nanos() - first.as_nanos();
+            let window = self.limit.window.as_nanos();
+            if age > window || (age == window && !self.closed) {
                 self.recent.pop_front();
             } else {
                 break;
@@ -193,6 +208,8 @@ impl ServerModel for SlidingWindow {
 pub struct CalendarWindow {
     limit: ServerLimit,
     phase: u64,
+    /// With closed windows `[b, b + W]`: accepted arrivals of the last two windows.
+    closed: Option<VecDeque<Instant>>,
     window_index: Option<u64>,
     count: u32,
     last: Option<Instant>,
@@ -206,10 +223,51 @@ impl CalendarWindow {
         Self {
             limit,
             phase: phase.as_nanos() % w,
+            closed: None,
             window_index: None,
             count: 0,
             last: None,
             tally: Tally::default(),
+        }
+    }
+
+    /// Closed calendar windows `[kW + phase, (k+1)W + phase]`: an arrival on
+    /// a boundary belongs to both windows that meet there.
+    pub fn closed(limit: ServerLimit, phase: Duration) -> Self {
+        Self {
+            closed: Some(VecDeque::new()),
+            ..Self::new(limit, phase)
+        }
+    }
+
+    /// The closed reading: accept when every closed window holding `t` has
+    /// fewer than N accepted arrivals.
+    fn arrive_closed(&mut self, t: Instant) -> Verdict {
+        let w = u128::from(self.limit.window.as_nanos().max(1));
+        let shifted = u128::from(t.as_nanos()) + (w - u128::from(self.phase));
+        let offset = (shifted % w) as u64;
+        let start = t.as_nanos().saturating_sub(offset);
+        let n = self.limit.max_requests as usize;
+        let Some(recent) = self.closed.as_mut() else {
+            return self.tally.reject();
+        };
+        let keep_from = t.as_nanos().saturating_sub(2 * self.limit.window.as_nanos());
+        while recent.front().is_some_and(|x| x.as_nanos() < keep_from) {
+            recent.pop_front();
+        }
+        let in_current = recent.iter().filter(|x| x.as_nanos() >= start).count();
+        let before = if offset == 0 {
+            let from = t.as_nanos().saturating_sub(self.limit.window.as_nanos());
+            recent.iter().filter(|x| x.as_nanos() >= from).count()
+        } else {
+            0
+        };
+        if in_current < n && before < n {
+            recent.push_back(t);
+            let left = n - 1 - in_current.max(before);
+            self.tally.accept(left as u32)
+        } else {
+            self.tally.reject()
         }
     }
 
@@ -232,6 +290,9 @@ impl ServerModel for CalendarWindow {
     }
     fn arrive(&mut self, at: Instant) -> Verdict {
         let t = monotone(&mut self.last, at);
+        if self.closed.is_some() {
+            return self.arrive_closed(t);
+        }
         let index = self.index_of(t);
         if self.window_index != Some(index) {
             self.window_index = Some(index);
@@ -257,6 +318,8 @@ impl ServerModel for CalendarWindow {
 #[derive(Clone, Debug)]
 pub struct AnchoredWindow {
     limit: ServerLimit,
+    /// Whether the window `[start, start + W]` includes its end.
+    closed: bool,
     opened_at: Option<Instant>,
     count: u32,
     last: Option<Instant>,
@@ -268,10 +331,21 @@ impl AnchoredWindow {
     pub fn new(limit: ServerLimit) -> Self {
         Self {
             limit,
+            closed: false,
             opened_at: None,
             count: 0,
             last: None,
             tally: Tally::default(),
+        }
+    }
+}
+
+impl AnchoredWindow {
+    /// No window open yet; each window `[start, start + W]` includes its end.
+    pub fn closed(limit: ServerLimit) -> Self {
+        Self {
+            closed: true,
+            ..Self::new(limit)
         }
     }
 }
@@ -288,8 +362,9 @@ impl ServerModel for AnchoredWindow {
         let closed = match self.opened_at {
             None => true,
             Some(start) => {
-                u128::from(t.as_nanos())
-                    >= u128::from(start.as_nanos()) + u128::from(self.limit.window.as_nanos())
+                let end = u128::from(start.as_nanos()) + u128::from(self.limit.window.as_nanos());
+                let t = u128::from(t.as_nanos());
+                t > end || (t == end && !self.closed)
             }
         };
         if closed {
@@ -398,6 +473,20 @@ impl ModelSet {
                 Box::new(SlidingWindow::new(limit)),
                 Box::new(CalendarWindow::new(limit, phase)),
                 Box::new(AnchoredWindow::new(limit)),
+                Box::new(TokenBucket::new(limit)),
+            ],
+        }
+    }
+
+    /// The four models for `limit` with windows that include both ends
+    /// (the token bucket has no ends and is the same as in [`ModelSet::new`]).
+    pub fn closed(limit: ServerLimit, phase: Duration) -> Self {
+        Self {
+            limit,
+            models: [
+                Box::new(SlidingWindow::closed(limit)),
+                Box::new(CalendarWindow::closed(limit, phase)),
+                Box::new(AnchoredWindow::closed(limit)),
                 Box::new(TokenBucket::new(limit)),
             ],
         }
@@ -563,6 +652,32 @@ mod tests {
         assert!(m.arrive(ms(5_000)).is_ok());
         // Earlier than the latest: read as 5 s, inside the same window.
         assert!(!m.arrive(ms(0)).is_ok());
+    }
+
+    #[test]
+    fn closed_windows_count_both_ends() {
+        let at = [0, 500, 1_000, 1_001];
+        let mut open = SlidingWindow::new(ServerLimit::per_second(2));
+        let mut closed = SlidingWindow::closed(ServerLimit::per_second(2));
+        assert_eq!(statuses(&mut open, &at), [200, 200, 200, 429]);
+        assert_eq!(statuses(&mut closed, &at), [200, 200, 429, 200]);
+        // Calendar boundaries at whole seconds: an arrival at 1 000 is in both windows.
+        let mut cal = CalendarWindow::closed(ServerLimit::per_second(2), Duration::ZERO);
+        assert_eq!(
+            statuses(&mut cal, &[200, 999, 1_000, 1_001, 1_002]),
+            [200, 200, 429, 200, 200]
+        );
+        let mut cal = CalendarWindow::closed(ServerLimit::per_second(2), Duration::ZERO);
+        assert_eq!(
+            statuses(&mut cal, &[1_000, 1_000, 1_001, 2_000]),
+            [200, 200, 429, 429]
+        );
+        let mut anchored = AnchoredWindow::closed(ServerLimit::per_second(1));
+        assert_eq!(statuses(&mut anchored, &[0, 1_000, 1_001]), [200, 429, 200]);
+        let mut set = ModelSet::closed(ServerLimit::per_second(1), Duration::ZERO);
+        set.arrive(ms(0));
+        set.arrive(ms(1_000));
+        assert_eq!(set.rejections()[0], (ModelKind::Sliding, 1));
     }
 
     #[test]
