@@ -1,5 +1,10 @@
-//! upbit-limiter in the request path.
-#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc = include_str!("../README.md")]
+//!
+//! [`MAX_BAN_BODY`]: crate::MAX_BAN_BODY
+//! [`BAN_BODY_WAIT`]: crate::BAN_BODY_WAIT
+//! [`Refused`]: crate::Refused
+//! [`AcquireTimeout`]: crate::AcquireTimeout
+//! [`ResponseBody`]: crate::ResponseBody
 
 mod body;
 mod inflight;
@@ -70,5 +75,25 @@ impl fmt::Display for Refused {
 impl error::Error for Refused {
     fn source(&self) -> Option<&(dyn error::Error + 'static)> {
         Some(&self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The first Rust block of a markdown text.
+    fn first_rust_block(text: &str) -> Option<&str> {
+        let start = text.find("```rust")?;
+        let body = &text[start..];
+        let body = &body[body.find('\n')? + 1..];
+        Some(&body[..body.find("```")?])
+    }
+
+    #[test]
+    fn the_top_readme_shows_the_compiled_example() {
+        let ours = first_rust_block(include_str!("../README.md"));
+        let top = include_str!("../../../README.md");
+        let top = top.find("## Using it: in the request path").map(|i| &top[i..]);
+        assert!(ours.is_some());
+        assert_eq!(top.and_then(first_rust_block), ours);
     }
 }
