@@ -256,6 +256,8 @@ async fn a_ban_stops_the_client_until_it_ends_and_the_caller_gets_the_418_body()
                     Ok(r) => {
                         let status = r.status().as_u16();
                         events.lock().unwrap().push((Instant::now(), status));
+                        // The response handed on after reading a 418 keeps its URL.
+                        assert_eq!(r.url().as_str(), url);
                         let content_type = r.headers().get("content-type").cloned();
                         let body = r.text().await.expect("the body");
                         if status == 418 {
@@ -397,8 +399,9 @@ async fn a_limit_lowered_on_the_server_costs_few_429s_then_none() -> TestResult 
     );
     assert_eq!(stats.groups["ticker"].status_418, 0, "{stats:?}");
     assert!(stats.groups["ticker"].status_429 <= 3, "{stats:?}");
-    // None once adapted: every 429 came in the first second after the switch.
-    assert!(late.iter().all(|d| *d < Duration::from_secs(1)), "{late:?}");
+    // None once adapted: every 429 came soon after the switch (the run
+    // goes on for 3 s more).
+    assert!(late.iter().all(|d| *d < Duration::from_millis(1_500)), "{late:?}");
     // And it still uses the lower limit (5/s): at least half of it over the last 2 s.
     assert!(last_second >= 5, "{last_second}");
     assert_all_reported(&limiter);
