@@ -733,3 +733,38 @@ mod websocket {
         Ok(())
     }
 }
+
+/// A 418 whose body stalls after its first bytes: the limiter reports what
+/// came within the wait, and the caller still gets those bytes first.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_418_body_is_reported_after_the_wait() -> TestResult {
+    let inner = tower::service_fn(|_req: http::Request<Empty<Bytes>>| async {
+        let first: Result<http_body::Frame<Bytes>, std::convert::Infallible> = Ok(http_body::Frame::data(
+            Bytes::from_static(b"blocked for 9 seconds"),
+        ));
+        let stream = futures::StreamExt::chain(futures::stream::iter([first]), futures::stream::pending());
+        let body = http_body_util::StreamBody::new(stream);
+        Ok::<_, std::convert::Infallible>(
+            http::Response::builder()
+                .status(418)
+                .body(body)
+                .expect("a response"),
+        )
+    });
+    let limiter = limiter();
+    let service = ServiceBuilder::new()
+        .layer(RateLimitLayer::new(Arc::clone(&limiter)))
+        .service(inner);
+    let started = Instant::now();
+    let response = service
+        .oneshot(http::Request::get("/v1/orderbook").body(Empty::new())?)
+        .await?;
+    assert_eq!(started.elapsed(), upbit_limiter_http::BAN_BODY_WAIT);
+    let status = limiter.limiter().group(Group::Orderbook).status(limiter.now());
+    assert!(status.banned_until.is_some(), "{status:?}");
+    let mut body = response.into_body();
+    let first = body.frame().await.expect("a frame")?.into_data().expect("data");
+    assert_eq!(&first[..], b"blocked for 9 seconds");
+    assert_all_reported(&limiter);
+    Ok(())
+}
