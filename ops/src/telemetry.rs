@@ -16,7 +16,7 @@ use upbit_limiter_core::{AcquireError, ConfigError, Duration, Feedback, Group, I
 
 use crate::control::Emergency;
 use crate::health::{HealthReport, Level};
-use crate::status::Status;
+use crate::status::{GroupReport, Status};
 
 /// The metric names (see the crate docs for the table).
 pub mod names {
@@ -223,59 +223,84 @@ fn secs(d: Duration) -> f64 {
 
 /// Publishes a status snapshot: cumulative counters and every gauge.
 pub fn record_status(status: &Status) {
-    use names::*;
     for g in &status.groups {
-        let group = g.group.as_str();
-        let c = &g.counters;
-        for (outcome, value) in [
-            (Outcome::Admitted, c.admitted),
-            (Outcome::Timeout, c.timeouts),
-            (Outcome::CircuitOpen, c.circuit_rejections),
-            (Outcome::Banned, c.ban_rejections),
-            (Outcome::Cancelled, c.cancelled),
-        ] {
-            counter!(ACQUISITIONS, "group" => group, "outcome" => outcome.as_str()).absolute(value);
-        }
-        for (name, value) in [
-            (TIMEOUTS, c.timeouts),
-            (DENIED, c.denied),
-            (RESPONSES, c.responses),
-            (HTTP_429, c.status_429),
-            (HTTP_418, c.status_418),
-            (FAILURES, c.failures),
-            (HEADER_TIGHTENINGS, c.header_tightenings),
-            (HEADER_REJECTS, c.header_rejects),
-            (CLOCK_REGRESSIONS, c.clock_regressions),
-        ] {
-            counter!(name, "group" => group).absolute(value);
-        }
-        gauge!(QUEUE_DEPTH, "group" => group).set(g.depth() as f64);
-        gauge!(STALLED_WAITERS, "group" => group).set(g.stalled_waiters as f64);
-        gauge!(CONSECUTIVE_429, "group" => group).set(f64::from(g.consecutive_429));
-        gauge!(RATE_RATIO, "group" => group).set(g.ratio);
-        gauge!(EFFECTIVE_RATE, "group" => group).set(g.quota.effective_rate);
-        gauge!(BURST, "group" => group).set(f64::from(g.quota.burst));
-        set_breaker(g.group, g.breaker);
-        let ban = g.banned_until.map_or(Duration::ZERO, |u| u - status.at);
-        gauge!(BAN_REMAINING, "group" => group).set(secs(ban));
-        gauge!(BACKLOG, "group" => group).set(secs(g.backlog));
-        let (p50, p95, p99) = match &g.recent {
-            Some(r) => (r.wait_p50, r.wait_p95, r.wait_p99),
-            None => (g.waits.p50, g.waits.p95, g.waits.p99),
-        };
-        for (q, v) in [("0.5", p50), ("0.95", p95), ("0.99", p99)] {
-            gauge!(WAIT_QUANTILE, "group" => group, "quantile" => q).set(secs(v));
-        }
-        if let Some(r) = &g.recent {
-            gauge!(UTILISATION, "group" => group).set(r.utilisation);
-            gauge!(TAT_DRIFT, "group" => group).set(r.tat_drift);
-        }
+        record_group_state(g, status.at);
+        record_pending(g.group, g.depth(), g.stalled_waiters);
+        record_recent(g);
     }
+    record_emergency(status);
+}
+
+/// A group's counters (as absolute values: a stale one never lowers a
+/// counter) and the gauges of its state: consecutive 429s, ratio, rate,
+/// burst, breaker, ban and backlog.
+pub(crate) fn record_group_state(g: &GroupReport, at: Instant) {
+    use names::*;
+    let group = g.group.as_str();
+    let c = &g.counters;
+    for (outcome, value) in [
+        (Outcome::Admitted, c.admitted),
+        (Outcome::Timeout, c.timeouts),
+        (Outcome::CircuitOpen, c.circuit_rejections),
+        (Outcome::Banned, c.ban_rejections),
+        (Outcome::Cancelled, c.cancelled),
+    ] {
+        counter!(ACQUISITIONS, "group" => group, "outcome" => outcome.as_str()).absolute(value);
+    }
+    for (name, value) in [
+        (TIMEOUTS, c.timeouts),
+        (DENIED, c.denied),
+        (RESPONSES, c.responses),
+        (HTTP_429, c.status_429),
+        (HTTP_418, c.status_418),
+        (FAILURES, c.failures),
+        (HEADER_TIGHTENINGS, c.header_tightenings),
+        (HEADER_REJECTS, c.header_rejects),
+        (CLOCK_REGRESSIONS, c.clock_regressions),
+    ] {
+        counter!(name, "group" => group).absolute(value);
+    }
+    gauge!(CONSECUTIVE_429, "group" => group).set(f64::from(g.consecutive_429));
+    gauge!(RATE_RATIO, "group" => group).set(g.ratio);
+    gauge!(EFFECTIVE_RATE, "group" => group).set(g.quota.effective_rate);
+    gauge!(BURST, "group" => group).set(f64::from(g.quota.burst));
+    set_breaker(g.group, g.breaker);
+    let ban = g.banned_until.map_or(Duration::ZERO, |u| u - at);
+    gauge!(BAN_REMAINING, "group" => group).set(secs(ban));
+    gauge!(BACKLOG, "group" => group).set(secs(g.backlog));
+}
+
+/// A group's queue depth and stalled waiters.
+pub(crate) fn record_pending(group: Group, depth: usize, stalled: usize) {
+    gauge!(names::QUEUE_DEPTH, "group" => group.as_str()).set(depth as f64);
+    gauge!(names::STALLED_WAITERS, "group" => group.as_str()).set(stalled as f64);
+}
+
+/// A group's wait quantiles (recent ones if the report has them, else since
+/// start), utilisation and TAT drift.
+pub(crate) fn record_recent(g: &GroupReport) {
+    use names::*;
+    let group = g.group.as_str();
+    let (p50, p95, p99) = match &g.recent {
+        Some(r) => (r.wait_p50, r.wait_p95, r.wait_p99),
+        None => (g.waits.p50, g.waits.p95, g.waits.p99),
+    };
+    for (q, v) in [("0.5", p50), ("0.95", p95), ("0.99", p99)] {
+        gauge!(WAIT_QUANTILE, "group" => group, "quantile" => q).set(secs(v));
+    }
+    if let Some(r) = &g.recent {
+        gauge!(UTILISATION, "group" => group).set(r.utilisation);
+        gauge!(TAT_DRIFT, "group" => group).set(r.tat_drift);
+    }
+}
+
+/// Whether emergency mode is on, and for how long still.
+pub(crate) fn record_emergency(status: &Status) {
     let (active, remaining) = status
         .emergency
         .map_or((0.0, Duration::ZERO), |e| (1.0, e.remaining));
-    gauge!(EMERGENCY).set(active);
-    gauge!(EMERGENCY_REMAINING).set(secs(remaining));
+    gauge!(names::EMERGENCY).set(active);
+    gauge!(names::EMERGENCY_REMAINING).set(secs(remaining));
 }
 
 /// Publishes a health report's level.
