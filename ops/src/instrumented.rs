@@ -3,7 +3,6 @@
 
 use core::future::{poll_fn, Future};
 use core::pin::pin;
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -20,12 +19,9 @@ use upbit_limiter_core::{
 use crate::config::{validate, ConfigErrors, Issue, OpsConfig, Origin, Problem};
 use crate::control::{Control, Emergency};
 use crate::health::{evaluate, HealthReport, Thresholds};
+use crate::samples::{Ring, Sample};
 use crate::status::{effective_interval, group_report, Pending, Recent, Status};
 use crate::telemetry::{self, Outcome};
-
-/// The most admissions kept per group for the recent statistics; beyond it
-/// the oldest are dropped (and the window effectively shortens).
-pub const MAX_SAMPLES: usize = 4096;
 
 /// The comprehensive status: the snapshot and its health evaluation, as one
 /// serialisable value.
@@ -44,13 +40,6 @@ struct Waiter {
     /// Core admits or fails every waiter by its deadline; one still pending
     /// well after it is not being woken or not being polled.
     deadline: Instant,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    at: Instant,
-    waited: Duration,
-    drift: Option<Duration>,
 }
 
 const BREAKER_STATES: [BreakerState; 5] = [
@@ -74,15 +63,16 @@ pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// seen (to report changes that happen lazily, such as recovery steps).
 ///
 /// Nothing here is shared between groups. An acquisition admitted at once
-/// touches only `samples`; one that waits also registers in `waiters`, which
-/// is also the lock every publication of the group's metrics holds, so that
-/// the last value published is never older than the last change.
+/// takes no lock here: it writes its slot of `samples`. One that waits also
+/// registers in `waiters`, whose lock every publication of the group's
+/// metrics holds, so that the last value published is never older than the
+/// last change.
 #[derive(Debug)]
 #[repr(align(128))]
 struct GroupTrack {
     next_id: AtomicU64,
     waiters: Mutex<Vec<Waiter>>,
-    samples: Mutex<VecDeque<Sample>>,
+    samples: Ring,
     last_ratio: AtomicU32,
     last_breaker: AtomicU8,
 }
@@ -136,30 +126,14 @@ impl GroupTrack {
         Self {
             next_id: AtomicU64::new(0),
             waiters: Mutex::new(Vec::new()),
-            samples: Mutex::new(VecDeque::new()),
+            samples: Ring::default(),
             last_ratio: AtomicU32::new(Ratio::ONE.ppm()),
             last_breaker: AtomicU8::new(breaker_code(BreakerState::Closed)),
         }
     }
 
-    fn record(&self, sample: Sample, window: Duration) {
-        let mut s = lock(&self.samples);
-        let horizon = before(sample.at, window);
-        while s.front().is_some_and(|f| Some(f.at) <= horizon) || s.len() >= MAX_SAMPLES {
-            s.pop_front();
-        }
-        s.push_back(sample);
-    }
-
     fn recent(&self, now: Instant, window: Duration, quota: &Quota, ratio: Ratio) -> Recent {
-        let horizon = before(now, window);
-        let s = lock(&self.samples);
-        let in_window: Vec<Sample> = s
-            .iter()
-            .filter(|x| Some(x.at) > horizon && x.at <= now)
-            .copied()
-            .collect();
-        drop(s);
+        let in_window = self.samples.between(before(now, window), now);
         let interval = effective_interval(quota, ratio);
         let capacity = if window.is_zero() {
             0
@@ -669,9 +643,11 @@ impl<R: Runtime> Instrumented<R> {
                 let at = permit.admission().at;
                 let waited = Duration::from(permit.waited());
                 let drift = waited_in_queue.then(|| at - conforms);
+                let seq = permit.admission().seq;
                 self.tracker
                     .group(group)
-                    .record(Sample { at, waited, drift }, self.tracker.window());
+                    .samples
+                    .record(seq, Sample { at, waited, drift });
                 telemetry::on_acquisition(group, Outcome::Admitted, waited, drift);
                 span.record("outcome", Outcome::Admitted.as_str());
                 span.record("waited_ms", waited.as_nanos() as f64 / 1e6);

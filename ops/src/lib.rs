@@ -38,11 +38,13 @@ pub mod config;
 pub mod control;
 pub mod health;
 mod instrumented;
+mod samples;
 pub mod status;
 pub mod telemetry;
 
 pub use config::{ConfigErrors, Issue, Notice, OpsConfig, Origin, Problem, TomlText, Warning};
 pub use control::{emergency_config, Control, Emergency, EmergencySettings};
 pub use health::{HealthReport, Level, Thresholds};
-pub use instrumented::{Instrumented, Permit, Snapshot, MAX_SAMPLES, UPKEEP_INTERVAL};
+pub use instrumented::{Instrumented, Permit, Snapshot, UPKEEP_INTERVAL};
+pub use samples::MAX_SAMPLES;
 pub use status::Status;

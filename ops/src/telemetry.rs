@@ -9,7 +9,11 @@
 //!   and drift histograms, and the gauges and events a response changes.
 //!   [`crate::Instrumented`] calls them for you.
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use std::sync::OnceLock;
+
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, Key, Label, Metadata, Unit,
+};
 use upbit_limiter_core::adaptive::Ratio;
 use upbit_limiter_core::breaker::BreakerState;
 use upbit_limiter_core::{AcquireError, ConfigError, Duration, Feedback, Group, Instant, Reason};
@@ -324,13 +328,38 @@ fn set_breaker(group: Group, state: BreakerState) {
 /// for an acquisition that waited, how late it was admitted against its
 /// scheduled instant.
 pub fn on_acquisition(group: Group, outcome: Outcome, waited: Duration, drift: Option<Duration>) {
+    static WAIT: OnceLock<GroupKeys> = OnceLock::new();
+    static DRIFT: OnceLock<GroupKeys> = OnceLock::new();
     if outcome != Outcome::Admitted {
         return;
     }
-    histogram!(names::WAIT_SECONDS, "group" => group.as_str()).record(secs(waited));
+    record_histogram(
+        &group_keys(&WAIT, names::WAIT_SECONDS)[group.index()],
+        secs(waited),
+    );
     if let Some(d) = drift {
-        histogram!(names::TAT_DRIFT_SECONDS, "group" => group.as_str()).record(secs(d));
+        record_histogram(
+            &group_keys(&DRIFT, names::TAT_DRIFT_SECONDS)[group.index()],
+            secs(d),
+        );
     }
+}
+
+/// A metric's `{group}` key for every group, by [`Group::index`].
+type GroupKeys = [Key; Group::COUNT];
+
+/// The keys of `name`, built once: the per-acquisition path then records
+/// without building (and allocating) a key on every call.
+fn group_keys(cell: &'static OnceLock<GroupKeys>, name: &'static str) -> &'static GroupKeys {
+    cell.get_or_init(|| {
+        Group::ALL.map(|g| Key::from_parts(name, vec![Label::from_static_parts("group", g.as_str())]))
+    })
+}
+
+fn record_histogram(key: &Key, value: f64) {
+    static METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    metrics::with_recorder(|r| r.register_histogram(key, &METADATA)).record(value);
 }
 
 /// Per-response hook: emits an event for every change in `feedback` and
