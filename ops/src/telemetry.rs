@@ -3,8 +3,10 @@
 //!
 //! Two kinds of recording:
 //! - [`record_status`] publishes a [`Status`] snapshot: core's cumulative
-//!   counters (as absolute counter values) and the gauges. Call it before each
-//!   scrape, or periodically.
+//!   counters (as absolute counter values) and the gauges. For a plain core
+//!   limiter, call it with [`Status::of_limiter`] when you want them current;
+//!   [`crate::Instrumented`] keeps them current by itself (every change as it
+//!   happens, the rest at each upkeep: see its docs).
 //! - [`on_acquisition`] and [`on_feedback`] are per-request hooks: the wait
 //!   and drift histograms, and the gauges and events a response changes.
 //!   [`crate::Instrumented`] calls them for you.
@@ -174,10 +176,7 @@ pub fn describe() {
         "Lateness of a waited admission: actual admission minus the instant the TAT made it conform."
     );
     let gauges: [(&'static str, &'static str); 15] = [
-        (
-            QUEUE_DEPTH,
-            "Waiters queued (core's queue or pending acquisitions, whichever is larger).",
-        ),
+        (QUEUE_DEPTH, "Waiters queued (pending acquisitions)."),
         (
             STALLED_WAITERS,
             "Pending waiters past their deadline by more than the stall grace.",
