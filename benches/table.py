@@ -88,6 +88,19 @@ ROWS = [
      "Ours: a denied decision, the group lock twice (link into and unlink from the FIFO "
      "queue), registering and cancelling a tokio timer, two clock reads; no allocation. "
      "governor: `futures-timer` allocates a timer node, pushes it to its global timer thread and wakes that thread (on creation and again on drop)."),
+    ("async_acquire/uncontended/instrumented", "async_acquire/uncontended/ours",
+     "5. instrumented: Instrumented::acquire_request + drop permit (anchor: the plain tokio limiter)",
+     "The plain row plus the operator's wrapper: a `tracing` span (no subscriber), a clock read, "
+     "four stores into the group's lock-free ring of recent admissions, the wait histogram through "
+     "the `metrics` facade (no recorder) and the upkeep check (one atomic load; once a second a "
+     "full republish); no lock."),
+    ("async_acquire/two_threads/ours", None,
+     "5. two threads, acquire().await + drop permit, one group, a runtime each",
+     "The two-thread allow decision of group 4 on the tokio clock, in an async loop."),
+    ("async_acquire/two_threads/instrumented", "async_acquire/two_threads/ours",
+     "5. two threads, instrumented (anchor: the plain tokio limiter, same case)",
+     "The plain row plus the wrapper; the threads share no lock, only the cache lines of the "
+     "group's ring slots they write."),
     ("simulator/endurance-24h/ours", "simulator/endurance-24h/none",
      "6. simulator, endurance-24h, per simulated request (anchor: policy `none`, no limiter)",
      "The simulated server, network and executor are the `none` figure; the rest is the real "

@@ -486,6 +486,39 @@ fn poll_once_and_drop<F: Future>(fut: F) -> bool {
     fut.as_mut().poll(&mut cx).is_pending()
 }
 
+/// Two threads, each on a current-thread runtime of its own (built before
+/// the common start), await `op()` `iters` times each; the result is the
+/// slower thread's time, as in [`two_threads`].
+fn two_threads_async<F: Future>(iters: u64, op: impl Fn() -> F + Sync) -> StdDuration {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|s| {
+        let run = || {
+            let rt = current_thread();
+            barrier.wait();
+            rt.block_on(async {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    op().await;
+                }
+                start.elapsed()
+            })
+        };
+        let other = s.spawn(run);
+        let mine = run();
+        mine.max(other.join().unwrap_or(StdDuration::ZERO))
+    })
+}
+
+/// The operator's wrapper (`upbit_limiter_ops::Instrumented`) around the
+/// tokio limiter, on `config`.
+fn instrumented(config: &upbit_limiter_core::LimiterConfig) -> upbit_limiter_ops::Instrumented {
+    let ops = upbit_limiter_ops::OpsConfig {
+        limiter: config.clone(),
+        ..upbit_limiter_ops::OpsConfig::default()
+    };
+    upbit_limiter_ops::Instrumented::new(&ops).expect("valid")
+}
+
 /// 5. `acquire().await` that never has to wait, and a waiter that is cancelled.
 fn async_acquire(c: &mut Criterion) {
     let mut group = c.benchmark_group("async_acquire");
@@ -504,6 +537,44 @@ fn async_acquire(c: &mut Criterion) {
                     drop(black_box(permit));
                 }
                 start.elapsed()
+            })
+        })
+    });
+    // The same through the operator's wrapper: a span, the recent-statistics
+    // record, the wait histogram, the upkeep check.
+    group.bench_function("uncontended/instrumented", |b| {
+        b.iter_custom(|iters| {
+            let limiter = rt.block_on(async { instrumented(&config) });
+            rt.block_on(async {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    let permit = limiter.acquire_request(Request::group(Group::Default)).await;
+                    drop(black_box(permit));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    // Two threads acquiring on one group, each on a runtime of its own.
+    group.bench_function("two_threads/ours", |b| {
+        b.iter_custom(|iters| {
+            let limiter = rt
+                .block_on(async { upbit_limiter_tokio::RateLimiter::new(&config) })
+                .expect("valid");
+            let limiter = &limiter;
+            two_threads_async(iters, move || async move {
+                let permit = limiter.acquire_request(Request::group(Group::Default)).await;
+                drop(black_box(permit));
+            })
+        })
+    });
+    group.bench_function("two_threads/instrumented", |b| {
+        b.iter_custom(|iters| {
+            let limiter = rt.block_on(async { instrumented(&config) });
+            let limiter = &limiter;
+            two_threads_async(iters, move || async move {
+                let permit = limiter.acquire_request(Request::group(Group::Default)).await;
+                drop(black_box(permit));
             })
         })
     });

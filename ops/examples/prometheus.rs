@@ -1,59 +1,55 @@
-//! Serves the limiter's metrics in Prometheus text format while a small
-//! synthetic workload runs against an Upbit-like fake that answers some orders
-//! with HTTP 429.
+//! Serves the limiter's metrics in Prometheus text format, with
+//! `metrics-exporter-prometheus`'s own HTTP listener, while a small synthetic
+//! workload runs against an Upbit-like fake that answers some orders with
+//! HTTP 429.
 //!
 //! ```sh
 //! cargo run -p upbit-limiter-ops --example prometheus -- --listen 127.0.0.1:9898
 //! curl -s http://127.0.0.1:9898/metrics
-//! curl -s http://127.0.0.1:9898/status
 //! ```
 //!
 //! Options: `--listen ADDR` (default `127.0.0.1:9898`; port 0 picks a free
-//! one), `--seconds N` (stop after N seconds; default: run until killed). The
-//! limiter's configuration comes from `UPBIT_RATE_LIMIT_*` variables (and the
-//! file named by `UPBIT_RATE_LIMIT_FILE`).
+//! one), `--seconds N` (stop after N seconds and print the JSON status;
+//! default: run until killed). The limiter's configuration comes from
+//! `UPBIT_RATE_LIMIT_*` variables (and the file named by
+//! `UPBIT_RATE_LIMIT_FILE`).
 //!
-//! The HTTP server is deliberately tiny: one thread, one request per
-//! connection, `GET /metrics` and `GET /status` only. Each scrape first
-//! records a fresh status snapshot, so counters and gauges are current.
+//! Nothing here calls `record_metrics`: the limiter publishes every change as
+//! it happens and refreshes what changes with time alone at most every
+//! second (see "Metrics" in OPERATING.md), so the exporter's listener serves
+//! current values by itself.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use upbit_limiter_core::{Request, Response};
 use upbit_limiter_ops::telemetry::{self, WAIT_BUCKETS_SECONDS};
 use upbit_limiter_ops::{Instrumented, OpsConfig};
 
-/// A running example: the workload on its own tokio runtime, the HTTP server
-/// on its own thread.
+/// A running example: the workload on its own tokio runtime, the exporter's
+/// listener on the exporter's own thread.
 #[derive(Debug)]
 pub struct Running {
-    /// Where `/metrics` is served.
+    /// Where the metrics are served (any path; `/metrics` by convention).
     pub addr: SocketAddr,
     /// The limiter the workload uses.
     pub limiter: Arc<Instrumented>,
     stop: Arc<AtomicBool>,
-    server: Option<std::thread::JoinHandle<()>>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Running {
-    /// Stops the server and the workload.
+    /// Stops the workload. (The exporter's listener lives as long as the
+    /// process, as its recorder does.)
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, StdDuration::from_secs(1));
-        if let Some(server) = self.server.take() {
-            let _ = server.join();
-        }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(StdDuration::from_secs(1));
         }
@@ -66,18 +62,35 @@ impl Drop for Running {
     }
 }
 
-/// Installs the Prometheus recorder (once per process), starts the workload
-/// and serves `/metrics` and `/status` on `listen`.
-pub fn start(listen: &str) -> Result<Running, Box<dyn std::error::Error>> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), WAIT_BUCKETS_SECONDS)?
-        .install_recorder()?;
-    telemetry::describe();
+/// `listen` resolved to one address; port 0 replaced by a port that was free
+/// a moment ago (the exporter does not say which port it bound).
+fn resolve(listen: &str) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+    let mut addr = listen
+        .to_socket_addrs()
+        .map_err(|e| format!("--listen {listen:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--listen {listen:?}: no address"))?;
+    if addr.port() == 0 {
+        addr = TcpListener::bind(addr)?.local_addr()?;
+    }
+    Ok(addr)
+}
 
+/// Installs the Prometheus recorder and its HTTP listener on `listen` (once
+/// per process), then starts the workload.
+pub fn start(listen: &str) -> Result<Running, Box<dyn std::error::Error>> {
     let config = OpsConfig::load_from_process_env(None)?;
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
+    let addr = resolve(listen)?;
+    // Outside any tokio runtime, `install` runs the listener on a thread of its own.
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), WAIT_BUCKETS_SECONDS)?
+        .install()?;
+    telemetry::describe();
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
@@ -88,19 +101,10 @@ pub fn start(listen: &str) -> Result<Running, Box<dyn std::error::Error>> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     spawn_workload(&runtime, &limiter, &stop);
-
-    let listener = TcpListener::bind(listen)?;
-    let addr = listener.local_addr()?;
-    let server = {
-        let limiter = Arc::clone(&limiter);
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || serve(&listener, &limiter, &handle, &stop))
-    };
     Ok(Running {
         addr,
         limiter,
         stop,
-        server: Some(server),
         runtime: Some(runtime),
     })
 }
@@ -155,63 +159,6 @@ fn spawn_workload(runtime: &tokio::runtime::Runtime, limiter: &Arc<Instrumented>
     });
 }
 
-fn serve(listener: &TcpListener, limiter: &Instrumented, handle: &PrometheusHandle, stop: &AtomicBool) {
-    for stream in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        // A client that misbehaves costs at most the timeout.
-        let _ = stream.set_read_timeout(Some(StdDuration::from_secs(2)));
-        let _ = stream.set_write_timeout(Some(StdDuration::from_secs(2)));
-        let _ = respond(stream, limiter, handle);
-    }
-}
-
-fn respond(stream: TcpStream, limiter: &Instrumented, handle: &PrometheusHandle) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Skip the headers; nothing in them matters here.
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            limiter.record_metrics();
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                handle.render(),
-            )
-        }
-        ("GET", "/status") => {
-            let snap = limiter.record_metrics();
-            let json =
-                serde_json::to_string_pretty(&snap).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-            ("200 OK", "application/json", json)
-        }
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain",
-            "try /metrics or /status\n".to_owned(),
-        ),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned()),
-    };
-    let mut stream = reader.into_inner();
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
-}
-
 #[allow(dead_code)]
 fn main() -> std::process::ExitCode {
     match run(std::env::args().skip(1)) {
@@ -251,16 +198,14 @@ pub fn run(mut args: impl Iterator<Item = String>) -> Result<(), Box<dyn std::er
         }
     }
     let running = start(&listen)?;
-    println!(
-        "serving http://{}/metrics and http://{}/status",
-        running.addr, running.addr
-    );
+    println!("serving http://{}/metrics", running.addr);
     match seconds {
         Some(s) => std::thread::sleep(StdDuration::from_secs(s)),
         None => loop {
             std::thread::sleep(StdDuration::from_secs(3600));
         },
     }
+    println!("{}", serde_json::to_string_pretty(&running.limiter.snapshot())?);
     running.stop();
     Ok(())
 }

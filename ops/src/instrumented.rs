@@ -3,7 +3,6 @@
 
 use core::future::{poll_fn, Future};
 use core::pin::pin;
-use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -20,12 +19,9 @@ use upbit_limiter_core::{
 use crate::config::{validate, ConfigErrors, Issue, OpsConfig, Origin, Problem};
 use crate::control::{Control, Emergency};
 use crate::health::{evaluate, HealthReport, Thresholds};
+use crate::samples::{Ring, Sample};
 use crate::status::{effective_interval, group_report, Pending, Recent, Status};
 use crate::telemetry::{self, Outcome};
-
-/// The most admissions kept per group for the recent statistics; beyond it
-/// the oldest are dropped (and the window effectively shortens).
-pub const MAX_SAMPLES: usize = 4096;
 
 /// The comprehensive status: the snapshot and its health evaluation, as one
 /// serialisable value.
@@ -39,18 +35,11 @@ pub struct Snapshot {
 
 #[derive(Clone, Copy, Debug)]
 struct Waiter {
-    group: Group,
+    id: u64,
     started: Instant,
     /// Core admits or fails every waiter by its deadline; one still pending
     /// well after it is not being woken or not being polled.
     deadline: Instant,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    at: Instant,
-    waited: Duration,
-    drift: Option<Duration>,
 }
 
 const BREAKER_STATES: [BreakerState; 5] = [
@@ -65,15 +54,40 @@ fn breaker_code(s: BreakerState) -> u8 {
     BREAKER_STATES.iter().position(|&b| b == s).unwrap_or(0) as u8
 }
 
-/// Pending acquisitions, recent admissions, and the last state seen of each
-/// group (to report changes that happen lazily, such as recovery steps).
+/// How often the gauges that change with time alone are refreshed, at most:
+/// the first [`Instrumented::acquire`] or [`Permit::report`] at or after
+/// this long since the last refresh republishes every metric.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One group's pending acquisitions, recent admissions, and the last state
+/// seen (to report changes that happen lazily, such as recovery steps).
+///
+/// Nothing here is shared between groups. An acquisition admitted at once
+/// takes no lock here: it writes its slot of `samples`. One that waits also
+/// registers in `waiters`, whose lock every publication of the group's
+/// metrics holds, so that the last value published is never older than the
+/// last change.
+#[derive(Debug)]
+#[repr(align(128))]
+struct GroupTrack {
+    next_id: AtomicU64,
+    waiters: Mutex<Vec<Waiter>>,
+    samples: Ring,
+    last_ratio: AtomicU32,
+    last_breaker: AtomicU8,
+}
+
+/// Every group's [`GroupTrack`], and the few settings the acquire path reads
+/// (as atomics, so that it takes no lock shared between groups).
 #[derive(Debug)]
 struct Tracker {
-    next_id: AtomicU64,
-    waiters: Mutex<HashMap<u64, Waiter>>,
-    samples: [Mutex<VecDeque<Sample>>; Group::COUNT],
-    last_ratio: [AtomicU32; Group::COUNT],
-    last_breaker: [AtomicU8; Group::COUNT],
+    groups: [GroupTrack; Group::COUNT],
+    /// [`Thresholds::window`] in nanoseconds.
+    window: AtomicU64,
+    /// [`Thresholds::stall_grace`] in nanoseconds.
+    stall_grace: AtomicU64,
+    /// When the next upkeep is due (nanoseconds on the limiter's clock).
+    next_upkeep: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -81,72 +95,45 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct WaiterGuard<'a> {
-    tracker: &'a Tracker,
+/// A registered waiter; unregisters on drop (admitted, failed or cancelled).
+struct WaiterGuard<'a, R: Runtime> {
+    owner: &'a Instrumented<R>,
+    group: Group,
     id: u64,
 }
 
-impl Drop for WaiterGuard<'_> {
+impl<R: Runtime> Drop for WaiterGuard<'_, R> {
     fn drop(&mut self) {
-        lock(&self.tracker.waiters).remove(&self.id);
+        let now = self.owner.now();
+        self.owner.tracker.unregister(self.group, self.id, now);
     }
 }
 
-impl Tracker {
+fn pending_of(waiters: &[Waiter], now: Instant, grace: Duration) -> Pending {
+    let mut p = Pending::default();
+    for waiter in waiters {
+        p.waiting += 1;
+        if now > waiter.deadline.saturating_add(grace) {
+            p.stalled += 1;
+        }
+        p.oldest = p.oldest.max(now - waiter.started);
+    }
+    p
+}
+
+impl GroupTrack {
     fn new() -> Self {
         Self {
             next_id: AtomicU64::new(0),
-            waiters: Mutex::new(HashMap::new()),
-            samples: core::array::from_fn(|_| Mutex::new(VecDeque::new())),
-            last_ratio: core::array::from_fn(|_| AtomicU32::new(Ratio::ONE.ppm())),
-            last_breaker: core::array::from_fn(|_| AtomicU8::new(breaker_code(BreakerState::Closed))),
+            waiters: Mutex::new(Vec::new()),
+            samples: Ring::default(),
+            last_ratio: AtomicU32::new(Ratio::ONE.ppm()),
+            last_breaker: AtomicU8::new(breaker_code(BreakerState::Closed)),
         }
     }
 
-    fn register(&self, group: Group, started: Instant, deadline: Instant) -> WaiterGuard<'_> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.waiters).insert(
-            id,
-            Waiter {
-                group,
-                started,
-                deadline,
-            },
-        );
-        WaiterGuard { tracker: self, id }
-    }
-
-    fn record(&self, group: Group, sample: Sample, window: Duration) {
-        let mut s = lock(&self.samples[group.index()]);
-        let horizon = before(sample.at, window);
-        while s.front().is_some_and(|f| Some(f.at) <= horizon) || s.len() >= MAX_SAMPLES {
-            s.pop_front();
-        }
-        s.push_back(sample);
-    }
-
-    fn pending(&self, group: Group, now: Instant, grace: Duration) -> Pending {
-        let w = lock(&self.waiters);
-        let mut p = Pending::default();
-        for waiter in w.values().filter(|w| w.group == group) {
-            p.waiting += 1;
-            if now > waiter.deadline.saturating_add(grace) {
-                p.stalled += 1;
-            }
-            p.oldest = p.oldest.max(now - waiter.started);
-        }
-        p
-    }
-
-    fn recent(&self, group: Group, now: Instant, window: Duration, quota: &Quota, ratio: Ratio) -> Recent {
-        let horizon = before(now, window);
-        let s = lock(&self.samples[group.index()]);
-        let in_window: Vec<Sample> = s
-            .iter()
-            .filter(|x| Some(x.at) > horizon && x.at <= now)
-            .copied()
-            .collect();
-        drop(s);
+    fn recent(&self, now: Instant, window: Duration, quota: &Quota, ratio: Ratio) -> Recent {
+        let in_window = self.samples.between(before(now, window), now);
         let interval = effective_interval(quota, ratio);
         let capacity = if window.is_zero() {
             0
@@ -183,7 +170,7 @@ impl Tracker {
 
     /// Notes the ratio seen now; reports a change from the last one seen.
     fn sync_ratio(&self, group: Group, ratio: Ratio) {
-        let prev = self.last_ratio[group.index()].swap(ratio.ppm(), Ordering::AcqRel);
+        let prev = self.last_ratio.swap(ratio.ppm(), Ordering::AcqRel);
         if prev != ratio.ppm() {
             if let Some(prev) = Ratio::from_ppm(prev) {
                 telemetry::ratio_changed(group, prev, ratio);
@@ -193,11 +180,81 @@ impl Tracker {
 
     /// Notes the breaker state seen now; reports a change from the last one seen.
     fn sync_breaker(&self, group: Group, state: BreakerState) {
-        let prev = self.last_breaker[group.index()].swap(breaker_code(state), Ordering::AcqRel);
+        let prev = self.last_breaker.swap(breaker_code(state), Ordering::AcqRel);
         if prev != breaker_code(state) {
             let prev = BREAKER_STATES[usize::from(prev).min(BREAKER_STATES.len() - 1)];
             telemetry::breaker_transition(group, prev, state);
         }
+    }
+}
+
+impl Tracker {
+    fn new(thresholds: &Thresholds) -> Self {
+        Self {
+            groups: core::array::from_fn(|_| GroupTrack::new()),
+            window: AtomicU64::new(thresholds.window.as_nanos()),
+            stall_grace: AtomicU64::new(thresholds.stall_grace.as_nanos()),
+            next_upkeep: AtomicU64::new(0),
+        }
+    }
+
+    fn group(&self, group: Group) -> &GroupTrack {
+        &self.groups[group.index()]
+    }
+
+    fn window(&self) -> Duration {
+        Duration::from_nanos(self.window.load(Ordering::Relaxed))
+    }
+
+    fn stall_grace(&self) -> Duration {
+        Duration::from_nanos(self.stall_grace.load(Ordering::Relaxed))
+    }
+
+    fn set_thresholds(&self, t: &Thresholds) {
+        self.window.store(t.window.as_nanos(), Ordering::Relaxed);
+        self.stall_grace
+            .store(t.stall_grace.as_nanos(), Ordering::Relaxed);
+    }
+
+    /// Registers a waiter of `group` and publishes the group's pending gauges.
+    fn register(&self, group: Group, started: Instant, deadline: Instant) -> u64 {
+        let track = self.group(group);
+        let id = track.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut w = lock(&track.waiters);
+        w.push(Waiter {
+            id,
+            started,
+            deadline,
+        });
+        let p = pending_of(&w, started, self.stall_grace());
+        telemetry::record_pending(group, p.waiting, p.stalled);
+        id
+    }
+
+    /// Removes a waiter and publishes the group's pending gauges.
+    fn unregister(&self, group: Group, id: u64, now: Instant) {
+        let mut w = lock(&self.group(group).waiters);
+        if let Some(i) = w.iter().position(|x| x.id == id) {
+            w.swap_remove(i);
+        }
+        let p = pending_of(&w, now, self.stall_grace());
+        telemetry::record_pending(group, p.waiting, p.stalled);
+    }
+
+    /// Claims the upkeep due at or before `now`: true for one caller per
+    /// [`UPKEEP_INTERVAL`].
+    fn claim_upkeep(&self, now: Instant) -> bool {
+        let due = self.next_upkeep.load(Ordering::Relaxed);
+        now.as_nanos() >= due
+            && self
+                .next_upkeep
+                .compare_exchange(
+                    due,
+                    now.saturating_add(UPKEEP_INTERVAL).as_nanos(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 }
 
@@ -234,14 +291,38 @@ fn nearest_rank(values: &[Duration], q: f64) -> Duration {
 /// - [`status`](Self::status), [`health`](Self::health),
 ///   [`snapshot`](Self::snapshot), [`record_metrics`](Self::record_metrics).
 ///
+/// The metrics keep themselves current: every change the limiter sees is
+/// published as it happens (a waiter queued or gone, a report, a
+/// configuration change, emergency mode), and everything, including what
+/// changes with time alone, is republished at most every
+/// [`UPKEEP_INTERVAL`] by the acquisition or report that finds it due. An
+/// exporter's own listener serves current values without any call from you.
+///
+/// No lock is shared between groups on the acquire path: each group has its
+/// own record of waiters and recent admissions.
+///
 /// The default runtime is tokio: `Instrumented` is then
-/// `Instrumented<upbit_limiter_tokio::Tokio>`.
+/// `Instrumented<upbit_limiter_tokio::Tokio>`, built with
+/// [`Instrumented::new`]; any other runtime with [`with_runtime`](Self::with_runtime).
+///
+/// ```
+/// use upbit_limiter_ops::{Instrumented, OpsConfig};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let limiter = Instrumented::new(&OpsConfig::default()).unwrap();
+/// let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+/// # drop(permit);
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Instrumented<R: Runtime = upbit_limiter_tokio::Tokio> {
     limiter: RateLimiter<R>,
     control: Control,
     thresholds: Mutex<Thresholds>,
     tracker: Tracker,
+    /// Held by every publication of the whole set of metrics, so that one
+    /// computed before a change never lands after that change's own.
+    publishing: Mutex<()>,
 }
 
 fn from_core(e: upbit_limiter_core::ConfigError) -> ConfigErrors {
@@ -261,33 +342,42 @@ fn from_core(e: upbit_limiter_core::ConfigError) -> ConfigErrors {
     }
 }
 
-impl<R: Runtime + Default> Instrumented<R> {
-    /// A limiter for `config` on the runtime's default clock.
+impl Instrumented {
+    /// A limiter for `config` on tokio's clock and timer; every problem of
+    /// the configuration is reported at once. (Other runtimes:
+    /// [`with_runtime`](Self::with_runtime).)
     pub fn new(config: &OpsConfig) -> Result<Self, ConfigErrors> {
-        Self::with_runtime(config, R::default())
+        Self::with_runtime(config, upbit_limiter_tokio::Tokio::new())
     }
 }
 
 impl<R: Runtime> Instrumented<R> {
     /// A limiter for `config` on `runtime`; every problem of the
-    /// configuration is reported at once.
+    /// configuration is reported at once. Publishes every metric once.
     pub fn with_runtime(config: &OpsConfig, runtime: R) -> Result<Self, ConfigErrors> {
         validate(&config.limiter)?;
         let limiter = RateLimiter::with_runtime(&config.limiter, runtime).map_err(from_core)?;
-        Ok(Self {
+        let this = Self {
             limiter,
             control: Control::new(config.limiter.clone(), config.emergency),
             thresholds: Mutex::new(config.health),
-            tracker: Tracker::new(),
-        })
+            tracker: Tracker::new(&config.health),
+            publishing: Mutex::new(()),
+        };
+        this.record_metrics();
+        Ok(this)
     }
 
-    /// The wrapped limiter.
+    /// The wrapped limiter. (Acquisitions made on it directly bypass the
+    /// instrumentation: they are counted by core's counters, but not seen as
+    /// pending, nor in the recent statistics.)
     pub fn limiter(&self) -> &RateLimiter<R> {
         &self.limiter
     }
 
-    /// The configuration control.
+    /// The configuration control. (Changes made through it directly are
+    /// published by the next upkeep; [`apply`](Self::apply) and the other
+    /// methods here publish them at once.)
     pub fn control(&self) -> &Control {
         &self.control
     }
@@ -304,17 +394,32 @@ impl<R: Runtime> Instrumented<R> {
 
     /// Replaces the health thresholds.
     pub fn set_thresholds(&self, thresholds: Thresholds) {
-        *lock(&self.thresholds) = thresholds;
+        let mut t = lock(&self.thresholds);
+        *t = thresholds;
+        self.tracker.set_thresholds(&t);
     }
 
-    /// Ends an emergency whose time is up; returns it.
+    /// Ends an emergency whose time is up and publishes the change; returns it.
     fn expire(&self, now: Instant) -> Option<Emergency> {
-        self.control.expire(self.limiter.limiter(), now)
+        let ended = self.control.expire(self.limiter.limiter(), now);
+        if ended.is_some() {
+            self.record_metrics();
+        }
+        ended
+    }
+
+    /// Republishes every metric if the upkeep is due.
+    fn upkeep(&self, now: Instant) {
+        if self.tracker.claim_upkeep(now) {
+            self.record_metrics();
+        }
     }
 
     /// Applies a new limiter configuration (see [`Control::apply`]).
     pub fn apply(&self, config: &LimiterConfig) -> Result<Vec<Group>, ConfigErrors> {
-        self.control.apply(self.limiter.limiter(), config, self.now())
+        let changed = self.control.apply(self.limiter.limiter(), config, self.now())?;
+        self.record_metrics();
+        Ok(changed)
     }
 
     /// Applies everything in `config`: the limiter configuration, the health
@@ -330,6 +435,7 @@ impl<R: Runtime> Instrumented<R> {
         self.control
             .set_settings(self.limiter.limiter(), config.emergency, now);
         self.set_thresholds(config.health);
+        self.record_metrics();
         Ok(changed)
     }
 
@@ -346,13 +452,18 @@ impl<R: Runtime> Instrumented<R> {
 
     /// Enters emergency mode for `duration` (see [`Control::enter_emergency`]).
     pub fn enter_emergency(&self, duration: Duration) -> Result<Emergency, ConfigErrors> {
-        self.control
-            .enter_emergency(self.limiter.limiter(), duration, self.now())
+        let emergency = self
+            .control
+            .enter_emergency(self.limiter.limiter(), duration, self.now())?;
+        self.record_metrics();
+        Ok(emergency)
     }
 
     /// Leaves emergency mode now.
     pub fn leave_emergency(&self) -> Option<Emergency> {
-        self.control.leave_emergency(self.limiter.limiter(), self.now())
+        let ended = self.control.leave_emergency(self.limiter.limiter(), self.now());
+        self.record_metrics();
+        ended
     }
 
     /// The emergency period in force (an expired one is ended first).
@@ -363,21 +474,36 @@ impl<R: Runtime> Instrumented<R> {
 
     /// The full status now.
     pub fn status(&self) -> Status {
+        self.expire(self.now());
+        self.status_publishing(false)
+    }
+
+    /// The status now; with `publish`, each group's metrics are published
+    /// while its record is locked.
+    fn status_publishing(&self, publish: bool) -> Status {
         let now = self.now();
-        self.expire(now);
         let limiter = self.limiter.limiter();
-        let t = self.thresholds();
+        let grace = self.tracker.stall_grace();
+        let window = self.tracker.window();
         let groups = Group::ALL
             .iter()
             .map(|&g| {
+                let track = self.tracker.group(g);
+                let waiters = lock(&track.waiters);
                 let gl = limiter.group(g);
                 let s = gl.status(now);
                 let cfg = gl.config();
-                self.tracker.sync_ratio(g, s.ratio);
-                self.tracker.sync_breaker(g, s.breaker);
-                let pending = self.tracker.pending(g, now, t.stall_grace);
-                let recent = self.tracker.recent(g, now, t.window, &s.quota, s.ratio);
-                group_report(&s, &cfg, now, pending, Some(recent))
+                track.sync_ratio(g, s.ratio);
+                track.sync_breaker(g, s.breaker);
+                let pending = pending_of(&waiters, now, grace);
+                let recent = track.recent(now, window, &s.quota, s.ratio);
+                let report = group_report(&s, &cfg, now, pending, Some(recent));
+                if publish {
+                    telemetry::record_group_state(&report, now);
+                    telemetry::record_pending(g, pending.waiting, pending.stalled);
+                    telemetry::record_recent(&report);
+                }
+                report
             })
             .collect();
         Status::assemble(now, self.control.emergency(), groups)
@@ -395,23 +521,48 @@ impl<R: Runtime> Instrumented<R> {
         Snapshot { status, health }
     }
 
-    /// Takes a [`snapshot`](Self::snapshot), publishes it through the
-    /// `metrics` facade, and returns it.
+    /// Takes a [`snapshot`](Self::snapshot), publishes every metric from it,
+    /// and returns it. The limiter does this by itself (see the type's docs);
+    /// call it to have everything exact at a given moment, e.g. before
+    /// reading a recorder in a test.
     pub fn record_metrics(&self) -> Snapshot {
-        let snap = self.snapshot();
-        telemetry::record_status(&snap.status);
-        telemetry::record_health(&snap.health);
-        snap
+        let _publishing = lock(&self.publishing);
+        let now = self.now();
+        self.control.expire(self.limiter.limiter(), now);
+        // Whoever publishes everything also does the upkeep that was due.
+        self.tracker
+            .next_upkeep
+            .fetch_max(now.saturating_add(UPKEEP_INTERVAL).as_nanos(), Ordering::Relaxed);
+        let status = self.status_publishing(true);
+        let health = evaluate(&status, &self.thresholds());
+        telemetry::record_emergency(&status);
+        telemetry::record_health(&health);
+        Snapshot { status, health }
+    }
+
+    /// After a report: publishes the group's counters and state gauges, with
+    /// its record locked (so that the last value published is the newest).
+    fn publish_group(&self, group: Group, now: Instant) {
+        let track = self.tracker.group(group);
+        let waiters = lock(&track.waiters);
+        let gl = self.limiter.limiter().group(group);
+        let s = gl.status(now);
+        track.sync_ratio(group, s.ratio);
+        track.sync_breaker(group, s.breaker);
+        let pending = pending_of(&waiters, now, self.tracker.stall_grace());
+        let report = group_report(&s, &gl.config(), now, pending, None);
+        telemetry::record_group_state(&report, now);
     }
 
     fn observe_feedback(&self, group: Group, fb: &Feedback, now: Instant) {
+        let track = self.tracker.group(group);
         if let Some((from, to)) = fb.ratio_change {
-            self.tracker.sync_ratio(group, from);
-            self.tracker.sync_ratio(group, to);
+            track.sync_ratio(group, from);
+            track.sync_ratio(group, to);
         }
         if let Some(t) = fb.transition {
-            self.tracker.sync_breaker(group, t.from);
-            self.tracker.sync_breaker(group, t.to);
+            track.sync_breaker(group, t.from);
+            track.sync_breaker(group, t.to);
         }
         let rest = Feedback {
             ratio_change: None,
@@ -459,9 +610,8 @@ impl<R: Runtime> Instrumented<R> {
         let group = request.group;
         let start = self.now();
         self.expire(start);
-        let window = self.thresholds().window;
         let gl = self.limiter.limiter().group(group);
-        let mut waiter: Option<WaiterGuard<'_>> = None;
+        let mut waiter: Option<WaiterGuard<'_, R>> = None;
         // The instant the group's next admission conforms (TAT minus the
         // tolerance, not clamped to now), as read just before each poll: a
         // waiter admitted after waiting should be admitted exactly then.
@@ -477,19 +627,27 @@ impl<R: Runtime> Instrumented<R> {
                     Some(Deadline::After(d)) => start.saturating_add(d.into()),
                     None => start.saturating_add(gl.config().waiter_timeout),
                 };
-                waiter = Some(self.tracker.register(group, start, deadline));
+                waiter = Some(WaiterGuard {
+                    owner: self,
+                    group,
+                    id: self.tracker.register(group, start, deadline),
+                });
             }
             poll
         })
         .await;
         let waited_in_queue = waiter.is_some();
         drop(waiter);
-        match result {
+        let outcome = match result {
             Ok(permit) => {
                 let at = permit.admission().at;
                 let waited = Duration::from(permit.waited());
                 let drift = waited_in_queue.then(|| at - conforms);
-                self.tracker.record(group, Sample { at, waited, drift }, window);
+                let seq = permit.admission().seq;
+                self.tracker
+                    .group(group)
+                    .samples
+                    .record(seq, Sample { at, waited, drift });
                 telemetry::on_acquisition(group, Outcome::Admitted, waited, drift);
                 span.record("outcome", Outcome::Admitted.as_str());
                 span.record("waited_ms", waited.as_nanos() as f64 / 1e6);
@@ -506,7 +664,9 @@ impl<R: Runtime> Instrumented<R> {
                 tracing::debug!(target: "upbit_limiter", error = %e, "acquisition failed");
                 Err(e)
             }
-        }
+        };
+        self.upkeep(if waited_in_queue { self.now() } else { start });
+        outcome
     }
 }
 
@@ -545,12 +705,15 @@ impl<R: Runtime> Permit<'_, R> {
     /// Reports the response; emits an event for every state change it causes.
     pub fn report(self, response: Response<'_>) -> Feedback {
         let Self { inner, owner, span } = self;
-        let _entered = span.enter();
+        let entered = span.enter();
         let group = inner.group();
         let fb = inner.report_with_feedback(response);
         let now = owner.now();
         owner.observe_feedback(group, &fb, now);
+        owner.publish_group(group, now);
         owner.expire(now);
+        drop(entered);
+        owner.upkeep(now);
         fb
     }
 }

@@ -20,7 +20,7 @@
 //! let file = TomlText { name: "limits.toml", text: "[groups.order]\nstrategy = \"balanced\"\n" };
 //! let env = [("UPBIT_RATE_LIMIT_TICKER_BURST", "3")];
 //! let config = OpsConfig::from_layers(Some(file), env).unwrap();
-//! let limiter: Instrumented = Instrumented::new(&config).unwrap();
+//! let limiter = Instrumented::new(&config).unwrap();
 //!
 //! let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
 //! permit.report(Response::status(200));
@@ -38,11 +38,13 @@ pub mod config;
 pub mod control;
 pub mod health;
 mod instrumented;
+mod samples;
 pub mod status;
 pub mod telemetry;
 
 pub use config::{ConfigErrors, Issue, Notice, OpsConfig, Origin, Problem, TomlText, Warning};
 pub use control::{emergency_config, Control, Emergency, EmergencySettings};
 pub use health::{HealthReport, Level, Thresholds};
-pub use instrumented::{Instrumented, Permit, Snapshot, MAX_SAMPLES};
+pub use instrumented::{Instrumented, Permit, Snapshot, UPKEEP_INTERVAL};
+pub use samples::MAX_SAMPLES;
 pub use status::Status;

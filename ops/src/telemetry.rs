@@ -3,20 +3,26 @@
 //!
 //! Two kinds of recording:
 //! - [`record_status`] publishes a [`Status`] snapshot: core's cumulative
-//!   counters (as absolute counter values) and the gauges. Call it before each
-//!   scrape, or periodically.
+//!   counters (as absolute counter values) and the gauges. For a plain core
+//!   limiter, call it with [`Status::of_limiter`] when you want them current;
+//!   [`crate::Instrumented`] keeps them current by itself (every change as it
+//!   happens, the rest at each upkeep: see its docs).
 //! - [`on_acquisition`] and [`on_feedback`] are per-request hooks: the wait
 //!   and drift histograms, and the gauges and events a response changes.
 //!   [`crate::Instrumented`] calls them for you.
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use std::sync::OnceLock;
+
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, Key, Label, Metadata, Unit,
+};
 use upbit_limiter_core::adaptive::Ratio;
 use upbit_limiter_core::breaker::BreakerState;
 use upbit_limiter_core::{AcquireError, ConfigError, Duration, Feedback, Group, Instant, Reason};
 
 use crate::control::Emergency;
 use crate::health::{HealthReport, Level};
-use crate::status::Status;
+use crate::status::{GroupReport, Status};
 
 /// The metric names (see the crate docs for the table).
 pub mod names {
@@ -170,10 +176,7 @@ pub fn describe() {
         "Lateness of a waited admission: actual admission minus the instant the TAT made it conform."
     );
     let gauges: [(&'static str, &'static str); 15] = [
-        (
-            QUEUE_DEPTH,
-            "Waiters queued (core's queue or pending acquisitions, whichever is larger).",
-        ),
+        (QUEUE_DEPTH, "Waiters queued (pending acquisitions)."),
         (
             STALLED_WAITERS,
             "Pending waiters past their deadline by more than the stall grace.",
@@ -223,59 +226,84 @@ fn secs(d: Duration) -> f64 {
 
 /// Publishes a status snapshot: cumulative counters and every gauge.
 pub fn record_status(status: &Status) {
-    use names::*;
     for g in &status.groups {
-        let group = g.group.as_str();
-        let c = &g.counters;
-        for (outcome, value) in [
-            (Outcome::Admitted, c.admitted),
-            (Outcome::Timeout, c.timeouts),
-            (Outcome::CircuitOpen, c.circuit_rejections),
-            (Outcome::Banned, c.ban_rejections),
-            (Outcome::Cancelled, c.cancelled),
-        ] {
-            counter!(ACQUISITIONS, "group" => group, "outcome" => outcome.as_str()).absolute(value);
-        }
-        for (name, value) in [
-            (TIMEOUTS, c.timeouts),
-            (DENIED, c.denied),
-            (RESPONSES, c.responses),
-            (HTTP_429, c.status_429),
-            (HTTP_418, c.status_418),
-            (FAILURES, c.failures),
-            (HEADER_TIGHTENINGS, c.header_tightenings),
-            (HEADER_REJECTS, c.header_rejects),
-            (CLOCK_REGRESSIONS, c.clock_regressions),
-        ] {
-            counter!(name, "group" => group).absolute(value);
-        }
-        gauge!(QUEUE_DEPTH, "group" => group).set(g.depth() as f64);
-        gauge!(STALLED_WAITERS, "group" => group).set(g.stalled_waiters as f64);
-        gauge!(CONSECUTIVE_429, "group" => group).set(f64::from(g.consecutive_429));
-        gauge!(RATE_RATIO, "group" => group).set(g.ratio);
-        gauge!(EFFECTIVE_RATE, "group" => group).set(g.quota.effective_rate);
-        gauge!(BURST, "group" => group).set(f64::from(g.quota.burst));
-        set_breaker(g.group, g.breaker);
-        let ban = g.banned_until.map_or(Duration::ZERO, |u| u - status.at);
-        gauge!(BAN_REMAINING, "group" => group).set(secs(ban));
-        gauge!(BACKLOG, "group" => group).set(secs(g.backlog));
-        let (p50, p95, p99) = match &g.recent {
-            Some(r) => (r.wait_p50, r.wait_p95, r.wait_p99),
-            None => (g.waits.p50, g.waits.p95, g.waits.p99),
-        };
-        for (q, v) in [("0.5", p50), ("0.95", p95), ("0.99", p99)] {
-            gauge!(WAIT_QUANTILE, "group" => group, "quantile" => q).set(secs(v));
-        }
-        if let Some(r) = &g.recent {
-            gauge!(UTILISATION, "group" => group).set(r.utilisation);
-            gauge!(TAT_DRIFT, "group" => group).set(r.tat_drift);
-        }
+        record_group_state(g, status.at);
+        record_pending(g.group, g.depth(), g.stalled_waiters);
+        record_recent(g);
     }
+    record_emergency(status);
+}
+
+/// A group's counters (as absolute values: a stale one never lowers a
+/// counter) and the gauges of its state: consecutive 429s, ratio, rate,
+/// burst, breaker, ban and backlog.
+pub(crate) fn record_group_state(g: &GroupReport, at: Instant) {
+    use names::*;
+    let group = g.group.as_str();
+    let c = &g.counters;
+    for (outcome, value) in [
+        (Outcome::Admitted, c.admitted),
+        (Outcome::Timeout, c.timeouts),
+        (Outcome::CircuitOpen, c.circuit_rejections),
+        (Outcome::Banned, c.ban_rejections),
+        (Outcome::Cancelled, c.cancelled),
+    ] {
+        counter!(ACQUISITIONS, "group" => group, "outcome" => outcome.as_str()).absolute(value);
+    }
+    for (name, value) in [
+        (TIMEOUTS, c.timeouts),
+        (DENIED, c.denied),
+        (RESPONSES, c.responses),
+        (HTTP_429, c.status_429),
+        (HTTP_418, c.status_418),
+        (FAILURES, c.failures),
+        (HEADER_TIGHTENINGS, c.header_tightenings),
+        (HEADER_REJECTS, c.header_rejects),
+        (CLOCK_REGRESSIONS, c.clock_regressions),
+    ] {
+        counter!(name, "group" => group).absolute(value);
+    }
+    gauge!(CONSECUTIVE_429, "group" => group).set(f64::from(g.consecutive_429));
+    gauge!(RATE_RATIO, "group" => group).set(g.ratio);
+    gauge!(EFFECTIVE_RATE, "group" => group).set(g.quota.effective_rate);
+    gauge!(BURST, "group" => group).set(f64::from(g.quota.burst));
+    set_breaker(g.group, g.breaker);
+    let ban = g.banned_until.map_or(Duration::ZERO, |u| u - at);
+    gauge!(BAN_REMAINING, "group" => group).set(secs(ban));
+    gauge!(BACKLOG, "group" => group).set(secs(g.backlog));
+}
+
+/// A group's queue depth and stalled waiters.
+pub(crate) fn record_pending(group: Group, depth: usize, stalled: usize) {
+    gauge!(names::QUEUE_DEPTH, "group" => group.as_str()).set(depth as f64);
+    gauge!(names::STALLED_WAITERS, "group" => group.as_str()).set(stalled as f64);
+}
+
+/// A group's wait quantiles (recent ones if the report has them, else since
+/// start), utilisation and TAT drift.
+pub(crate) fn record_recent(g: &GroupReport) {
+    use names::*;
+    let group = g.group.as_str();
+    let (p50, p95, p99) = match &g.recent {
+        Some(r) => (r.wait_p50, r.wait_p95, r.wait_p99),
+        None => (g.waits.p50, g.waits.p95, g.waits.p99),
+    };
+    for (q, v) in [("0.5", p50), ("0.95", p95), ("0.99", p99)] {
+        gauge!(WAIT_QUANTILE, "group" => group, "quantile" => q).set(secs(v));
+    }
+    if let Some(r) = &g.recent {
+        gauge!(UTILISATION, "group" => group).set(r.utilisation);
+        gauge!(TAT_DRIFT, "group" => group).set(r.tat_drift);
+    }
+}
+
+/// Whether emergency mode is on, and for how long still.
+pub(crate) fn record_emergency(status: &Status) {
     let (active, remaining) = status
         .emergency
         .map_or((0.0, Duration::ZERO), |e| (1.0, e.remaining));
-    gauge!(EMERGENCY).set(active);
-    gauge!(EMERGENCY_REMAINING).set(secs(remaining));
+    gauge!(names::EMERGENCY).set(active);
+    gauge!(names::EMERGENCY_REMAINING).set(secs(remaining));
 }
 
 /// Publishes a health report's level.
@@ -299,13 +327,38 @@ fn set_breaker(group: Group, state: BreakerState) {
 /// for an acquisition that waited, how late it was admitted against its
 /// scheduled instant.
 pub fn on_acquisition(group: Group, outcome: Outcome, waited: Duration, drift: Option<Duration>) {
+    static WAIT: OnceLock<GroupKeys> = OnceLock::new();
+    static DRIFT: OnceLock<GroupKeys> = OnceLock::new();
     if outcome != Outcome::Admitted {
         return;
     }
-    histogram!(names::WAIT_SECONDS, "group" => group.as_str()).record(secs(waited));
+    record_histogram(
+        &group_keys(&WAIT, names::WAIT_SECONDS)[group.index()],
+        secs(waited),
+    );
     if let Some(d) = drift {
-        histogram!(names::TAT_DRIFT_SECONDS, "group" => group.as_str()).record(secs(d));
+        record_histogram(
+            &group_keys(&DRIFT, names::TAT_DRIFT_SECONDS)[group.index()],
+            secs(d),
+        );
     }
+}
+
+/// A metric's `{group}` key for every group, by [`Group::index`].
+type GroupKeys = [Key; Group::COUNT];
+
+/// The keys of `name`, built once: the per-acquisition path then records
+/// without building (and allocating) a key on every call.
+fn group_keys(cell: &'static OnceLock<GroupKeys>, name: &'static str) -> &'static GroupKeys {
+    cell.get_or_init(|| {
+        Group::ALL.map(|g| Key::from_parts(name, vec![Label::from_static_parts("group", g.as_str())]))
+    })
+}
+
+fn record_histogram(key: &Key, value: f64) {
+    static METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    metrics::with_recorder(|r| r.register_histogram(key, &METADATA)).record(value);
 }
 
 /// Per-response hook: emits an event for every change in `feedback` and

@@ -405,8 +405,8 @@ impl upbit_limiter_core::Runtime for LateTimer {
 
 #[tokio::test(start_paused = true)]
 async fn a_late_timer_shows_as_tat_drift() {
-    let limiter: Arc<Instrumented<LateTimer>> =
-        Arc::new(Instrumented::new(&on_whole_milliseconds()).unwrap());
+    let limiter =
+        Arc::new(Instrumented::with_runtime(&on_whole_milliseconds(), LateTimer::default()).unwrap());
     let end = limiter.now() + Duration::from_secs(5);
     let mut handles = Vec::new();
     for _ in 0..2 {

@@ -1,6 +1,7 @@
-//! Starts the Prometheus example on a free loopback port and scrapes it with
-//! a real HTTP client (a plain TCP GET): the expected series are there, with
-//! plausible values.
+//! Starts the Prometheus example on a free loopback port and scrapes the
+//! exporter's own listener with a real HTTP client (a plain TCP GET): the
+//! expected series are there, with plausible values, and the gauges follow
+//! the limiter without anyone calling `record_metrics`.
 
 #[allow(dead_code)]
 #[path = "../examples/prometheus.rs"]
@@ -9,7 +10,16 @@ mod example;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use upbit_limiter_core::{Group, Request, Response};
+
+/// The example, started once for the process (its recorder is global).
+fn running() -> &'static example::Running {
+    static RUNNING: OnceLock<example::Running> = OnceLock::new();
+    RUNNING.get_or_init(|| example::start("127.0.0.1:0").unwrap())
+}
 
 fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
@@ -42,7 +52,7 @@ fn value(s: &HashMap<String, f64>, key: &str) -> f64 {
 
 #[test]
 fn the_example_serves_the_expected_series_on_loopback() {
-    let running = example::start("127.0.0.1:0").unwrap();
+    let running = running();
     let addr = running.addr;
     assert!(addr.ip().is_loopback() && addr.port() != 0);
     let started = Instant::now();
@@ -66,7 +76,10 @@ fn the_example_serves_the_expected_series_on_loopback() {
     };
     let elapsed = started.elapsed().as_secs_f64();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/plain"),
+        "{head}"
+    );
     let s = series(&body);
 
     // Acquisitions by group and outcome.
@@ -108,8 +121,8 @@ fn the_example_serves_the_expected_series_on_loopback() {
 
     // Wait histogram (with buckets) and the gauges.
     let count = value(&s, "upbit_limiter_wait_seconds_count{group=\"ticker\"}");
-    // (The histogram is recorded per acquisition, the counter at the snapshot
-    // that starts the scrape: each of the three pollers may be one ahead.)
+    // (The histogram is recorded per acquisition, the counter at each report:
+    // each of the three pollers may be one ahead.)
     assert!(count >= 5.0 && count <= ticker + 3.0, "{count} waits of {ticker}");
     assert_eq!(
         value(
@@ -137,8 +150,11 @@ fn the_example_serves_the_expected_series_on_loopback() {
         0.0
     );
     let utilisation = value(&s, "upbit_limiter_token_utilisation{group=\"ticker\"}");
-    // The pollers saturate ticker, but the 10 s window started with the example.
-    let expected = (elapsed / 10.0).min(1.0);
+    // The pollers saturate ticker, but the 10 s window started with the
+    // example, and the value is as of the last upkeep (at most a second and
+    // the pollers' ~0.1 s gap between calls old).
+    let upkeep = upbit_limiter_ops::UPKEEP_INTERVAL.as_nanos() as f64 / 1e9;
+    let expected = ((elapsed - upkeep - 0.2) / 10.0).clamp(0.0, 1.0);
     assert!(utilisation > 0.0 && utilisation <= 1.0, "{utilisation}");
     assert!(utilisation >= expected * 0.5, "{utilisation} after {elapsed} s");
     let drift = value(&s, "upbit_limiter_tat_drift_ratio{group=\"ticker\"}");
@@ -157,16 +173,71 @@ fn the_example_serves_the_expected_series_on_loopback() {
     assert!(body.contains("# HELP upbit_limiter_http_429_total HTTP 429 (rate limited) responses."));
     assert!(body.contains("# TYPE upbit_limiter_wait_seconds histogram"));
 
-    // The JSON status and a 404.
-    let (head, json) = get(addr, "/status");
-    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["status"]["groups"][3]["group"], "ticker");
-    assert!(v["status"]["totals"]["admitted"].as_u64().unwrap() >= (ticker + orders) as u64);
-    let (head, _) = get(addr, "/nothing");
-    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    // The JSON status agrees.
+    let snap = serde_json::to_value(running.limiter.snapshot()).unwrap();
+    assert_eq!(snap["status"]["groups"][3]["group"], "ticker");
+    assert!(snap["status"]["totals"]["admitted"].as_u64().unwrap() >= (ticker + orders) as u64);
+}
 
-    running.stop();
+#[test]
+fn gauges_follow_the_limiter_on_the_exporters_listener() {
+    let running = running();
+    let (addr, limiter) = (running.addr, &running.limiter);
+    let gauge = |key: &str| value(&series(&get(addr, "/metrics").1), key);
+    let depth = "upbit_limiter_queue_depth{group=\"order-cancel-all\"}";
+    // Every series is published when the limiter is built.
+    assert_eq!(gauge(depth), 0.0);
+    assert_eq!(gauge("upbit_limiter_rate_ratio{group=\"market\"}"), 1.0);
+
+    // The workload never touches order-cancel-all (one per 2 s): its first
+    // acquisition goes at once, the second waits about 2.2 s.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    let first = rt
+        .block_on(limiter.acquire_request(Request::group(Group::OrderCancelAll)))
+        .unwrap();
+    first.report(Response::status(200));
+    let waiter = {
+        let limiter = std::sync::Arc::clone(limiter);
+        rt.spawn(async move {
+            let permit = limiter
+                .acquire_request(Request::group(Group::OrderCancelAll))
+                .await;
+            permit.map(|p| p.waited())
+        })
+    };
+    let started = Instant::now();
+    while gauge(depth) != 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2) && !waiter.is_finished(),
+            "the waiter never showed in {depth}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let waited = rt.block_on(waiter).unwrap().unwrap();
+    assert!(waited > upbit_limiter_core::Duration::from_secs(1), "{waited:?}");
+    // Gone from the gauge as soon as it was admitted.
+    assert_eq!(gauge(depth), 0.0);
+
+    // A 429 lowers the ratio; the scrape right after the report shows it.
+    let permit = rt
+        .block_on(limiter.acquire_request(Request::group(Group::Market)))
+        .unwrap();
+    permit.report(Response::status(429));
+    let s = series(&get(addr, "/metrics").1);
+    assert_eq!(value(&s, "upbit_limiter_rate_ratio{group=\"market\"}"), 0.8);
+    assert_eq!(value(&s, "upbit_limiter_consecutive_429{group=\"market\"}"), 1.0);
+    assert_eq!(value(&s, "upbit_limiter_http_429_total{group=\"market\"}"), 1.0);
+    assert_eq!(
+        value(
+            &s,
+            "upbit_limiter_acquisitions_total{group=\"market\",outcome=\"admitted\"}"
+        ),
+        1.0
+    );
 }
 
 fn args(a: &[&str]) -> impl Iterator<Item = String> {

@@ -5,7 +5,7 @@
 //! lines up, per group, each policy's throughput while requests waited (per
 //! second and as a share of the server's `N / W`), its wait p50 / p95 / p99
 //! and its 429s and 418s. It knows nothing about any policy: any list of
-//! [`Policy`](crate::Policy) values runs through [`run_compared`], e.g.
+//! [`Policy`] values runs through [`run_compared`], e.g.
 //! `ours` beside `oracle`, the physical limit.
 
 use std::fmt::{self, Write as _};

@@ -51,6 +51,7 @@ fn published_crates_have_keywords_categories_and_a_readme() {
             "upbit-limiter-async-std",
             "upbit-limiter-core",
             "upbit-limiter-embassy",
+            "upbit-limiter-http",
             "upbit-limiter-ops",
             "upbit-limiter-sim",
             "upbit-limiter-tokio"
