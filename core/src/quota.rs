@@ -182,13 +182,10 @@ impl Quota {
             return Err(QuotaError::ZeroInterval);
         }
         let nanos = 1e9 / rate;
-        if nanos > MAX_INTERVAL.as_nanos() as f64 {
-            return Err(QuotaError::IntervalTooLong {
-                interval: MAX_INTERVAL.saturating_add(Duration::from_nanos(1)),
-            });
-        }
+        // Float-to-integer casts saturate: an absurdly slow rate becomes
+        // `u64::MAX` nanoseconds, which `new` refuses as too long.
         let floor = nanos as u64;
-        let ceil = floor + u64::from((floor as f64) < nanos);
+        let ceil = floor.saturating_add(u64::from((floor as f64) < nanos));
         Self::new(Duration::from_nanos(ceil.max(1)), burst)
     }
 
@@ -333,6 +330,60 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn per_second_rounds_up_never_down() {
+        // 1 s / 3 = 333 333 333.3.. ns: up to the next nanosecond.
+        assert_eq!(
+            Quota::per_second(3.0, 1).unwrap().interval(),
+            Duration::from_nanos(333_333_334)
+        );
+        // A whole number of nanoseconds stays as it is.
+        assert_eq!(
+            Quota::per_second(4.0, 1).unwrap().interval(),
+            Duration::from_nanos(250_000_000)
+        );
+        // Faster than a nanosecond is one nanosecond; slower than an hour is refused.
+        assert_eq!(
+            Quota::per_second(1e12, 1).unwrap().interval(),
+            Duration::from_nanos(1)
+        );
+        assert_eq!(
+            Quota::per_second(1.0 / 7_200.0, 1),
+            Err(QuotaError::IntervalTooLong {
+                interval: Duration::from_secs(7_200)
+            })
+        );
+        assert!(matches!(
+            Quota::per_second(1e-300, 1),
+            Err(QuotaError::IntervalTooLong { .. })
+        ));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(Quota::per_second(bad, 1), Err(QuotaError::ZeroInterval), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_empty_server_limit_is_refused_whichever_half_is_empty() {
+        let q = Quota::new(Duration::from_millis(100), 1).unwrap();
+        for limit in [
+            ServerLimit::new(0, Duration::from_secs(1)),
+            ServerLimit::new(5, Duration::ZERO),
+        ] {
+            assert_eq!(
+                q.check_against(&[limit], Duration::ZERO),
+                Err(QuotaError::EmptyServerLimit)
+            );
+            assert_eq!(
+                Quota::derive(&[limit], Duration::ZERO, 1),
+                Err(QuotaError::EmptyServerLimit)
+            );
+        }
+        assert_eq!(
+            q.check_against(&[], Duration::ZERO),
+            Err(QuotaError::NoServerLimit)
+        );
     }
 
     #[test]
