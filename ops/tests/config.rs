@@ -709,3 +709,42 @@ fn the_warning_and_shared_refusal_in_operating_md_are_what_the_code_prints() {
     let refused = &parse(None, &[("UPBIT_RATE_LIMIT_ALL_BURST", "3")]).unwrap_err()[0];
     assert!(doc.contains(&format!("\n  {refused}\n")), "{refused}");
 }
+
+#[test]
+fn the_policy_and_maximum_flight_time_are_set_per_group_from_file_and_environment() {
+    use upbit_limiter_core::limiter::Policy;
+    let c = parse(
+        Some("[all]\npolicy = \"interval-log\"\nmax_flight_ms = 10000\n[groups.websocket-message]\npolicy = \"gcra\"\n"),
+        &[("UPBIT_RATE_LIMIT_ORDER_MAX_FLIGHT_MS", "5000")],
+    )
+    .unwrap();
+    assert_eq!(c.limiter.group(Group::Ticker).policy, Policy::IntervalLog);
+    assert_eq!(c.limiter.group(Group::Ticker).max_flight, Duration::from_secs(10));
+    assert_eq!(c.limiter.group(Group::Order).max_flight, Duration::from_secs(5));
+    assert_eq!(c.limiter.group(Group::WebsocketMessage).policy, Policy::Gcra);
+    // The presets' policy is the GCRA.
+    let c = parse(None, &[]).unwrap();
+    assert!(Group::ALL
+        .iter()
+        .all(|&g| c.limiter.group(g).policy == Policy::Gcra));
+    // A name that is neither is refused with what is expected.
+    let err = parse(None, &[("UPBIT_RATE_LIMIT_TICKER_POLICY", "fast")]).unwrap_err();
+    assert_eq!(
+        err,
+        ["environment variable UPBIT_RATE_LIMIT_TICKER_POLICY: expected \"interval-log\" or \"gcra\", found \"fast\""]
+    );
+    // A zero margin is refused for the GCRA, not for the interval log.
+    assert_eq!(
+        parse(None, &[("UPBIT_RATE_LIMIT_TICKER_MARGIN_MS", "0")]).unwrap_err(),
+        ["environment variable UPBIT_RATE_LIMIT_TICKER_MARGIN_MS: the gcra policy needs a jitter margin above zero \
+          (any jitter could put one request too many in a window); use policy = \"interval-log\", which needs none"]
+    );
+    assert!(parse(
+        None,
+        &[
+            ("UPBIT_RATE_LIMIT_TICKER_MARGIN_MS", "0"),
+            ("UPBIT_RATE_LIMIT_TICKER_POLICY", "interval-log")
+        ]
+    )
+    .is_ok());
+}

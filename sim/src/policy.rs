@@ -3,6 +3,7 @@
 //! | policy | what admits a request |
 //! |---|---|
 //! | `ours` | the real limiter, `RateLimiter::acquire`, with the preset's derived quotas |
+//! | `interval-log` | the real limiter with the interval-log policy on every group whose requests get a response (GCRA for WebSocket messages) |
 //! | `gcra-at-limit` | the same limiter (adaptive ratio, breaker, header sync and all), but with every group's quota at the server's limit: rate = `N / W`, burst = `N`, no jitter margin (10 rps with burst 10 on a 10/s group). It admits up to `2N - 1` in one window |
 //! | `best-practice` | Upbit's published example limiter ([`BestPractice`]) |
 //! | `none` | nothing: every request is sent at once |
@@ -21,6 +22,8 @@ use crate::exec::SimRuntime;
 pub enum Policy {
     /// The real limiter with its derived, jitter-safe quotas.
     Ours,
+    /// The real limiter on the interval log (HTTP groups).
+    IntervalLog,
     /// The real limiter with every quota at the server's limit: rate `N / W`,
     /// burst `N`, no margin.
     GcraAtLimit,
@@ -34,8 +37,9 @@ pub enum Policy {
 
 impl Policy {
     /// Every policy.
-    pub const ALL: [Policy; 5] = [
+    pub const ALL: [Policy; 6] = [
         Self::Ours,
+        Self::IntervalLog,
         Self::GcraAtLimit,
         Self::BestPractice,
         Self::None,
@@ -46,6 +50,7 @@ impl Policy {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ours => "ours",
+            Self::IntervalLog => "interval-log",
             Self::GcraAtLimit => "gcra-at-limit",
             Self::BestPractice => "best-practice",
             Self::None => "none",
@@ -57,6 +62,10 @@ impl Policy {
     pub fn summary(self) -> &'static str {
         match self {
             Self::Ours => "the limiter with the preset's derived quotas (jitter margin, Zero-429)",
+            Self::IntervalLog => {
+                "the limiter on the interval log: admits while fewer than N requests could still arrive in the \
+                 window (no network assumption)"
+            }
             Self::GcraAtLimit => {
                 "the same limiter with every quota at the server's limit: rate N/W, burst N, no margin \
                  (10 rps with burst 10 on a 10/s group)"
@@ -74,6 +83,15 @@ impl Policy {
     pub fn limiter_config(self, preset: Preset) -> Option<LimiterConfig> {
         match self {
             Self::Ours => Some(LimiterConfig::preset(preset)),
+            Self::IntervalLog => {
+                let mut cfg = LimiterConfig::preset(preset);
+                for g in Group::ALL {
+                    if g != Group::WebsocketMessage {
+                        cfg.group_mut(g).policy = upbit_limiter_core::limiter::Policy::IntervalLog;
+                    }
+                }
+                Some(cfg)
+            }
             Self::GcraAtLimit => {
                 let mut cfg = LimiterConfig::preset(preset);
                 for g in Group::ALL {

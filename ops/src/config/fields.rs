@@ -6,6 +6,7 @@ use core::str::FromStr;
 
 use toml::de::DeValue;
 use upbit_limiter_core::adaptive::{Ratio, Strategy};
+use upbit_limiter_core::limiter::Policy;
 use upbit_limiter_core::{Duration, ServerLimit};
 
 use super::{Problem, Set};
@@ -216,6 +217,12 @@ pub(crate) fn parse_rps(raw: Raw<'_, '_>) -> Result<f64, Problem> {
     Ok(x)
 }
 
+pub(crate) fn parse_policy(raw: Raw<'_, '_>) -> Result<Policy, Problem> {
+    const WHAT: &str = "\"interval-log\" or \"gcra\"";
+    let s = raw.text(WHAT)?;
+    Policy::from_str(s).map_err(|_| raw.expected(WHAT))
+}
+
 pub(crate) fn parse_strategy(raw: Raw<'_, '_>) -> Result<Strategy, Problem> {
     const WHAT: &str = "\"conservative\", \"balanced\" or \"aggressive\"";
     let s = raw.text(WHAT)?;
@@ -277,6 +284,8 @@ pub(crate) fn parse_limits(raw: Raw<'_, '_>) -> Result<Vec<ServerLimit>, Problem
 pub(crate) struct GroupLayer {
     pub limits: Option<Set<Vec<ServerLimit>>>,
     pub margin: Option<Set<Duration>>,
+    pub policy: Option<Set<Policy>>,
+    pub max_flight: Option<Set<Duration>>,
     pub burst: Option<Set<u32>>,
     pub rps: Option<Set<f64>>,
     pub allow_unsafe: Option<Set<bool>>,
@@ -311,7 +320,7 @@ macro_rules! overlay {
 impl GroupLayer {
     /// Lays `top` over `self`: every field `top` sets wins.
     pub fn overlay(&mut self, top: &GroupLayer) {
-        overlay!(self, top; limits, margin, burst, rps, allow_unsafe, strategy, timeout,
+        overlay!(self, top; limits, margin, policy, max_flight, burst, rps, allow_unsafe, strategy, timeout,
             error_threshold, reduction, min_ratio, recovery_delay, recovery_interval,
             recovery_step_ppm, ban_default, ban_max, consecutive_failures, failure_rate_ppm,
             window, minimum_calls, open_wait, open_wait_max, open_wait_multiplier,
@@ -346,6 +355,8 @@ macro_rules! group_fields {
 group_fields! {
     "limits", "LIMITS" => limits: parse_limits;
     "margin_ms", "MARGIN_MS" => margin: parse_millis;
+    "policy", "POLICY" => policy: parse_policy;
+    "max_flight_ms", "MAX_FLIGHT_MS" => max_flight: parse_millis;
     "burst", "BURST" => burst: parse_burst;
     "rps", "RPS" => rps: parse_rps;
     "allow_unsafe_quota", "ALLOW_UNSAFE" => allow_unsafe: parse_bool;

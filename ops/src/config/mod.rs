@@ -129,6 +129,10 @@ pub enum Problem {
     Breaker(BreakerConfigError),
     /// A waiter deadline of zero would fail every wait.
     ZeroWaiterTimeout,
+    /// The GCRA policy with a zero jitter margin.
+    ZeroMargin,
+    /// The interval log cannot hold the group's limits or flight time.
+    IntervalLog(upbit_limiter_core::interval_log::IntervalLogError),
 }
 
 impl fmt::Display for Problem {
@@ -174,6 +178,11 @@ impl fmt::Display for Problem {
             Self::Adaptive(e) => write!(f, "{e}"),
             Self::Breaker(e) => write!(f, "{e}"),
             Self::ZeroWaiterTimeout => f.write_str("waiter timeout must be longer than zero"),
+            Self::ZeroMargin => f.write_str(
+                "the gcra policy needs a jitter margin above zero (any jitter could put one request too many \
+                 in a window); use policy = \"interval-log\", which needs none",
+            ),
+            Self::IntervalLog(e) => write!(f, "interval log: {e}"),
         }
     }
 }
@@ -496,6 +505,9 @@ pub fn validate(config: &LimiterConfig) -> Result<(), ConfigErrors> {
         if cfg.waiter_timeout.is_zero() {
             issues.push(at(Problem::ZeroWaiterTimeout));
         }
+        if let Err(kind @ (ConfigErrorKind::ZeroMargin | ConfigErrorKind::IntervalLog(_))) = cfg.validate() {
+            issues.push(at(quota_problem(kind, None)));
+        }
     }
     if issues.is_empty() {
         Ok(())
@@ -509,6 +521,8 @@ fn quota_problem(kind: ConfigErrorKind, hint: Option<String>) -> Problem {
         ConfigErrorKind::Quota(error) => Problem::Quota { error, hint },
         ConfigErrorKind::Adaptive(e) => Problem::Adaptive(e),
         ConfigErrorKind::Breaker(e) => Problem::Breaker(e),
+        ConfigErrorKind::ZeroMargin => Problem::ZeroMargin,
+        ConfigErrorKind::IntervalLog(e) => Problem::IntervalLog(e),
         _ => Problem::ZeroWaiterTimeout,
     }
 }
@@ -628,6 +642,12 @@ fn resolve_group(
     if let Some(v) = &m.margin {
         cfg.margin = v.value;
     }
+    if let Some(v) = &m.policy {
+        cfg.policy = v.value;
+    }
+    if let Some(v) = &m.max_flight {
+        cfg.max_flight = v.value;
+    }
     if let Some(v) = &m.burst {
         cfg.burst = v.value;
     }
@@ -720,6 +740,20 @@ fn resolve_group(
             Some(t) => issue_at(t, Problem::ZeroWaiterTimeout),
             None => group_issue(group, Problem::ZeroWaiterTimeout),
         });
+    }
+    match cfg.validate() {
+        Err(ConfigErrorKind::ZeroMargin) => issues.push(match (&m.margin, &m.policy) {
+            (Some(s), _) => issue_at(s, Problem::ZeroMargin),
+            (None, Some(s)) => issue_at(s, Problem::ZeroMargin),
+            (None, None) => group_issue(group, Problem::ZeroMargin),
+        }),
+        Err(ConfigErrorKind::IntervalLog(e)) => issues.push(match (&m.max_flight, &m.limits, &m.policy) {
+            (Some(s), _, _) => issue_at(s, Problem::IntervalLog(e)),
+            (None, Some(s), _) => issue_at(s, Problem::IntervalLog(e)),
+            (None, None, Some(s)) => issue_at(s, Problem::IntervalLog(e)),
+            (None, None, None) => group_issue(group, Problem::IntervalLog(e)),
+        }),
+        _ => {}
     }
     cfg
 }
