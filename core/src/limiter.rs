@@ -145,12 +145,19 @@ impl Policy {
 
 impl core::str::FromStr for Policy {
     type Err = ();
+    /// `interval-log` or `gcra`, in any case, `_` for `-` allowed.
     fn from_str(s: &str) -> Result<Self, ()> {
-        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-            "interval-log" => Ok(Self::IntervalLog),
-            "gcra" => Ok(Self::Gcra),
-            _ => Err(()),
-        }
+        let s = s.trim();
+        let is = |name: &str| {
+            s.len() == name.len()
+                && s.bytes()
+                    .zip(name.bytes())
+                    .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+        };
+        [Self::IntervalLog, Self::Gcra]
+            .into_iter()
+            .find(|p| is(p.as_str()))
+            .ok_or(())
     }
 }
 
@@ -2001,6 +2008,21 @@ mod interval_log_policy {
             GroupLimiter::new(Group::Ticker, cfg).unwrap_err().kind,
             ConfigErrorKind::IntervalLog(_)
         ));
+    }
+
+    #[test]
+    fn policy_names_parse_in_any_case_with_either_separator() {
+        for (text, policy) in [
+            ("interval-log", Ok(Policy::IntervalLog)),
+            (" Interval_Log ", Ok(Policy::IntervalLog)),
+            ("GCRA", Ok(Policy::Gcra)),
+            ("interval", Err(())),
+            ("gcra2", Err(())),
+            ("", Err(())),
+        ] {
+            assert_eq!(text.parse::<Policy>(), policy, "{text:?}");
+        }
+        assert_eq!(Policy::default(), Policy::Gcra);
     }
 
     #[test]
