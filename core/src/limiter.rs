@@ -2017,6 +2017,8 @@ mod interval_log_policy {
             (" Interval_Log ", Ok(Policy::IntervalLog)),
             ("GCRA", Ok(Policy::Gcra)),
             ("interval", Err(())),
+            ("interval log", Err(())),
+            ("interval_lo", Err(())),
             ("gcra2", Err(())),
             ("", Err(())),
         ] {
