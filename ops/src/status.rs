@@ -287,6 +287,10 @@ pub struct Counters {
     pub header_rejects: u64,
     /// Times the clock went backwards.
     pub clock_regressions: u64,
+    /// GCRA policy: round trips longer than the jitter margin.
+    pub round_trips_over_margin: u64,
+    /// Permits dropped without a report.
+    pub unreported: u64,
 }
 
 impl From<&CounterSnapshot> for Counters {
@@ -306,6 +310,8 @@ impl From<&CounterSnapshot> for Counters {
             header_tightenings: c.header_tightenings,
             header_rejects: c.header_rejects,
             clock_regressions: c.clock_regressions,
+            round_trips_over_margin: c.round_trips_over_margin,
+            unreported: c.unreported,
         }
     }
 }

@@ -46,6 +46,10 @@ pub mod names {
     pub const HEADER_REJECTS: &str = "upbit_limiter_header_rejects_total";
     /// Counter `{group}`: times a clock reading went backwards.
     pub const CLOCK_REGRESSIONS: &str = "upbit_limiter_clock_regressions_total";
+    /// Counter `{group}`: GCRA round trips longer than the jitter margin.
+    pub const ROUND_TRIPS_OVER_MARGIN: &str = "upbit_limiter_round_trips_over_margin_total";
+    /// Counter `{group}`: permits dropped without a report.
+    pub const UNREPORTED: &str = "upbit_limiter_unreported_total";
     /// Histogram `{group}`: seconds each admitted acquisition waited.
     pub const WAIT_SECONDS: &str = "upbit_limiter_wait_seconds";
     /// Histogram `{group}`: seconds a waited admission came after the instant it conformed.
@@ -132,7 +136,7 @@ impl Outcome {
 /// recorder (the `# HELP` lines). Call once after installing it.
 pub fn describe() {
     use names::*;
-    let counters: [(&'static str, &'static str); 10] = [
+    let counters: [(&'static str, &'static str); 12] = [
         (
             ACQUISITIONS,
             "Acquisitions by group and outcome (admitted, timeout, circuit_open, banned, cancelled).",
@@ -161,6 +165,14 @@ pub fn describe() {
             "Remaining-Req headers that could not be parsed or named an unknown group.",
         ),
         (CLOCK_REGRESSIONS, "Clock readings earlier than one already seen."),
+        (
+            ROUND_TRIPS_OVER_MARGIN,
+            "GCRA policy: reported round trips longer than the jitter margin (its assumption may not hold).",
+        ),
+        (
+            UNREPORTED,
+            "Permits dropped without a report (their feedback was lost).",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, Unit::Count, help);
@@ -260,6 +272,8 @@ pub(crate) fn record_group_state(g: &GroupReport, at: Instant) {
         (HEADER_TIGHTENINGS, c.header_tightenings),
         (HEADER_REJECTS, c.header_rejects),
         (CLOCK_REGRESSIONS, c.clock_regressions),
+        (ROUND_TRIPS_OVER_MARGIN, c.round_trips_over_margin),
+        (UNREPORTED, c.unreported),
     ] {
         counter!(name, "group" => group).absolute(value);
     }
@@ -378,6 +392,11 @@ pub fn on_feedback(group: Group, feedback: &Feedback, now: Instant) {
     }
     if feedback.header_rejected {
         tracing::debug!(target: "upbit_limiter", group = group.as_str(), "Remaining-Req header could not be used");
+    }
+    if feedback.round_trip_over_margin {
+        tracing::warn!(target: "upbit_limiter", group = group.as_str(),
+            "round trip longer than the jitter margin: one-way delays may vary by more than the GCRA assumes \
+             (a larger margin_ms, or policy = \"interval-log\", which needs no such assumption)");
     }
 }
 

@@ -148,3 +148,29 @@ async fn a_reload_logs_what_its_settings_cost() {
         "{line}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_round_trip_longer_than_the_margin_warns() {
+    let (out, _guard) = capture();
+    let limiter = Instrumented::new(&OpsConfig::default()).unwrap();
+    // The ticker's margin is 100 ms: a 50 ms round trip is within it.
+    let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    tokio::time::advance(std::time::Duration::from_millis(50)).await;
+    permit.report(Response::status(200));
+    assert!(out.take().iter().all(|l| !l.contains("round trip")));
+    // A 150 ms one is not: the GCRA's assumption may not hold.
+    let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    tokio::time::advance(std::time::Duration::from_millis(150)).await;
+    permit.report(Response::status(200));
+    let line = one(&out.take(), "round trip longer than the jitter margin");
+    assert!(line.starts_with(" WARN acquire{group=\"ticker\""), "{line}");
+    let status = limiter.snapshot().status;
+    assert_eq!(
+        status
+            .group(Group::Ticker)
+            .unwrap()
+            .counters
+            .round_trips_over_margin,
+        1
+    );
+}
