@@ -30,8 +30,9 @@ use crate::time::Instant;
 /// (waking under the lock could deadlock a waker that re-enters the limiter).
 ///
 /// One locked step collects at most: the wake it passes on when checking in,
-/// one eviction (two), and one final unlink or suspicion; a step evicts only
-/// while [`Wakes::has_room`] says so, which keeps it within four.
+/// one eviction (two: the evicted head's and the new head's), and one final
+/// unlink or suspicion. A step evicts at most once: the new head is stamped
+/// as due no earlier than now, so it is never stale in the same step.
 #[derive(Debug, Default)]
 pub(crate) struct Wakes {
     slots: [Option<Waker>; 4],
@@ -46,10 +47,6 @@ impl Wakes {
             // Unreachable by the budget above (tests run with debug assertions).
             None => debug_assert!(false, "more wakers than one locked step collects"),
         }
-    }
-    /// Whether an eviction and a final unlink still fit (three wakers).
-    pub(crate) fn has_room(&self) -> bool {
-        self.slots.iter().filter(|s| s.is_none()).count() >= 3
     }
     /// Wakes every collected waker. Call with no lock held.
     pub(crate) fn wake(self) {

@@ -690,7 +690,6 @@ impl Waiting {
                     Some(since) if now < since.saturating_add(grace) => {
                         return Step::SleepUntil(since.saturating_add(grace).min(self.deadline));
                     }
-                    Some(_) if !wakes.has_room() => return Step::SleepUntil(now),
                     Some(_) => {
                         c.queue.evict_head(wakes);
                         c.queue.stamp_head(group.earliest(now));
