@@ -6,8 +6,10 @@
 # in verification/README.md ("Mutation testing"); cargo-mutants skips them
 # through the `mutants.toml` exclusions.
 #
-#   verification/mutants.sh            every mutant of the decision paths (long: ~1 h here)
-#   verification/mutants.sh --in-diff F only the mutants on lines a diff touches (CI)
+#   verification/mutants.sh              every mutant of the decision paths, core's and
+#                                        this crate's tests (long: hours here)
+#   verification/mutants.sh --quick ...  core's tests only (CI, with --in-diff F: only
+#                                        the mutants on lines a diff touches)
 #
 # Environment: CARGO_TARGET_DIR is not used: cargo-mutants builds in a copy.
 set -euo pipefail
@@ -20,6 +22,9 @@ files=()
 for f in quota gcra limiter queue wait interval_log; do
     [ -f "core/src/$f.rs" ] && files+=(--file "core/src/$f.rs")
 done
-exec cargo mutants -p upbit-limiter-core "${files[@]}" \
-    --test-package upbit-limiter-core --test-package upbit-limiter-verification \
-    -j 1 "$@"
+tests=(--test-package upbit-limiter-core --test-package upbit-limiter-verification)
+if [ "${1:-}" = "--quick" ]; then
+    shift
+    tests=(--test-package upbit-limiter-core)
+fi
+exec cargo mutants -p upbit-limiter-core "${files[@]}" "${tests[@]}" -j 1 "$@"
