@@ -21,7 +21,19 @@ fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(2);
     }
-    builder.check(f);
+    // A limiter is a few kilobytes (its ring and interval log) and the models
+    // build several on the stack: run each in a thread with a stack to match
+    // (loom's own are small).
+    let f = std::sync::Arc::new(f);
+    builder.check(move || {
+        let f = std::sync::Arc::clone(&f);
+        thread::Builder::new()
+            .stack_size(4 << 20)
+            .spawn(move || f())
+            .expect("spawn")
+            .join()
+            .expect("model");
+    });
 }
 
 fn config(burst: u32) -> GroupConfig {
