@@ -337,8 +337,10 @@ mod tests {
 
     #[test]
     fn documented_endpoints_survive_rewriting() {
-        // Each documented endpoint, spelled the ways real callers spell it.
-        for &(method, path, want) in DOCUMENTED {
+        // Each documented endpoint, spelled the ways real callers spell it
+        // (under Miri, every third endpoint).
+        let stride = if cfg!(miri) { 3 } else { 1 };
+        for &(method, path, want) in DOCUMENTED.iter().step_by(stride) {
             let variants = [
                 format!("{path}/"),
                 format!("{path}?market=KRW-BTC&count=1"),
