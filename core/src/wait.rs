@@ -473,12 +473,18 @@ pub struct Acquire<L: LimiterRef> {
 }
 
 /// The part of an [`Acquire`] that the locked steps change.
+///
+/// `!Unpin` like the future itself: the queue holds raw pointers into `node`
+/// across polls, and a `&mut` to an `Unpin` struct around it would claim
+/// unique access to memory those pointers still use (Miri's Stacked Borrows
+/// flags it); a `&mut` to a `!Unpin` type claims no such uniqueness.
 struct Waiting {
     request: Request,
     started: Instant,
     deadline: Instant,
     phase: Phase,
     node: UnsafeCell<Waiter>,
+    _pinned: PhantomPinned,
 }
 
 // SAFETY: the node is only touched under the group's lock; the rest is plain
@@ -512,6 +518,7 @@ impl<L: LimiterRef> Acquire<L> {
                 deadline: Instant::MAX,
                 phase: Phase::Init,
                 node: UnsafeCell::new(Waiter::new()),
+                _pinned: PhantomPinned,
             },
             sleep: None,
             sleep_until: Instant::ZERO,
