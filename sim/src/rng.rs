@@ -20,10 +20,10 @@ pub const TRIP_STREAMS: u64 = 1 << 63;
 pub struct Draws(ChaCha8Rng);
 
 impl Draws {
-    /// Stream `stream` of the run seeded with `seed`.
-    pub fn new(seed: u64, stream: u64) -> Self {
+    /// Stream `stream` of the run whose random seed is `run`.
+    pub fn new(run: u64, stream: u64) -> Self {
         let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[..8].copy_from_slice(&run.to_le_bytes());
         // A fixed, arbitrary second word so seed 0 is not the all-zero key.
         key[8..16].copy_from_slice(&0x7570_6269_742d_7369_u64.to_le_bytes());
         let mut rng = ChaCha8Rng::from_seed(key);

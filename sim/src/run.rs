@@ -41,7 +41,7 @@ pub struct RunOptions {
     pub model: ServerModel,
     /// The admission policy.
     pub policy: Policy,
-    /// The seed of every random draw.
+    /// The random seed behind every draw.
     pub seed: u64,
 }
 

@@ -713,9 +713,9 @@ async fn run_with_cancellations<R: Runtime>(
 /// dropped at random instants while still queued. The others are admitted in
 /// order, each no later than in a run where the 50 never queued, plus one
 /// interval; nothing is left in the queue.
-pub async fn cancellation<R: Runtime>(make: impl Fn() -> RateLimiter<R>, timing: Timing, seed: u64) {
+pub async fn cancellation<R: Runtime>(make: impl Fn() -> RateLimiter<R>, timing: Timing, rng_seed: u64) {
     const N: usize = 100;
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut rng = fastrand::Rng::with_seed(rng_seed);
     let mut order: Vec<usize> = (0..N).collect();
     rng.shuffle(&mut order);
     let mut cancelled = order[..N / 2].to_vec();
