@@ -1510,6 +1510,12 @@ impl SyncLimiter {
         fb
     }
 
+    /// Whether a 418 on an IP-scoped group also pauses the pocket groups
+    /// ([`LimiterConfig::ip_ban_pauses_pocket_groups`]).
+    pub fn ip_ban_pauses_pocket_groups(&self) -> bool {
+        self.ip_ban_pauses_pocket_groups
+    }
+
     /// Every group's status at `now`, in [`Group::ALL`] order.
     pub fn status(&self, now: Instant) -> [GroupStatus; Group::COUNT] {
         core::array::from_fn(|i| self.groups[i].status(now))

@@ -397,7 +397,7 @@ pub async fn fifo_after_a_late_executor<R: Runtime>(l: &RateLimiter<R>, timing: 
 /// threads.
 pub async fn fifo_across_tasks<R, S, J>(l: &'static RateLimiter<R>, timing: Timing, mut spawn: S)
 where
-    R: Runtime + Sync,
+    R: Runtime + Send + Sync,
     R::Sleep: Send,
     S: FnMut(Pin<Box<dyn Future<Output = Outcome> + Send>>) -> J,
     J: Future<Output = Outcome>,
