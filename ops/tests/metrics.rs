@@ -266,3 +266,55 @@ fn a_waiter_past_its_deadline_shows_as_stalled_at_the_next_upkeep() {
         assert_eq!(v.gauge(stalled), 1.0);
     });
 }
+
+#[test]
+fn a_named_pockets_exchange_groups_carry_its_name_and_the_ip_groups_none() {
+    with_values(async |v| {
+        let config = OpsConfig::from_layers(
+            Some(upbit_limiter_ops::TomlText {
+                name: "pockets.toml",
+                text: "pocket = \"main\"\n",
+            }),
+            std::iter::empty::<(&str, &str)>(),
+        )
+        .unwrap();
+        let main = Instrumented::new(&config).unwrap();
+        let sub = main
+            .add_pocket(
+                upbit_limiter_core::upbit::PocketId::new("sub-1").unwrap(),
+                &config,
+            )
+            .unwrap();
+        sub.acquire("POST", "/v1/orders")
+            .await
+            .unwrap()
+            .report(Response::status(429));
+        assert_eq!(
+            v.gauge("upbit_limiter_rate_ratio{group=\"order\",pocket=\"sub-1\"}"),
+            0.8
+        );
+        assert_eq!(
+            v.counter("upbit_limiter_http_429_total{group=\"order\",pocket=\"sub-1\"}"),
+            1
+        );
+        // The main pocket's own order budget is untouched.
+        assert_eq!(
+            v.gauge("upbit_limiter_rate_ratio{group=\"order\",pocket=\"main\"}"),
+            1.0
+        );
+        // The IP's groups are one series, whichever pocket used them.
+        sub.acquire("GET", "/v1/ticker")
+            .await
+            .unwrap()
+            .report(Response::status(429));
+        main.record_metrics();
+        assert_eq!(v.gauge("upbit_limiter_rate_ratio{group=\"ticker\"}"), 0.8);
+        assert_eq!(v.counter("upbit_limiter_http_429_total{group=\"ticker\"}"), 1);
+        let gauges = v.gauges.lock().unwrap();
+        assert!(
+            !gauges.keys().any(|k| k.contains("group=\"ticker\",pocket")),
+            "an IP group labelled with a pocket: {:?}",
+            gauges.keys().filter(|k| k.contains("ticker")).collect::<Vec<_>>()
+        );
+    });
+}
