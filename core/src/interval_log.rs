@@ -539,6 +539,32 @@ mod tests {
     }
 
     #[test]
+    fn denials_and_the_log_describe_themselves() {
+        let mut l = log(&[per_sec(1)], 2_000);
+        let t = l.try_admit(at(0)).unwrap();
+        let d = l.try_admit(at(0)).unwrap_err();
+        assert_eq!(
+            std::format!("{d}"),
+            std::format!(
+                "window full of requests in flight: until a report, at the latest {}",
+                d.retry_at()
+            )
+        );
+        let shown = std::format!("{l:?}");
+        assert!(
+            shown.starts_with("IntervalLog {") && shown.contains("in_flight: 1"),
+            "{shown}"
+        );
+        assert!(l.report(t, at(10)));
+        let d = l.try_admit(at(20)).unwrap_err();
+        assert_eq!(
+            std::format!("{d}"),
+            std::format!("window full until {}", at(1_010) + ONE_NANO)
+        );
+        assert!(std::format!("{l:?}").contains("in_flight: 0"));
+    }
+
+    #[test]
     fn in_flight_requests_block_until_reported() {
         let mut l = log(&[per_sec(2)], 10_000);
         let a = l.try_admit(at(0)).unwrap();
