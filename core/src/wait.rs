@@ -1212,6 +1212,38 @@ mod tests {
     }
 
     #[test]
+    fn only_the_private_websocket_endpoint_is_counted_per_pocket_by_itself() {
+        for path in [
+            "/websocket/v1/private",
+            "wss://api.upbit.com/websocket/v1/private",
+            "/WebSocket/V1/Private/",
+            "/websocket/v1/private?x=1#y",
+        ] {
+            assert!(is_private_websocket(path), "{path}");
+            assert_eq!(Request::http("GET", path).scope, Scope::Pocket, "{path}");
+        }
+        for path in [
+            "/websocket/v1",
+            "/websocket/v1/privat",
+            "/websocket/v1/private/x",
+            "/private",
+            "",
+            "가/websocket/v1/privat가",
+            "/v1/private?/websocket/v1/private",
+        ] {
+            assert!(!is_private_websocket(path), "{path}");
+            assert_eq!(
+                Request::http("GET", path).scope,
+                classify("GET", path).scope(),
+                "{path}"
+            );
+        }
+        // A private path outside the WebSocket group changes nothing.
+        assert!(is_private_websocket("/v2/websocket/v1/private"));
+        assert_eq!(Request::http("GET", "/v2/websocket/v1/private").scope, Scope::Ip);
+    }
+
+    #[test]
     fn endpoints_drop_the_query_and_cut_at_a_character_boundary() {
         let e = Endpoint::new(" get ", "/v1/candles/minutes/5?market=KRW-BTC#x");
         assert_eq!(
