@@ -2024,6 +2024,23 @@ mod interval_log_policy {
     }
 
     #[test]
+    fn denials_say_why_and_until_when() {
+        let t = at(1_500);
+        for (denied, text) in [
+            (Denied::NotYet { earliest: t }, "rate limited until"),
+            (Denied::CircuitOpen { retry_at: t }, "circuit open; retry at"),
+            (Denied::Banned { until: t }, "banned by the server (418) until"),
+            (
+                Denied::InFlight { at_latest: t },
+                "window full of requests in flight; room after a report, at the latest",
+            ),
+        ] {
+            assert_eq!(std::format!("{denied}"), std::format!("{text} {t}"));
+            assert_eq!(denied.retry_at(), t);
+        }
+    }
+
+    #[test]
     fn policy_names_parse_in_any_case_with_either_separator() {
         for (text, policy) in [
             ("interval-log", Ok(Policy::IntervalLog)),
