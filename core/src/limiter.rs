@@ -760,16 +760,30 @@ impl GroupLimiter {
     /// must conform. At ratio 1 the throttle is looser than the log, so the
     /// log decides; after a 429 or a co-tenant's share it slows the group.
     /// Nothing else claims a log group's TAT (it has no lock-free fast path).
+    ///
+    /// A denial names the later of the two instants: the throttle's alone
+    /// would be too early while the log is full (a deadline between the two
+    /// would not fail fast).
     fn claim_logged(&self, log: &mut IntervalLog, now: Instant) -> Result<Admission, Denied> {
-        let params = Params::unpack(self.params.load(Ordering::Acquire));
-        let next =
-            decide(self.hot.tat.load(), now, params).map_err(|earliest| Denied::NotYet { earliest })?;
-        let ticket = log.try_admit(now).map_err(|d| match d {
-            Denial::UntilReport(at_latest) => Denied::InFlight { at_latest },
-            denial => Denied::NotYet {
-                earliest: denial.retry_at(),
+        let denied = |d: Denial, earliest: Instant| match d {
+            Denial::UntilReport(at) => Denied::InFlight {
+                at_latest: at.max(earliest),
             },
-        })?;
+            Denial::Until(at) => Denied::NotYet {
+                earliest: at.max(earliest),
+            },
+        };
+        let params = Params::unpack(self.params.load(Ordering::Acquire));
+        let next = match decide(self.hot.tat.load(), now, params) {
+            Ok(next) => next,
+            Err(earliest) => {
+                return Err(match log.check(now) {
+                    Ok(()) => Denied::NotYet { earliest },
+                    Err(d) => denied(d, earliest),
+                })
+            }
+        };
+        let ticket = log.try_admit(now).map_err(|d| denied(d, now))?;
         self.hot.tat.push_to(next);
         let at = ticket.admitted_at();
         self.hot.high_water.fetch_max(at.as_nanos(), Ordering::Relaxed);
@@ -1947,16 +1961,14 @@ mod interval_log_policy {
         let g = ticker_log();
         let admitted: std::vec::Vec<Admission> = (0..10).map(|_| g.try_acquire(at(0)).unwrap()).collect();
         assert!(admitted.iter().all(|a| a.ticket.is_some()));
-        // The throttle (the server's own rate, burst 10) spaces the next by
-        // 100 ms; then, all ten in flight, only a report (or their flight
-        // time) makes room.
-        assert_eq!(g.try_acquire(at(1)), Err(Denied::NotYet { earliest: at(100) }));
-        assert_eq!(
-            g.try_acquire(at(100)),
-            Err(Denied::InFlight {
-                at_latest: at(5_000) + Duration::from_secs(1) + Duration::from_nanos(1)
-            })
-        );
+        // All ten in flight: only a report (or their flight time) makes
+        // room. The throttle (the server's own rate, burst 10) would space
+        // the next by only 100 ms; the denial names the log's later instant.
+        let in_flight = Err(Denied::InFlight {
+            at_latest: at(5_000) + Duration::from_secs(1) + Duration::from_nanos(1),
+        });
+        assert_eq!(g.try_acquire(at(1)), in_flight);
+        assert_eq!(g.try_acquire(at(100)), in_flight);
         assert_eq!(g.status(at(1)).in_flight, 10);
         // Reported at 120 ms: it may have arrived as late as that, so it
         // counts until 120 ms + 1 s.
