@@ -279,7 +279,9 @@ async fn a_waiter_nobody_polls_is_stalled_once_past_deadline_and_grace() {
     assert_eq!(health.level, Level::Critical);
     assert_eq!(health.reasons[0].check, Check::StalledWaiters);
     // Polled again, it finishes and is no longer counted.
-    first.report(Response::status(200));
+    for p in first {
+        p.report(Response::status(200));
+    }
     if let Ok(permit) = waiter.await {
         permit.report(Response::status(200));
     }

@@ -191,6 +191,7 @@ async fn a_refused_reload_changes_nothing() {
 fn the_window_check_catches_one_admission_too_many() {
     // 10 per second plus 100 ms margin: one every 100 ms puts 11 in 1.1 s.
     let admissions: Vec<Instant> = (0..20).map(|i| Instant::from_nanos(i * 100_000_000)).collect();
-    let cfg = upbit_limiter_core::LimiterConfig::preset(Preset::Korea);
+    // (The GCRA's promise: W + J; the interval log promises W.)
+    let cfg = config(GCRA).limiter;
     check_windows(&admissions, Group::Ticker, &[(Instant::ZERO, cfg)]);
 }
