@@ -362,17 +362,7 @@ impl IntervalLog {
     /// changes nothing but the high-water mark of `now`.
     #[inline]
     pub fn try_admit(&mut self, now: Instant) -> Result<Ticket, Denial> {
-        let t = self.observe(now);
-        let Some(index) = self.free_slot(t.saturating_sub(self.longest.window)) else {
-            return Err(self.denial(t));
-        };
-        for limit in &self.others[..usize::from(self.others_len)] {
-            let horizon = t.saturating_sub(limit.window);
-            let counted = self.used().iter().filter(|s| s.counts(horizon)).count();
-            if counted >= limit.max_requests as usize {
-                return Err(self.denial(t));
-            }
-        }
+        let (index, t) = self.room(now)?;
         let slot = &mut self.slots[index];
         slot.generation = slot.generation.wrapping_add(1);
         slot.start = t;
@@ -389,6 +379,31 @@ impl IntervalLog {
             generation: slot.generation,
             admitted_at: t,
         })
+    }
+
+    /// Whether [`try_admit`](Self::try_admit) would admit a request at
+    /// `now`, and if not, when to try again; changes nothing but the
+    /// high-water mark of `now`.
+    pub fn check(&mut self, now: Instant) -> Result<(), Denial> {
+        self.room(now).map(|_| ())
+    }
+
+    /// The free slot a request would take at `now` (read against the
+    /// high-water mark, which it raises) and that instant, or the denial.
+    #[inline]
+    fn room(&mut self, now: Instant) -> Result<(usize, Instant), Denial> {
+        let t = self.observe(now);
+        let Some(index) = self.free_slot(t.saturating_sub(self.longest.window)) else {
+            return Err(self.denial(t));
+        };
+        for limit in &self.others[..usize::from(self.others_len)] {
+            let horizon = t.saturating_sub(limit.window);
+            let counted = self.used().iter().filter(|s| s.counts(horizon)).count();
+            if counted >= limit.max_requests as usize {
+                return Err(self.denial(t));
+            }
+        }
+        Ok((index, t))
     }
 
     /// The first slot from the cursor on whose request no longer counts for
@@ -562,6 +577,23 @@ mod tests {
             std::format!("window full until {}", at(1_010) + ONE_NANO)
         );
         assert!(std::format!("{l:?}").contains("in_flight: 0"));
+    }
+
+    #[test]
+    fn a_check_decides_as_an_admission_would_and_claims_nothing() {
+        let mut l = log(&[per_sec(2)], 5_000);
+        for _ in 0..2 {
+            assert_eq!(l.check(at(0)), Ok(()));
+            assert_eq!(l.check(at(0)), Ok(()));
+            l.try_admit(at(0)).unwrap();
+        }
+        assert_eq!(l.in_flight(), 2);
+        let denial = Denial::UntilReport(at(6_000) + ONE_NANO);
+        assert_eq!(l.check(at(0)), Err(denial));
+        assert_eq!(l.try_admit(at(0)), Err(denial));
+        // It raises the high-water mark like any other call.
+        assert_eq!(l.check(at(7_000)), Ok(()));
+        assert_eq!(l.try_admit(at(1)).map(|t| t.admitted_at()), Ok(at(7_000)));
     }
 
     #[test]

@@ -113,27 +113,41 @@ pub struct GroupConfig {
 
 /// How a group decides admissions.
 ///
-/// | policy | guarantee (no 429 from our own traffic) | assumption |
-/// |---|---|---|
-/// | [`Policy::IntervalLog`] | no window of the server's holds more than `N` of our requests | every request is reported (or dropped) after its response, or reaches the server within `max_flight` |
-/// | [`Policy::Gcra`] | the quota never places more than `N` in a window of `W + margin` | every request's one-way delay varies by at most the margin |
+/// | policy | guarantee (no 429 from our own traffic) | assumption | presets |
+/// |---|---|---|---|
+/// | [`Policy::IntervalLog`] (the default) | no window of the server's holds more than `N` of our requests | every request is reported (or dropped) after its response, or reaches the server within `max_flight` | every HTTP group |
+/// | [`Policy::Gcra`] | the quota never places more than `N` in a window of `W + margin` | every request's one-way delay varies by at most the margin | [`Group::WebsocketMessage`] |
 ///
 /// The interval log pays each request's real round trip instead of a
 /// worst-case margin and gives the full burst of `N` after idle; the GCRA
-/// needs no response per request (WebSocket messages).
+/// needs no response per request (WebSocket messages), so the presets keep
+/// it there ([`Policy::for_group`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Policy {
     /// Admit while fewer than `N` earlier requests could still arrive in the
-    /// window (see [`crate::interval_log`]).
-    IntervalLog,
-    /// GCRA with a jitter margin (the presets' policy).
+    /// window (see [`crate::interval_log`]). The presets' policy for every
+    /// group whose requests get a response.
     #[default]
+    IntervalLog,
+    /// GCRA with a jitter margin (the presets' policy for WebSocket
+    /// messages, which get no response to report).
     Gcra,
 }
 
 impl Policy {
+    /// The presets' policy for `group`: the GCRA for
+    /// [`Group::WebsocketMessage`] (no response per message, so nothing
+    /// would end a request's interval), the interval log for every other
+    /// group.
+    pub const fn for_group(group: Group) -> Self {
+        match group {
+            Group::WebsocketMessage => Self::Gcra,
+            _ => Self::IntervalLog,
+        }
+    }
+
     /// The name used in configuration files.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -168,8 +182,10 @@ pub const DEFAULT_MAX_FLIGHT: Duration = Duration::from_secs(30);
 pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl GroupConfig {
-    /// Upbit's published limits for `group` in `preset`, with the preset's
-    /// margin, burst 1, the conservative strategy and the default breaker.
+    /// Upbit's published limits for `group` in `preset`, with the policy
+    /// [`Policy::for_group`] (the interval log except for WebSocket
+    /// messages), the preset's margin and burst 1 (used by the GCRA policy),
+    /// the conservative strategy and the default breaker.
     pub fn preset(preset: Preset, group: Group) -> Self {
         Self {
             // Presets always have one to MAX_WINDOWS windows (tested in `upbit`).
@@ -184,7 +200,7 @@ impl GroupConfig {
             adaptive: AdaptiveConfig::conservative(),
             breaker: BreakerConfig::default(),
             waiter_timeout: DEFAULT_WAITER_TIMEOUT,
-            policy: Policy::Gcra,
+            policy: Policy::for_group(group),
             max_flight: DEFAULT_MAX_FLIGHT,
         }
     }
@@ -760,16 +776,30 @@ impl GroupLimiter {
     /// must conform. At ratio 1 the throttle is looser than the log, so the
     /// log decides; after a 429 or a co-tenant's share it slows the group.
     /// Nothing else claims a log group's TAT (it has no lock-free fast path).
+    ///
+    /// A denial names the later of the two instants: the throttle's alone
+    /// would be too early while the log is full (a deadline between the two
+    /// would not fail fast).
     fn claim_logged(&self, log: &mut IntervalLog, now: Instant) -> Result<Admission, Denied> {
-        let params = Params::unpack(self.params.load(Ordering::Acquire));
-        let next =
-            decide(self.hot.tat.load(), now, params).map_err(|earliest| Denied::NotYet { earliest })?;
-        let ticket = log.try_admit(now).map_err(|d| match d {
-            Denial::UntilReport(at_latest) => Denied::InFlight { at_latest },
-            denial => Denied::NotYet {
-                earliest: denial.retry_at(),
+        let denied = |d: Denial, earliest: Instant| match d {
+            Denial::UntilReport(at) => Denied::InFlight {
+                at_latest: at.max(earliest),
             },
-        })?;
+            Denial::Until(at) => Denied::NotYet {
+                earliest: at.max(earliest),
+            },
+        };
+        let params = Params::unpack(self.params.load(Ordering::Acquire));
+        let next = match decide(self.hot.tat.load(), now, params) {
+            Ok(next) => next,
+            Err(earliest) => {
+                return Err(match log.check(now) {
+                    Ok(()) => Denied::NotYet { earliest },
+                    Err(d) => denied(d, earliest),
+                })
+            }
+        };
+        let ticket = log.try_admit(now).map_err(|d| denied(d, now))?;
         self.hot.tat.push_to(next);
         let at = ticket.admitted_at();
         self.hot.high_water.fetch_max(at.as_nanos(), Ordering::Relaxed);
@@ -1533,8 +1563,23 @@ mod tests {
         Instant::from_nanos(ms * MS)
     }
 
+    /// The ticker preset as it ships (the interval log).
     fn ticker() -> GroupLimiter {
         GroupLimiter::new(Group::Ticker, GroupConfig::preset(Preset::Korea, Group::Ticker)).unwrap()
+    }
+
+    /// `group`'s preset on the GCRA policy, for what is about the GCRA's
+    /// spacing and its re-spacing on a switch.
+    fn gcra_config(group: Group) -> GroupConfig {
+        GroupConfig {
+            policy: Policy::Gcra,
+            ..GroupConfig::preset(Preset::Korea, group)
+        }
+    }
+
+    /// The ticker preset on the GCRA policy.
+    fn ticker_gcra() -> GroupLimiter {
+        GroupLimiter::new(Group::Ticker, gcra_config(Group::Ticker)).unwrap()
     }
 
     /// The ticker preset's interval under the GCRA: `(1 s + 100 ms + 1 ns) / 10`,
@@ -1543,7 +1588,7 @@ mod tests {
 
     #[test]
     fn preset_ticker_admits_one_per_110_001_us() {
-        let g = ticker();
+        let g = ticker_gcra();
         let a = g.try_acquire(at(1_000)).unwrap();
         assert_eq!((a.group, a.seq), (Group::Ticker, 0));
         assert_eq!(
@@ -1577,7 +1622,7 @@ mod tests {
 
     #[test]
     fn a_429_slows_the_group_and_pauses_it_for_a_window() {
-        let g = ticker();
+        let g = ticker_gcra();
         let a = g.try_acquire(at(1_000)).unwrap();
         let fb = g.on_response(&a, Response::status(429), at(1_050));
         let (before, after) = fb.ratio_change.unwrap();
@@ -1601,7 +1646,7 @@ mod tests {
 
     #[test]
     fn remaining_req_sec_zero_blocks_for_a_window_and_only_tightens() {
-        let g = ticker();
+        let g = ticker_gcra();
         let a = g.try_acquire(at(1_000)).unwrap();
         // The window is full and only one request in it is ours: someone else
         // uses 9 of 10. Pause for a window plus margin, then run on the share
@@ -1656,7 +1701,7 @@ mod tests {
 
     #[test]
     fn remaining_req_shares_the_budget_with_another_process() {
-        let g = ticker();
+        let g = ticker_gcra();
         let first = g.try_acquire(at(1_000)).unwrap();
         for i in 1..5 {
             g.try_acquire(at(1_000) + T.saturating_mul(i)).unwrap();
@@ -1741,7 +1786,7 @@ mod tests {
 
     #[test]
     fn an_earlier_now_reads_as_no_time_passed_and_is_counted_only_when_confirmed() {
-        let g = ticker();
+        let g = ticker_gcra();
         g.try_acquire(at(5_000)).unwrap();
         assert_eq!(
             g.try_acquire(at(1)),
@@ -1749,6 +1794,13 @@ mod tests {
                 earliest: at(5_000) + T
             })
         );
+        // The interval log admits a burst, each at the latest instant seen.
+        let log = ticker();
+        assert_eq!(log.try_acquire(at(5_000)).unwrap().at, at(5_000));
+        let earlier = log.try_acquire(at(1)).unwrap();
+        assert_eq!(earlier.at, at(5_000));
+        assert_eq!(earlier.ticket.map(|t| t.admitted_at()), Some(at(5_000)));
+        assert_eq!(log.latest_seen(), at(5_000));
         // A `now` passed in proves nothing (it may have lost a race with
         // another thread): the owner of the clock compares and reports.
         assert_eq!(g.status(at(5_000)).counters.clock_regressions, 0);
@@ -1792,7 +1844,7 @@ mod tests {
     fn a_switch_beyond_what_the_ring_remembers_stays_within_the_limit_without_a_stall() {
         // 1000 per second: a full window holds far more admissions than the
         // ring keeps, so the start of the window is bounded, not replayed.
-        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        let mut cfg = gcra_config(Group::Ticker);
         cfg.limits = Limits::new(&[ServerLimit::new(1_000, Duration::from_secs(1))]).unwrap();
         let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
         let mut admitted = std::vec::Vec::new();
@@ -1845,7 +1897,7 @@ mod tests {
     fn a_switch_to_a_slower_quota_respaces_by_admissions_not_slots() {
         // One admission, then a switch to burst 5 (interval 1.1 s / 6): the
         // replay of that one admission leaves the new burst available.
-        let g = ticker();
+        let g = ticker_gcra();
         g.try_acquire(at(1_000)).unwrap();
         let mut cfg = g.config();
         cfg.burst = 5;
@@ -1865,7 +1917,7 @@ mod tests {
 
     #[test]
     fn runtime_reconfiguration_keeps_state_and_cannot_burst() {
-        let g = ticker();
+        let g = ticker_gcra();
         let mut t = at(1_000);
         for _ in 0..10 {
             g.try_acquire(t).unwrap();
@@ -1908,7 +1960,7 @@ mod tests {
     #[test]
     fn a_full_burst_is_available_at_one_instant_whatever_the_rounding() {
         // order: 1.15 s / 11 slots = 104.545454.. ms, not a whole microsecond.
-        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Order);
+        let mut cfg = gcra_config(Group::Order);
         cfg.burst = 2;
         let g = GroupLimiter::new(Group::Order, cfg).unwrap();
         assert!(g.try_acquire(at(1_000)).is_ok());
@@ -1953,16 +2005,14 @@ mod interval_log_policy {
         let g = ticker_log();
         let admitted: std::vec::Vec<Admission> = (0..10).map(|_| g.try_acquire(at(0)).unwrap()).collect();
         assert!(admitted.iter().all(|a| a.ticket.is_some()));
-        // The throttle (the server's own rate, burst 10) spaces the next by
-        // 100 ms; then, all ten in flight, only a report (or their flight
-        // time) makes room.
-        assert_eq!(g.try_acquire(at(1)), Err(Denied::NotYet { earliest: at(100) }));
-        assert_eq!(
-            g.try_acquire(at(100)),
-            Err(Denied::InFlight {
-                at_latest: at(5_000) + Duration::from_secs(1) + Duration::from_nanos(1)
-            })
-        );
+        // All ten in flight: only a report (or their flight time) makes
+        // room. The throttle (the server's own rate, burst 10) would space
+        // the next by only 100 ms; the denial names the log's later instant.
+        let in_flight = Err(Denied::InFlight {
+            at_latest: at(5_000) + Duration::from_secs(1) + Duration::from_nanos(1),
+        });
+        assert_eq!(g.try_acquire(at(1)), in_flight);
+        assert_eq!(g.try_acquire(at(100)), in_flight);
         assert_eq!(g.status(at(1)).in_flight, 10);
         // Reported at 120 ms: it may have arrived as late as that, so it
         // counts until 120 ms + 1 s.
@@ -2009,6 +2059,7 @@ mod interval_log_policy {
     #[test]
     fn the_gcra_needs_a_margin_the_log_does_not() {
         let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        cfg.policy = Policy::Gcra;
         cfg.margin = Duration::ZERO;
         assert_eq!(
             GroupLimiter::new(Group::Ticker, cfg).unwrap_err().kind,
@@ -2054,12 +2105,24 @@ mod interval_log_policy {
         ] {
             assert_eq!(text.parse::<Policy>(), policy, "{text:?}");
         }
-        assert_eq!(Policy::default(), Policy::Gcra);
+        assert_eq!(Policy::default(), Policy::IntervalLog);
+        for g in Group::ALL {
+            let expected = if g == Group::WebsocketMessage {
+                Policy::Gcra
+            } else {
+                Policy::IntervalLog
+            };
+            assert_eq!(Policy::for_group(g), expected, "{g}");
+            assert_eq!(GroupConfig::preset(Preset::Korea, g).policy, expected, "{g}");
+            assert_eq!(GroupConfig::preset(Preset::Global, g).policy, expected, "{g}");
+        }
     }
 
     #[test]
     fn gcra_round_trips_longer_than_the_margin_are_counted() {
-        let g = GroupLimiter::new(Group::Ticker, GroupConfig::preset(Preset::Korea, Group::Ticker)).unwrap();
+        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        cfg.policy = Policy::Gcra;
+        let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
         let a = g.try_acquire(at(0)).unwrap();
         let fb = g.on_response(&a, Response::status(200), at(50));
         assert!(!fb.round_trip_over_margin);

@@ -69,7 +69,11 @@ async fn enters_halves_every_group_and_restores_exactly_on_time() {
 
 #[tokio::test(start_paused = true)]
 async fn under_load_the_rate_halves_and_comes_back_without_a_burst() {
-    let base = OpsConfig::default();
+    // The halved quota is the GCRA's.
+    let mut base = OpsConfig::default();
+    for g in base.limiter.groups.iter_mut() {
+        g.policy = upbit_limiter_core::limiter::Policy::Gcra;
+    }
     let limiter: Arc<Instrumented> = Arc::new(Instrumented::new(&base).unwrap());
     let t0 = limiter.now();
     let (enter, leave, end) = (

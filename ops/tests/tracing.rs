@@ -152,7 +152,11 @@ async fn a_reload_logs_what_its_settings_cost() {
 #[tokio::test(start_paused = true)]
 async fn a_round_trip_longer_than_the_margin_warns() {
     let (out, _guard) = capture();
-    let limiter = Instrumented::new(&OpsConfig::default()).unwrap();
+    // The warning is the GCRA's: its assumption is about the margin.
+    let mut config = OpsConfig::default();
+    config.limiter.group_mut(upbit_limiter_core::Group::Ticker).policy =
+        upbit_limiter_core::limiter::Policy::Gcra;
+    let limiter = Instrumented::new(&config).unwrap();
     // The ticker's margin is 100 ms: a 50 ms round trip is within it.
     let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
     tokio::time::advance(std::time::Duration::from_millis(50)).await;
