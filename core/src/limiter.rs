@@ -538,6 +538,10 @@ pub(crate) struct Control {
     breaker: Breaker,
     /// A ban set by a 418 in another group of the same scope.
     scope_ban_until: Instant,
+    /// When the latest 429 or 418 was reported. A 429 or 418 to a request
+    /// admitted before then is an echo of it (the request was on its way
+    /// before the penalty was known): it tells the breaker nothing new.
+    penalty_seen_at: Instant,
     /// Our share of the server's budget while another process on the same
     /// IP or pocket is seen using it (from `Remaining-Req`), and until when.
     shared: Ratio,
@@ -645,6 +649,7 @@ impl GroupLimiter {
                 adaptive: Adaptive::from_valid(config.adaptive),
                 breaker: Breaker::new(config.breaker),
                 scope_ban_until: Instant::ZERO,
+                penalty_seen_at: Instant::ZERO,
                 shared: Ratio::ONE,
                 shared_until: Instant::ZERO,
                 loosest: Params::for_quota(&quota, quota.interval()),
@@ -1012,7 +1017,7 @@ impl GroupLimiter {
                 self.hot
                     .tat
                     .push_to(now.saturating_add(window).saturating_add(tolerance));
-                fb.transition = c.breaker.on_failure(now);
+                fb.transition = Self::penalty_for_breaker(c, admission, now);
             }
             Some(418) => {
                 Counters::bump(&self.counters.status_418);
@@ -1031,7 +1036,7 @@ impl GroupLimiter {
                     fb.banned_until = Some(until);
                     fb.scope_ban_until = Some(c.adaptive.scope_hold().max(until));
                 }
-                fb.transition = c.breaker.on_failure(now);
+                fb.transition = Self::penalty_for_breaker(c, admission, now);
             }
             None | Some(500..=599) => {
                 Counters::bump(&self.counters.failures);
@@ -1074,6 +1079,21 @@ impl GroupLimiter {
             c.queue.head_waker()
         } else {
             None
+        }
+    }
+
+    /// A 429 or 418 as the breaker sees it: a failure, unless it is an echo
+    /// of one reported before (its request was admitted before that one was
+    /// known), which says nothing new: a burst of requests in flight when a
+    /// ban starts must not open the breaker on top of the ban.
+    fn penalty_for_breaker(c: &mut Control, admission: &Admission, now: Instant) -> Option<Transition> {
+        let echo = admission.at < c.penalty_seen_at;
+        c.penalty_seen_at = c.penalty_seen_at.max(now);
+        if echo {
+            c.breaker.on_ignored(now);
+            None
+        } else {
+            c.breaker.on_failure(now)
         }
     }
 
@@ -2072,6 +2092,41 @@ mod interval_log_policy {
             GroupLimiter::new(Group::Ticker, cfg).unwrap_err().kind,
             ConfigErrorKind::IntervalLog(_)
         ));
+    }
+
+    #[test]
+    fn penalties_to_requests_already_on_their_way_do_not_open_the_breaker() {
+        // Five requests in flight at once (the log's burst) all meet a ban.
+        let g = ticker_log();
+        let burst: std::vec::Vec<Admission> = (0..5).map(|_| g.try_acquire(at(1_000)).unwrap()).collect();
+        for (i, a) in burst.iter().enumerate() {
+            let fb = g.on_response(
+                a,
+                Response::status(418).with_retry_after("2"),
+                at(1_010 + i as u64),
+            );
+            assert_eq!(fb.transition, None, "response {i}");
+        }
+        assert_eq!(g.status(at(1_100)).breaker, crate::breaker::BreakerState::Closed);
+        assert_eq!(g.status(at(1_100)).counters.status_418, 5);
+        // The first 418 counted once. Penalties to requests sent after the
+        // last one was known count too: four more make the five in a row
+        // that open the breaker.
+        let mut now = at(10_000);
+        let mut more = 0;
+        loop {
+            let a = g.try_acquire(now).unwrap();
+            now += Duration::from_millis(10);
+            more += 1;
+            let fb = g.on_response(&a, Response::status(429), now);
+            if let Some(t) = fb.transition {
+                assert_eq!(t.to, crate::breaker::BreakerState::Open);
+                break;
+            }
+            assert!(more < 5, "the breaker never opened");
+            now += Duration::from_secs(2);
+        }
+        assert_eq!(more, 4);
     }
 
     #[test]

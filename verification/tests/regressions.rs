@@ -88,7 +88,9 @@ fn limiter(rt: &ManualRuntime) -> &'static RateLimiter<ManualRuntime> {
     for g in config.groups.iter_mut() {
         g.policy = upbit_limiter_core::limiter::Policy::Gcra;
     }
-    Box::leak(Box::new(RateLimiter::with_runtime(&config, rt.clone()).expect("preset")))
+    Box::leak(Box::new(
+        RateLimiter::with_runtime(&config, rt.clone()).expect("preset"),
+    ))
 }
 
 fn ticker() -> Request {
