@@ -27,6 +27,7 @@ use crate::adaptive::{Adaptive, AdaptiveConfig, AdaptiveConfigError, Ratio};
 use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Transition};
 use crate::gcra::{decide, tat_allowing, Params, TatCell};
 use crate::interval_log::{Denial, IntervalLog, IntervalLogError, Ticket};
+use crate::outside::OutsideUse;
 use crate::queue::WaitQueue;
 use crate::quota::{Quota, QuotaError, ServerLimit};
 use crate::stats::{CounterSnapshot, Counters, WaitHistogram};
@@ -109,6 +110,11 @@ pub struct GroupConfig {
     /// until then (default 30 s; set it to at least the HTTP client's total
     /// timeout). Unused by the GCRA policy.
     pub max_flight: Duration,
+    /// How long a server limit learned from a 429 is kept (interval-log
+    /// groups): the places the 429 showed missing are held back this long,
+    /// then given back one per period (see [`crate::outside`]). Default
+    /// 24 h; zero learns nothing.
+    pub ceiling_hold: Duration,
 }
 
 /// How a group decides admissions.
@@ -178,6 +184,9 @@ impl core::str::FromStr for Policy {
 /// The default maximum flight time of the interval log.
 pub const DEFAULT_MAX_FLIGHT: Duration = Duration::from_secs(30);
 
+/// [`GroupConfig::ceiling_hold`] of the presets: a day.
+pub const DEFAULT_CEILING_HOLD: Duration = Duration::from_secs(24 * 3_600);
+
 /// The default waiter deadline: 30 s.
 pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -202,6 +211,7 @@ impl GroupConfig {
             waiter_timeout: DEFAULT_WAITER_TIMEOUT,
             policy: Policy::for_group(group),
             max_flight: DEFAULT_MAX_FLIGHT,
+            ceiling_hold: DEFAULT_CEILING_HOLD,
         }
     }
 
@@ -542,10 +552,9 @@ pub(crate) struct Control {
     /// admitted before then is an echo of it (the request was on its way
     /// before the penalty was known): it tells the breaker nothing new.
     penalty_seen_at: Instant,
-    /// Our share of the server's budget while another process on the same
-    /// IP or pocket is seen using it (from `Remaining-Req`), and until when.
-    shared: Ratio,
-    shared_until: Instant,
+    /// What others use of the budget (from `Remaining-Req`, and from 429s
+    /// of logged groups).
+    outside: OutsideUse,
     /// The loosest parameters any admission since `loosest_until` minus a
     /// span may have been decided with (the smallest interval and largest
     /// tolerance of the configurations in force), for re-spacing.
@@ -565,15 +574,37 @@ impl Control {
         self.adaptive.blocked_until().max(self.scope_ban_until)
     }
 
+    /// The `N` of the shortest window (the one `Remaining-Req` speaks of).
+    fn capacity(&self) -> u32 {
+        let limits = self.config.limits.as_slice();
+        let window = self.config.limits.shortest_window();
+        limits
+            .iter()
+            .filter(|l| l.window == window)
+            .map(|l| l.max_requests)
+            .min()
+            .unwrap_or(0)
+    }
+
     /// The ratio in force: the adaptive one, or our share of a budget that
     /// others use too, whichever is slower.
     fn ratio(&self, now: Instant) -> Ratio {
         let adaptive = self.adaptive.ratio(now);
-        if now < self.shared_until {
-            adaptive.min(self.shared)
-        } else {
-            adaptive
+        // The interval log holds places back instead (`Control::reserve`).
+        let reserve = self.outside.reserve(now);
+        if self.log.is_some() || reserve == 0 {
+            return adaptive;
         }
+        // The GCRA runs on the share others leave, with one place of slack
+        // so that our share does not itself drive the server to `sec=0`.
+        let capacity = u64::from(self.capacity());
+        let left = capacity
+            .saturating_sub(u64::from(reserve))
+            .saturating_sub(1)
+            .max(1);
+        let share =
+            Ratio::from_ppm((left * u64::from(Ratio::SCALE) / capacity.max(1)) as u32).unwrap_or(Ratio::ONE);
+        adaptive.min(share)
     }
 }
 
@@ -650,8 +681,7 @@ impl GroupLimiter {
                 breaker: Breaker::new(config.breaker),
                 scope_ban_until: Instant::ZERO,
                 penalty_seen_at: Instant::ZERO,
-                shared: Ratio::ONE,
-                shared_until: Instant::ZERO,
+                outside: OutsideUse::new(config.limits.shortest_window(), config.ceiling_hold),
                 loosest: Params::for_quota(&quota, quota.interval()),
                 loosest_until: Instant::ZERO,
                 log: Self::log_for(&config),
@@ -846,6 +876,7 @@ impl GroupLimiter {
             let earliest = self.hot.tat.load().saturating_sub(params.tolerance()).max(now);
             Err(Denied::NotYet { earliest })
         } else if let Some(log) = c.log.as_mut() {
+            log.set_reserve(c.outside.reserve(now));
             self.claim_logged(log, now)
         } else {
             // Under the lock the word is never `RESPACING` and cannot change
@@ -882,8 +913,8 @@ impl GroupLimiter {
         if let Some(at) = c.breaker.next_change(now) {
             gate = gate.min(at);
         }
-        if now < c.shared_until {
-            gate = gate.min(c.shared_until);
+        if let Some(at) = c.outside.next_change(now) {
+            gate = gate.min(at);
         }
         // No fast path while banned or open (fail fast with the reason), in
         // half-open (every decision must count its probe), or while waiters
@@ -1013,6 +1044,9 @@ impl GroupLimiter {
             Some(429) => {
                 Counters::bump(&self.counters.status_429);
                 c.adaptive.on_429(now);
+                if c.log.is_some() {
+                    self.learn_ceiling(c, admission, now);
+                }
                 // Nothing more until a whole server window (plus margin) has passed.
                 self.hot
                     .tat
@@ -1130,15 +1164,7 @@ impl GroupLimiter {
             fb.header_rejected = true;
         }
         let window = c.config.limits.shortest_window();
-        let capacity = c
-            .config
-            .limits
-            .as_slice()
-            .iter()
-            .filter(|l| l.window == window)
-            .map(|l| u64::from(l.max_requests))
-            .min()
-            .unwrap_or(0);
+        let capacity = u64::from(c.capacity());
         let used = capacity.saturating_sub(u64::from(header.sec));
         let margin = c.config.margin;
         let ours = self.admitted_between(
@@ -1146,21 +1172,17 @@ impl GroupLimiter {
             admission.at.saturating_add(margin),
         );
         let external = used.saturating_sub(ours);
-        if external == 0 || capacity == 0 {
-            return;
-        }
-        // One slot of slack, so that our share does not itself drive the
-        // server to `sec=0` while the other process keeps its pace.
-        let left = capacity.saturating_sub(external).saturating_sub(1).max(1);
-        let share = Ratio::from_ppm((left * u64::from(Ratio::SCALE) / capacity) as u32).unwrap_or(Ratio::ONE);
-        let before = c.ratio(now);
-        if now >= c.shared_until || share < c.shared {
-            c.shared = share;
-        }
-        let span = window.saturating_add(margin).saturating_mul(2);
-        c.shared_until = c.shared_until.max(now.saturating_add(span));
-        if c.ratio(now) < before {
+        let before = (c.ratio(now), c.outside.reserve(now));
+        let others = u32::try_from(external).unwrap_or(u32::MAX);
+        c.outside.observe(now, others, header.sec > 0);
+        if c.ratio(now) < before.0 || c.outside.reserve(now) > before.1 {
             fb.header_tightened = true;
+        }
+        if let Some(log) = c.log.as_mut() {
+            log.set_reserve(c.outside.reserve(now));
+        }
+        if external == 0 {
+            return;
         }
         if header.sec == 0 {
             // The server's window is full and not only with our requests:
@@ -1172,6 +1194,36 @@ impl GroupLimiter {
                 fb.header_tightened = true;
             }
         }
+    }
+
+    /// A 429 to a logged group's request: the server had no place left where
+    /// we counted on one. The requests we admitted in the window before this
+    /// one (`k`) are at least what the server holds for us; of them we keep
+    /// `k` times the adaptive reduction, and hold the rest of the group's
+    /// places back as a learned ceiling (see [`crate::outside`]). A
+    /// `Remaining-Req` on a later response replaces it by what it shows.
+    fn learn_ceiling(&self, c: &mut Control, admission: &Admission, now: Instant) {
+        let window = c.config.limits.shortest_window();
+        let before = self.admitted_before(admission, admission.at.saturating_sub(window));
+        let reduction = u64::from(c.config.adaptive.reduction.ppm());
+        let kept = before.saturating_mul(reduction) / u64::from(Ratio::SCALE);
+        let missing = u64::from(c.capacity()).saturating_sub(kept);
+        c.outside.on_429(now, u32::try_from(missing).unwrap_or(u32::MAX));
+        if let Some(log) = c.log.as_mut() {
+            log.set_reserve(c.outside.reserve(now));
+        }
+    }
+
+    /// How many admissions before `admission` (by sequence number) happened
+    /// at or after `from`, as far as the ring of recent admissions remembers.
+    fn admitted_before(&self, admission: &Admission, from: Instant) -> u64 {
+        let oldest_kept = admission.seq.saturating_sub(RECENT as u64);
+        (oldest_kept..admission.seq)
+            .filter(|&seq| {
+                let at = self.recent[(seq % RECENT as u64) as usize].load(Ordering::Relaxed);
+                at != WITHDRAWN && at >= from.as_nanos() && at <= admission.at.as_nanos()
+            })
+            .count() as u64
     }
 
     /// How many of our admissions happened in `[from, to]`, as far as the ring
@@ -1415,6 +1467,7 @@ impl GroupLimiter {
             interval: Self::params_for(c, now).interval(),
             policy: c.config.policy,
             in_flight: c.log.as_ref().map_or(0, IntervalLog::in_flight),
+            reserve: c.outside.reserve(now),
             tat,
             backlog: tat - now,
             queue_depth: c.queue.len(),
@@ -1479,6 +1532,10 @@ pub struct GroupStatus {
     pub policy: Policy,
     /// Requests admitted by the interval log and not yet reported.
     pub in_flight: usize,
+    /// Places of the shortest window held back for others: what the
+    /// `Remaining-Req` headers show others using, or a server limit learned
+    /// from a 429 (see [`crate::outside`]).
+    pub reserve: u32,
     /// The theoretical arrival time.
     pub tat: Instant,
     /// How far the TAT is ahead of now: the work already scheduled.
@@ -1699,23 +1756,25 @@ mod tests {
                 earliest: at(3_220) + us
             })
         );
-        // The share expires two windows (plus margins) after it was last seen.
-        assert_eq!(g.status(at(3_219)).ratio.ppm(), 100_000);
-        assert_eq!(g.status(at(3_220)).ratio, Ratio::ONE);
+        // The estimate keeps the largest sighting of the last three windows:
+        // the one at 1.02 s (window 1) until window 4 begins, although the
+        // header at 2.121 s saw nobody else.
+        assert_eq!(g.status(at(3_999)).ratio.ppm(), 100_000);
+        assert_eq!(g.status(at(4_000)).ratio, Ratio::ONE);
         // Garbage is reported, not applied.
-        let c = g.try_acquire(at(3_220) + us).unwrap();
+        let start = g.earliest(at(4_000));
+        let c = g.try_acquire(start).unwrap();
+        let ms = Duration::from_millis(1);
         let fb = g.on_response(
             &c,
             Response::status(200).with_remaining_req("sec=banana"),
-            at(3_221),
+            start + ms,
         );
         assert!(fb.header_rejected && !fb.header_tightened);
-        assert_eq!(g.status(at(3_221)).counters.header_rejects, 1);
+        assert_eq!(g.status(start + ms).counters.header_rejects, 1);
         assert_eq!(
-            g.try_acquire(at(3_221)),
-            Err(Denied::NotYet {
-                earliest: at(3_220) + us + T
-            })
+            g.try_acquire(start + ms),
+            Err(Denied::NotYet { earliest: start + T })
         );
     }
 
@@ -1738,14 +1797,14 @@ mod tests {
         assert_eq!(fb.ratio_change.map(|(_, r)| r.ppm()), Some(500_000));
         let mut starts = std::vec::Vec::new();
         let mut now = at(1_450);
-        while now < at(4_300) {
+        while now < at(4_700) {
             match g.try_acquire(now) {
                 Ok(a) => starts.push(a.at),
                 Err(d) => now = d.retry_at(),
             }
         }
-        // Twice the interval apart while the share lasts (until 1450 + 2 x
-        // 1.2 s), then one interval.
+        // Twice the interval apart while the share lasts (the sighting in
+        // window 1 is kept until window 4 begins, at 4 s), then one interval.
         let half = Duration::from_micros(220_001);
         let first_after = at(1_000) + T.saturating_mul(5);
         assert_eq!(
@@ -1757,7 +1816,8 @@ mod tests {
             ]
         );
         assert!(starts.windows(2).all(|w| w[1] - w[0] >= T));
-        let late: std::vec::Vec<_> = starts.iter().filter(|&&t| t >= at(3_850)).collect();
+        let late: std::vec::Vec<_> = starts.iter().filter(|&&t| t >= at(4_000)).collect();
+        assert!(late.len() >= 4, "{late:?}");
         assert!(late.windows(2).all(|w| *w[1] - *w[0] == T), "{late:?}");
     }
 
@@ -2092,6 +2152,78 @@ mod interval_log_policy {
             GroupLimiter::new(Group::Ticker, cfg).unwrap_err().kind,
             ConfigErrorKind::IntervalLog(_)
         ));
+    }
+
+    /// Admits as many as the group takes at `now`.
+    fn burst(g: &GroupLimiter, now: Instant) -> std::vec::Vec<Admission> {
+        core::iter::from_fn(|| g.try_acquire(now).ok()).collect()
+    }
+
+    #[test]
+    fn others_seen_in_the_header_keep_their_places_out_of_the_log() {
+        let g = ticker_log();
+        // Our own full window, echoed by the header, shows nobody else.
+        let first = burst(&g, at(0));
+        assert_eq!(first.len(), 10);
+        for a in &first {
+            g.on_response(
+                a,
+                Response::status(200).with_remaining_req("group=ticker; sec=0"),
+                at(20),
+            );
+        }
+        assert_eq!(g.status(at(20)).reserve, 0);
+        // Two of ours in the window, and the server counted six: four are
+        // someone else's.
+        let a = g.try_acquire(at(2_000)).unwrap();
+        let b = g.try_acquire(at(2_000)).unwrap();
+        let fb = g.on_response(
+            &a,
+            Response::status(200).with_remaining_req("group=ticker; sec=4"),
+            at(2_010),
+        );
+        assert!(fb.header_tightened);
+        g.on_response(&b, Response::status(200), at(2_010));
+        assert_eq!(g.status(at(2_010)).reserve, 4);
+        // Six places are ours in the window: four more now, then none.
+        let more = burst(&g, at(2_020));
+        assert_eq!(more.len(), 4);
+        for a in &more {
+            g.on_response(a, Response::status(200), at(2_030));
+        }
+        // A new window: six again, still not ten.
+        assert_eq!(burst(&g, at(3_100)).len(), 6);
+        // Three windows without a sighting: every place is ours again (the
+        // six above are still on their way: four more).
+        assert_eq!(g.status(at(4_999)).reserve, 4);
+        assert_eq!(g.status(at(5_000)).reserve, 0);
+        assert_eq!(burst(&g, at(5_000)).len(), 4);
+    }
+
+    #[test]
+    fn a_429_without_headers_teaches_a_ceiling_that_is_held() {
+        let g = ticker_log();
+        // The server took 5: the other five of the burst meet 429s.
+        let admitted = burst(&g, at(0));
+        for (i, a) in admitted.iter().enumerate() {
+            let status = if i < 5 { 200 } else { 429 };
+            g.on_response(a, Response::status(status), at(20));
+        }
+        // Five were admitted before the first 429'd one: 0.8 x 5 = 4 kept,
+        // six places held back for a day.
+        let s = g.status(at(2_000));
+        assert_eq!(s.reserve, 6);
+        assert_eq!(burst(&g, at(10_000)).len(), 4);
+        assert_eq!(
+            g.status(at(10_000) + DEFAULT_CEILING_HOLD - Duration::from_millis(20_000))
+                .reserve,
+            6
+        );
+        assert_eq!(
+            g.status(at(20) + DEFAULT_CEILING_HOLD).reserve,
+            5,
+            "one place back per day"
+        );
     }
 
     #[test]
