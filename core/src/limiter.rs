@@ -937,8 +937,24 @@ impl GroupLimiter {
         Self::params_at(c, c.ratio(now))
     }
 
+    /// The quota decisions run on before the ratio: the GCRA's, or for the
+    /// interval log its throttle's (the server's own rate, burst `N`).
+    fn quota_in_force(c: &Control) -> Quota {
+        if c.log.is_none() {
+            return c.quota;
+        }
+        let p = Self::params_at(c, Ratio::ONE);
+        let interval = p.interval();
+        let burst = p.tolerance().as_nanos() / interval.as_nanos().max(1) + 1;
+        Quota::new_unchecked(interval, u32::try_from(burst).unwrap_or(u32::MAX))
+    }
+
     /// The parameters `c` runs on at rate ratio `ratio`.
     fn params_at(c: &Control, ratio: Ratio) -> Params {
+        if let (Some(_), Some(quota)) = (&c.log, c.config.quota) {
+            // An explicit quota paces the log's admissions.
+            return Params::for_quota(&quota, scaled_interval(quota.interval(), ratio));
+        }
         if c.log.is_some() {
             // The log's throttle: the server's own rate, burst `N`.
             let limits = c.config.limits.as_slice();
@@ -1459,7 +1475,7 @@ impl GroupLimiter {
         let tat = self.hot.tat.load();
         GroupStatus {
             group: self.group,
-            quota: c.quota,
+            quota: Self::quota_in_force(c),
             limits: c.config.limits,
             margin: c.config.margin,
             unsafe_override: c.config.allow_unsafe && c.config.quota.is_some(),
@@ -1514,7 +1530,8 @@ impl fmt::Debug for SyncLimiter {
 pub struct GroupStatus {
     /// The group.
     pub group: Group,
-    /// The quota in force (before the ratio).
+    /// The quota in force (before the ratio): the GCRA's, or for the
+    /// interval log its throttle's (the server's own rate, burst `N`).
     pub quota: Quota,
     /// The server's windows.
     pub limits: Limits,

@@ -706,7 +706,10 @@ impl<R: Runtime> Instrumented<R> {
             Ok(permit) => {
                 let at = permit.admission().at;
                 let waited = Duration::from(permit.waited());
-                let drift = waited_in_queue.then(|| at - conforms);
+                // Lateness against the GCRA's schedule; a logged group waits
+                // for places (reports), not for a schedule.
+                let gcra = gl.config().policy == upbit_limiter_core::limiter::Policy::Gcra;
+                let drift = (waited_in_queue && gcra).then(|| at - conforms);
                 let seq = permit.admission().seq;
                 self.tracker
                     .group(group)

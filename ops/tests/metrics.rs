@@ -153,7 +153,11 @@ fn a_report_publishes_its_group_at_once() {
 #[test]
 fn configuration_changes_and_emergency_mode_publish_at_once() {
     with_values(async |v| {
-        let limiter = Instrumented::new(&OpsConfig::default()).unwrap();
+        // Candle on the GCRA, whose burst is a setting (the interval log's
+        // is the server's N).
+        let mut ops = OpsConfig::default();
+        ops.limiter.group_mut(Group::Candle).policy = upbit_limiter_core::limiter::Policy::Gcra;
+        let limiter = Instrumented::new(&ops).unwrap();
         let burst = "upbit_limiter_burst{group=\"candle\"}";
         assert_eq!(v.gauge(burst), 1.0);
         let mut config = limiter.control().base();
