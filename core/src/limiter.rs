@@ -1190,7 +1190,7 @@ impl GroupLimiter {
         let external = used.saturating_sub(ours);
         let before = (c.ratio(now), c.outside.reserve(now));
         let others = u32::try_from(external).unwrap_or(u32::MAX);
-        c.outside.observe(now, others, header.sec > 0);
+        c.outside.observe(now, others);
         if c.ratio(now) < before.0 || c.outside.reserve(now) > before.1 {
             fb.header_tightened = true;
         }
@@ -1200,9 +1200,10 @@ impl GroupLimiter {
         if external == 0 {
             return;
         }
-        if header.sec == 0 {
+        if header.sec == 0 && c.log.is_none() {
             // The server's window is full and not only with our requests:
             // nothing more until a whole window (plus margin) has passed.
+            // (The interval log holds the others' places back instead.)
             let params = Params::unpack(self.params.load(Ordering::Acquire));
             let until = now.saturating_add(window).saturating_add(margin);
             let before = self.hot.tat.load();
@@ -1216,8 +1217,7 @@ impl GroupLimiter {
     /// we counted on one. The requests we admitted in the window before this
     /// one (`k`) are at least what the server holds for us; of them we keep
     /// `k` times the adaptive reduction, and hold the rest of the group's
-    /// places back as a learned ceiling (see [`crate::outside`]). A
-    /// `Remaining-Req` on a later response replaces it by what it shows.
+    /// places back as a learned ceiling (see [`crate::outside`]).
     fn learn_ceiling(&self, c: &mut Control, admission: &Admission, now: Instant) {
         let window = c.config.limits.shortest_window();
         let before = self.admitted_before(admission, admission.at.saturating_sub(window));

@@ -18,8 +18,10 @@
 //!   [`ceiling_hold`](crate::GroupConfig::ceiling_hold), 24 h by default),
 //!   then given back one at a time, one per hold period: a probe upwards
 //!   that costs at most one 429 per hold if the server's limit is still
-//!   lower. A header, when one comes, is better evidence: it replaces the
-//!   ceiling by what it shows.
+//!   lower. Headers do not end it: on some server models (calendar
+//!   windows, token buckets) a header right after a window turns shows
+//!   room that a lower limit does not have, and trusting it drew a 429
+//!   every few windows in the simulator.
 //!
 //! Everything is a pure function of the state and `now`: nothing runs by
 //! itself, and a clock going backwards reads as "no time passed".
@@ -74,9 +76,8 @@ impl OutsideUse {
     }
 
     /// A header showed `others` requests in the server's window that were
-    /// not ours, at `now`; `room`: it also showed a place left (`sec > 0`),
-    /// which is evidence against a learned ceiling above `others`.
-    pub fn observe(&mut self, now: Instant, others: u32, room: bool) {
+    /// not ours, at `now`.
+    pub fn observe(&mut self, now: Instant, others: u32) {
         let now = self.observe_now(now);
         let window = self.window_of(now);
         match self.buckets.iter_mut().find(|b| b.window == window) {
@@ -86,12 +87,6 @@ impl OutsideUse {
                     *oldest = Bucket { window, most: others };
                 }
             }
-        }
-        // Evidence of room: the ceiling is no higher than what others use.
-        let ceiling = self.ceiling_at(now);
-        if room && others < ceiling {
-            self.ceiling = others;
-            self.ceiling_since = now;
         }
     }
 
@@ -168,14 +163,14 @@ mod tests {
         let mut o = estimate();
         assert_eq!(o.reserve(at(0)), 0);
         assert_eq!(o.next_change(at(0)), None);
-        o.observe(at(100), 2, true);
-        o.observe(at(200), 4, true);
-        o.observe(at(300), 1, true);
+        o.observe(at(100), 2);
+        o.observe(at(200), 4);
+        o.observe(at(300), 1);
         assert_eq!(o.reserve(at(300)), 4, "the largest of the window");
         // Lower sightings in the next windows do not lower it while the peak
         // is among the last three windows.
-        o.observe(at(1_100), 1, true);
-        o.observe(at(2_100), 1, true);
+        o.observe(at(1_100), 1);
+        o.observe(at(2_100), 1);
         assert_eq!(o.reserve(at(2_999)), 4);
         assert_eq!(o.next_change(at(2_500)), Some(at(3_000)));
         assert_eq!(o.reserve(at(3_000)), 1);
@@ -203,14 +198,11 @@ mod tests {
         o.on_429(at(3_600_000), 2);
         assert_eq!(o.reserve(at(3_600_000)), 3);
         assert_eq!(o.reserve(at(7_199_999)), 3);
-        // A full window (a 429's own header) is no evidence of room.
-        o.observe(at(7_199_000), 0, false);
-        assert_eq!(o.reserve(at(7_199_000)), 3);
-        // A header showing room and fewer others replaces the ceiling.
-        o.observe(at(7_200_000), 1, true);
-        assert_eq!(o.reserve(at(7_200_000)), 1);
-        assert_eq!(o.reserve(at(7_200_000 + 3_000)), 1, "the ceiling itself is now 1");
-        assert_eq!(o.reserve(at(7_200_000 + 3_600_000)), 0);
+        // Headers showing nobody else leave it as it is.
+        for ms in [7_190_000, 7_191_000, 7_192_000, 7_193_000] {
+            o.observe(at(ms), 0);
+        }
+        assert_eq!(o.reserve(at(7_195_000)), 3);
     }
 
     #[test]
@@ -219,8 +211,8 @@ mod tests {
         o.on_429(at(0), 5);
         assert_eq!(o.reserve(at(0)), 0);
         let mut o = estimate();
-        o.observe(at(10_000), 3, true);
-        o.observe(at(0), 9, true);
+        o.observe(at(10_000), 3);
+        o.observe(at(0), 9);
         // The late sighting lands in the window of the latest instant seen.
         assert_eq!(o.reserve(at(0)), 9);
         assert_eq!(o.reserve(at(13_000)), 0);

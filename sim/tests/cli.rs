@@ -220,7 +220,15 @@ fn no_headers_reaches_the_server_and_the_report_has_the_change() {
     let json = |extra: &[&str]| {
         // The GCRA reads every header as it comes (the interval log, which
         // learns the lower limit from its first 429, needs none here).
-        let mut args = vec!["run", path, "--server-model", "sliding", "--policy", "gcra", "--json"];
+        let mut args = vec![
+            "run",
+            path,
+            "--server-model",
+            "sliding",
+            "--policy",
+            "gcra",
+            "--json",
+        ];
         args.extend_from_slice(extra);
         let out = sim(&args);
         assert!(
