@@ -137,6 +137,14 @@ pub struct ConfigView {
     /// Default waiter deadline.
     #[serde(rename = "timeout_ms", serialize_with = "ser::ms")]
     pub waiter_timeout: Duration,
+    /// How admissions are decided: `interval-log` or `gcra`.
+    pub policy: &'static str,
+    /// Interval log: how long an unreported request counts.
+    #[serde(rename = "max_flight_ms", serialize_with = "ser::ms")]
+    pub max_flight: Duration,
+    /// Interval log: how long a limit learned from a 429 is held.
+    #[serde(rename = "ceiling_hold_ms", serialize_with = "ser::ms")]
+    pub ceiling_hold: Duration,
     /// Adaptive ratio numbers.
     pub adaptive: AdaptiveView,
     /// Breaker numbers.
@@ -249,6 +257,9 @@ impl From<&GroupConfig> for ConfigView {
                 .find(|s| s.config() == c.adaptive)
                 .map(Strategy::as_str),
             waiter_timeout: c.waiter_timeout,
+            policy: c.policy.as_str(),
+            max_flight: c.max_flight,
+            ceiling_hold: c.ceiling_hold,
             adaptive: (&c.adaptive).into(),
             breaker: (&c.breaker).into(),
         }
@@ -398,6 +409,9 @@ pub struct GroupReport {
     pub config: ConfigView,
     /// Its quota in force.
     pub quota: QuotaView,
+    /// Places of the shortest window held back for others (what the headers
+    /// show others using, or a server limit learned from a 429).
+    pub reserve: u32,
     /// The adaptive ratio.
     pub ratio: f64,
     /// The theoretical arrival time.
@@ -480,6 +494,7 @@ pub(crate) fn group_report(
         group: s.group,
         pocket: Series::new(s.group, pocket).pocket,
         config: config.into(),
+        reserve: s.reserve,
         quota: QuotaView {
             interval: s.quota.interval(),
             burst: s.quota.burst(),

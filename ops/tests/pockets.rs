@@ -121,3 +121,34 @@ async fn status_names_the_pocket_of_the_exchange_groups_only() {
         .report(Response::status(200));
     assert_eq!(sub.status().group(Group::Ticker).unwrap().counters.admitted, 1);
 }
+
+#[test]
+fn the_learned_ceilings_hold_is_a_setting_and_the_status_shows_it() {
+    let c = load(
+        "[groups.order]\nceiling_hold_ms = 3600000\n",
+        &[("UPBIT_RATE_LIMIT_TICKER_CEILING_HOLD_MS", "0")],
+    )
+    .unwrap();
+    assert_eq!(
+        c.limiter.group(Group::Order).ceiling_hold.as_nanos(),
+        3_600_000_000_000
+    );
+    assert_eq!(c.limiter.group(Group::Ticker).ceiling_hold.as_nanos(), 0);
+    assert_eq!(
+        c.limiter.group(Group::Market).ceiling_hold,
+        upbit_limiter_core::limiter::DEFAULT_CEILING_HOLD
+    );
+    let e = load("[groups.order]\nceiling_hold_ms = \"soon\"\n", &[]).unwrap_err();
+    assert_eq!(e.issues[0].key, "groups.order.ceiling_hold_ms");
+    let s = upbit_limiter_ops::Status::of_limiter(
+        &upbit_limiter_core::SyncLimiter::new(&c.limiter).unwrap(),
+        upbit_limiter_core::Instant::ZERO,
+    );
+    let order = s.group(Group::Order).unwrap();
+    assert_eq!((order.config.policy, order.reserve), ("interval-log", 0));
+    let json = serde_json::to_string(order).unwrap();
+    assert!(
+        json.contains("\"ceiling_hold_ms\":3600000.0") && json.contains("\"reserve\":0"),
+        "{json}"
+    );
+}

@@ -286,6 +286,7 @@ pub(crate) struct GroupLayer {
     pub margin: Option<Set<Duration>>,
     pub policy: Option<Set<Policy>>,
     pub max_flight: Option<Set<Duration>>,
+    pub ceiling_hold: Option<Set<Duration>>,
     pub burst: Option<Set<u32>>,
     pub rps: Option<Set<f64>>,
     pub allow_unsafe: Option<Set<bool>>,
@@ -320,7 +321,7 @@ macro_rules! overlay {
 impl GroupLayer {
     /// Lays `top` over `self`: every field `top` sets wins.
     pub fn overlay(&mut self, top: &GroupLayer) {
-        overlay!(self, top; limits, margin, policy, max_flight, burst, rps, allow_unsafe, strategy, timeout,
+        overlay!(self, top; limits, margin, policy, max_flight, ceiling_hold, burst, rps, allow_unsafe, strategy, timeout,
             error_threshold, reduction, min_ratio, recovery_delay, recovery_interval,
             recovery_step_ppm, ban_default, ban_max, consecutive_failures, failure_rate_ppm,
             window, minimum_calls, open_wait, open_wait_max, open_wait_multiplier,
@@ -357,6 +358,7 @@ group_fields! {
     "margin_ms", "MARGIN_MS" => margin: parse_millis;
     "policy", "POLICY" => policy: parse_policy;
     "max_flight_ms", "MAX_FLIGHT_MS" => max_flight: parse_millis;
+    "ceiling_hold_ms", "CEILING_HOLD_MS" => ceiling_hold: parse_millis;
     "burst", "BURST" => burst: parse_burst;
     "rps", "RPS" => rps: parse_rps;
     "allow_unsafe_quota", "ALLOW_UNSAFE" => allow_unsafe: parse_bool;

@@ -717,6 +717,9 @@ fn resolve_group(
     if let Some(v) = &m.policy {
         cfg.policy = v.value;
     }
+    if let Some(v) = &m.ceiling_hold {
+        cfg.ceiling_hold = v.value;
+    }
     if let Some(v) = &m.max_flight {
         cfg.max_flight = v.value;
     }
