@@ -14,9 +14,10 @@
 
 mod common;
 
-use common::{any_groups, build, case, Replies};
+use common::{any_groups, build, build_on, case, Replies};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
+use upbit_limiter_core::limiter::Policy;
 use upbit_limiter_verification::cases;
 use upbit_limiter_verification::models::{max_in_window, spacing_violation};
 use upbit_limiter_verification::sim;
@@ -54,5 +55,17 @@ proptest! {
                 );
             }
         }
+    }
+
+    /// The same on the interval log: whatever the answers say (made-up
+    /// `Remaining-Req` counts, 429s that teach ceilings, 418s, timeouts),
+    /// what the log admits never draws a 429 from any server model: what
+    /// others are estimated to use only ever holds places back.
+    #[test]
+    fn random_feedback_never_loosens_the_interval_log(case in case(any_groups(), 120, 4)) {
+        let (setup, intents, _) = build_on(&case, None, Replies::Random, Policy::IntervalLog);
+        let out = sim::run(&setup, &intents, 2_000_000);
+        let rejections = out.rejections();
+        prop_assert!(rejections.is_empty(), "server models answered 429: {rejections:?}");
     }
 }

@@ -166,6 +166,16 @@ fn fake_reply(group: Group, n: u32, fake: (u8, u8, u32, u8)) -> Reply {
 /// without any check (to show what the checks prevent). Returns the setup,
 /// the intents and each group's starting quota.
 pub fn build(case: &Case, force: Option<Quota>, replies: Replies) -> (Setup, Vec<Intent>, Vec<Quota>) {
+    build_on(case, force, replies, Policy::Gcra)
+}
+
+/// [`build`] with every group on `policy`.
+pub fn build_on(
+    case: &Case,
+    force: Option<Quota>,
+    replies: Replies,
+    policy: Policy,
+) -> (Setup, Vec<Intent>, Vec<Quota>) {
     let mut chosen: Vec<Group> = Vec::new();
     for &g in &case.groups {
         let group = Group::ALL[g % Group::COUNT];
@@ -178,9 +188,9 @@ pub fn build(case: &Case, force: Option<Quota>, replies: Replies) -> (Setup, Vec
     for (k, &group) in chosen.iter().enumerate() {
         let (burst_pick, phases) = case.knobs[k % case.knobs.len()];
         let mut config = GroupConfig::preset(case.preset, group);
-        // These properties are the GCRA quota's (the interval log has its
-        // own in `prop_interval_log`).
-        config.policy = Policy::Gcra;
+        // `build`'s properties are the GCRA quota's (the interval log has
+        // its own in `prop_interval_log`, and `prop_feedback`'s).
+        config.policy = policy;
         config.burst = burst_for(burst_pick, &config);
         if let Some(q) = force {
             config.quota = Some(q);
