@@ -505,7 +505,19 @@ impl SharedPermit {
         };
         let group = local.group();
         let runtime = *self.inner.local.runtime();
-        let feedback = local.report_with_feedback(response);
+        let shared = self.inner.budgets[group.index()].is_some();
+        // `Remaining-Req` counts every sharer's requests: the local limiter
+        // would read the others as foreign traffic and shrink its share,
+        // while the shared log in Redis already counts them.
+        let local_view = if shared {
+            Response {
+                remaining_req: None,
+                ..response
+            }
+        } else {
+            response
+        };
+        let feedback = local.report_with_feedback(local_view);
         let now = upbit_limiter_tokio::Runtime::now(&runtime);
         let end = if response.status.is_none() {
             End::NoResponse
