@@ -1,23 +1,11 @@
-//! One Upbit budget shared exactly by several processes and hosts.
+#![doc = include_str!("../README.md")]
+//! # How
 //!
 //! Each process keeps its local [`RateLimiter`](upbit_limiter_tokio::RateLimiter)
 //! (FIFO per group, deadlines, cancellation, breaker, bans: unchanged) and,
 //! after the local admission, asks Redis. One Lua script decides, one
 //! records each report; both run atomically in Redis on Redis's clock, so no
 //! host's clock matters.
-//!
-//! ```no_run
-//! use upbit_limiter_redis::{SharedConfig, SharedLimiter};
-//! use upbit_limiter_tokio::{LimiterConfig, Preset, Response};
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let shared = SharedConfig::new("redis://127.0.0.1:6379").pocket_id("main-pocket");
-//! let limiter = SharedLimiter::new(&LimiterConfig::preset(Preset::Korea), shared)?;
-//! let permit = limiter.acquire("POST", "/v1/orders").await?;
-//! // ... send the order, then:
-//! permit.report(Response::status(201).with_remaining_req("group=order; min=720; sec=11"));
-//! # Ok(()) }
-//! ```
 //!
 //! # The rule, in Redis
 //!
