@@ -500,8 +500,27 @@ impl SharedPermit {
 
     /// As [`report`](Self::report), returning what the response changed locally.
     pub fn report_with_feedback(mut self, response: Response<'_>) -> Feedback {
+        self.finish(response).0
+    }
+
+    /// As [`report_with_feedback`](Self::report_with_feedback), and waits
+    /// until the report is in Redis (before a shutdown, say). The report
+    /// runs in its own task all the same: dropping this future does not
+    /// cancel it.
+    pub async fn report_and_wait(mut self, response: Response<'_>) -> Result<Feedback, StoreError> {
+        let (feedback, task) = self.finish(response);
+        match task {
+            None => Ok(feedback),
+            Some(task) => match task.await {
+                Ok(done) => done.map(|_| feedback),
+                Err(_) => Err(StoreError::Unreachable("the report task was cancelled".into())),
+            },
+        }
+    }
+
+    fn finish(&mut self, response: Response<'_>) -> (Feedback, Option<Report>) {
         let Some(local) = self.local.take() else {
-            return Feedback::default();
+            return (Feedback::default(), None);
         };
         let group = local.group();
         let runtime = *self.inner.local.runtime();
@@ -537,37 +556,37 @@ impl SharedPermit {
             .map(|until| micros(until.saturating_duration_since(now).into()))
             .max()
             .unwrap_or(0);
-        self.send_report(group, end, pause_us, ban_us);
-        feedback
+        (feedback, self.send_report(group, end, pause_us, ban_us))
     }
 
-    fn send_report(&mut self, group: Group, end: End, pause_us: u64, ban_us: u64) {
-        let Some(ticket) = self.ticket.take() else {
-            return;
-        };
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            // No runtime to report on: the request counts until its maximum
-            // flight time.
-            return;
-        };
+    fn send_report(&mut self, group: Group, end: End, pause_us: u64, ban_us: u64) -> Option<Report> {
+        let ticket = self.ticket.take()?;
+        // No runtime to report on: the request counts until its maximum
+        // flight time.
+        let handle = tokio::runtime::Handle::try_current().ok()?;
         let inner = Arc::clone(&self.inner);
-        handle.spawn(async move {
-            let Some(budget) = inner.budgets[group.index()].as_ref() else {
-                return;
-            };
+        Some(handle.spawn(async move {
+            let budget = inner.budgets[group.index()]
+                .as_ref()
+                .ok_or(StoreError::MalformedReply)?;
             let c = &inner.counters[group.index()];
             let done = tokio::time::timeout(
                 inner.config.store_timeout,
                 inner.store.report(budget, &ticket, end, pause_us, ban_us, None),
             )
-            .await;
+            .await
+            .unwrap_or(Err(StoreError::TimedOut));
             match done {
-                Ok(Ok(_)) => c.reports.fetch_add(1, Ordering::Relaxed),
-                _ => c.report_errors.fetch_add(1, Ordering::Relaxed),
+                Ok(_) => c.reports.fetch_add(1, Ordering::Relaxed),
+                Err(_) => c.report_errors.fetch_add(1, Ordering::Relaxed),
             };
-        });
+            done
+        }))
     }
 }
+
+/// The task running one report script.
+type Report = tokio::task::JoinHandle<Result<bool, StoreError>>;
 
 impl Drop for SharedPermit {
     fn drop(&mut self) {
@@ -576,7 +595,7 @@ impl Drop for SharedPermit {
             // The local permit's drop ends its request at the drop; the
             // shared one ends the same way.
             drop(local);
-            self.send_report(group, End::Response, 0, 0);
+            let _ = self.send_report(group, End::Response, 0, 0);
         }
     }
 }
