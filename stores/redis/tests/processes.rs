@@ -1,8 +1,8 @@
 //! Three OS processes sharing the `order` (pocket) and `ticker` (IP) budgets
 //! through one Redis against the mock Upbit, saturating for a bounded time:
 //! no 429, the combined throughput of one process alone, no process
-//! starved; then one of them killed with `kill -9`, then Redis restarted
-//! empty, mid-run.
+//! starved, with `SCRIPT FLUSH` halfway; then one of them killed with
+//! `kill -9`, then Redis restarted empty, mid-run.
 //!
 //! The processes are this test binary run again with `worker` as the test
 //! filter and its settings in the environment: the same code, no extra
@@ -316,8 +316,12 @@ async fn three_processes_share_order_and_ticker_exactly() {
     assert_eq!(alone.results.len(), 1);
     assert_eq!(totals(&alone.stats), (0, 0), "{:?}", alone.stats);
 
-    // Three processes on the same budgets.
-    let shared = run_workers(&mut redis, "three", 3, run, |_, _| {}).await;
+    // Three processes on the same budgets; halfway through, the script
+    // cache is flushed (every process's next EVALSHA meets NOSCRIPT).
+    let shared = run_workers(&mut redis, "three", 3, run, |_, redis| {
+        assert_eq!(redis.command("SCRIPT FLUSH"), "+OK");
+    })
+    .await;
     assert_eq!(shared.results.len(), 3);
     assert_eq!(totals(&shared.stats), (0, 0), "{:?}", shared.stats);
     for group in GROUPS {

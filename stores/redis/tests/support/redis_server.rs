@@ -83,6 +83,20 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Sends one inline command (e.g. `SCRIPT FLUSH`) and returns the first
+    /// line of the reply.
+    pub fn command(&self, line: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the test Redis");
+        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        s.write_all(format!("{line}\r\n").as_bytes()).expect("send");
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while s.read_exact(&mut byte).is_ok() && byte[0] != b'\n' {
+            reply.push(byte[0]);
+        }
+        String::from_utf8_lossy(&reply).trim_end().to_owned()
+    }
+
     /// Kills it (SIGKILL: every key is lost, as with a crash).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
