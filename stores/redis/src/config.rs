@@ -45,7 +45,8 @@ impl core::str::FromStr for FailureMode {
 pub struct SharedConfig {
     /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
     pub url: String,
-    /// Every key starts with this and a `:` (default `upbit-limiter`).
+    /// Every key starts with this, in braces (a Redis Cluster hash tag), and
+    /// a `:` (default `upbit-limiter`).
     pub key_prefix: String,
     /// The pocket whose exchange budgets (`default`, `order`, ...) this
     /// process shares. Processes trading one pocket must use the same id;
@@ -142,8 +143,8 @@ impl SharedConfig {
 pub enum SharedConfigError {
     /// The URL does not parse.
     Url(String),
-    /// A key part is empty, longer than 128 bytes, or holds `:`, whitespace
-    /// or a control character.
+    /// A key part is empty, longer than 128 bytes, or holds `:`, `{`, `}`,
+    /// whitespace or a control character.
     Name {
         /// The field.
         field: &'static str,
@@ -171,7 +172,7 @@ impl fmt::Display for SharedConfigError {
             Self::Url(e) => write!(f, "Redis URL: {e}"),
             Self::Name { field, value } => write!(
                 f,
-                "{field} {value:?}: must be 1 to 128 bytes without ':', whitespace or control characters"
+                "{field} {value:?}: must be 1 to 128 bytes without ':', '{{', '}}', whitespace or control characters"
             ),
             Self::Duration { field, value } => {
                 write!(f, "{field} {value:?}: must be above zero and at most an hour")

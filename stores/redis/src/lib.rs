@@ -31,7 +31,8 @@
 //! Budgets are keyed by scope: quotation groups by the IP's name
 //! ([`SharedConfig::ip_id`]), exchange groups by the pocket
 //! ([`SharedConfig::pocket_id`]); the per-connection websocket-message group
-//! stays local. The [`store`] module documents the keys.
+//! stays local. The [`store`] module documents the keys (all of one prefix in
+//! one Redis Cluster slot).
 //!
 //! # Waiting
 //!
@@ -65,7 +66,7 @@
 //!
 //! Without persistence a restarted Redis has lost every interval, among them
 //! those of requests still in flight. The scripts detect it (the clock key
-//! `P:clock` is missing) and record the instant as the store's epoch; the
+//! `{P}:clock` is missing) and record the instant as the store's epoch; the
 //! decision script then admits nothing in a group until
 //! `epoch + max_flight + W_longest`: every lost request was admitted before
 //! the epoch, arrived within `max_flight` of its admission and counts for at

@@ -4,16 +4,18 @@
 //!
 //! Under a prefix `P` (default `upbit-limiter`), a budget is (scope, scope
 //! id, group): quotation groups are keyed by the IP's name, exchange groups
-//! by the pocket id.
+//! by the pocket id. Every key starts with `{P}`, a hash tag: in a Redis
+//! Cluster all keys of a prefix live in one slot, as the scripts (which touch
+//! the clock and a budget at once) require.
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:clock` | hash | `hwm`, `offset`, `epoch`: the one clock (see below) |
-//! | `P:<scope>:<id>:<group>:ends` | sorted set | ticket → `e_i` in µs |
-//! | `P:<scope>:<id>:<group>:live` | hash | ticket → `"s_i state"` (`f` in flight, `u` unanswered, `r` reported) |
-//! | `P:<scope>:<id>:<group>:meta` | hash | `seq` (ticket counter), `spec` (the limits every sharer must agree on) |
-//! | `P:<scope>:<id>:<group>:pause` | string | until when a 429 pauses the budget (µs) |
-//! | `P:<scope>:<id>:ban` | string | until when a 418 bans the scope (µs) |
+//! | `{P}:clock` | hash | `hwm`, `offset`, `epoch`: the one clock (see below) |
+//! | `{P}:<scope>:<id>:<group>:ends` | sorted set | ticket → `e_i` in µs |
+//! | `{P}:<scope>:<id>:<group>:live` | hash | ticket → `"s_i state"` (`f` in flight, `u` unanswered, `r` reported) |
+//! | `{P}:<scope>:<id>:<group>:meta` | hash | `seq` (ticket counter), `spec` (the limits every sharer must agree on) |
+//! | `{P}:<scope>:<id>:<group>:pause` | string | until when a 429 pauses the budget (µs) |
+//! | `{P}:<scope>:<id>:ban` | string | until when a 418 bans the scope (µs) |
 //!
 //! Nothing expires by Redis TTL: every instant is compared with the scripts'
 //! own clock, and the decision script trims the entries that can no longer
@@ -24,7 +26,7 @@
 //!
 //! Every script reads Redis `TIME` (one clock for every host; no client's
 //! clock is ever used), in integer microseconds, and keeps a high-water mark
-//! in `P:clock`: `now = max(TIME + offset, hwm)`, and a backward step of the
+//! in `{P}:clock`: `now = max(TIME + offset, hwm)`, and a backward step of the
 //! Redis host's clock grows `offset` by the step, so it reads as "no time
 //! passed" and time then flows on from the mark at the real rate. The clock
 //! therefore never runs faster than real time except when the host's clock
@@ -165,9 +167,13 @@ pub(crate) struct Budget {
     pub(crate) longest_us: u64,
 }
 
-/// A name part of a key: non-empty, at most 128 bytes, no `:`, whitespace or control.
+/// A name part of a key: non-empty, at most 128 bytes, no `:`, `{`, `}`, whitespace or control.
 pub(crate) fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && !s.chars().any(|c| c == ':' || c.is_whitespace() || c.is_control())
+    !s.is_empty()
+        && s.len() <= 128
+        && !s
+            .chars()
+            .any(|c| matches!(c, ':' | '{' | '}') || c.is_whitespace() || c.is_control())
 }
 
 /// Microseconds, rounded up (a longer window or flight bound is the safe side).
@@ -190,7 +196,7 @@ impl Budget {
             Scope::Pocket => ("pocket", pocket),
             _ => return None,
         };
-        let scope_base = format!("{prefix}:{scope}:{id}");
+        let scope_base = format!("{{{prefix}}}:{scope}:{id}");
         let base = format!("{scope_base}:{}", group.as_str());
         let max_flight = micros_up(config.max_flight.as_nanos()).max(1);
         let windows: Vec<(u32, u64)> = config
@@ -339,7 +345,7 @@ impl Store {
                 report: with_clock(REPORT),
                 status: with_clock(STATUS),
             }),
-            clock: format!("{prefix}:clock"),
+            clock: format!("{{{prefix}}}:clock"),
         }
     }
 

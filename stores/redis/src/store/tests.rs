@@ -471,13 +471,13 @@ fn malformed_replies_are_typed_errors() {
 #[test]
 fn key_names_are_checked_and_budgets_keyed_by_scope() {
     assert!(valid_name("pocket-1"));
-    for bad in ["", "a:b", "a b", "a\u{7}", &"x".repeat(129)] {
+    for bad in ["", "a:b", "a{b", "a}", "a b", "a\u{7}", &"x".repeat(129)] {
         assert!(!valid_name(bad), "{bad:?}");
     }
     let cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
     let ticker = Budget::new("p", "host-ip", "pk", Group::Ticker, &cfg).unwrap();
-    assert_eq!(ticker.ends, "p:ip:host-ip:ticker:ends");
-    assert_eq!(ticker.ban, "p:ip:host-ip:ban");
+    assert_eq!(ticker.ends, "{p}:ip:host-ip:ticker:ends");
+    assert_eq!(ticker.ban, "{p}:ip:host-ip:ban");
     let order = Budget::new(
         "p",
         "host-ip",
@@ -486,6 +486,6 @@ fn key_names_are_checked_and_budgets_keyed_by_scope() {
         &GroupConfig::preset(Preset::Korea, Group::Order),
     )
     .unwrap();
-    assert_eq!(order.meta, "p:pocket:pk:order:meta");
+    assert_eq!(order.meta, "{p}:pocket:pk:order:meta");
     assert!(Budget::new("p", "i", "k", Group::WebsocketMessage, &cfg).is_none());
 }
