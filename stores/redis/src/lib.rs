@@ -95,7 +95,12 @@
 //! A 429 seen by any process pauses the budget for every sharer for the
 //! group's longest window; a 418 bans the scope (every group of the IP or
 //! the pocket) until the ban the local limiter read from the response ends.
-//! [`SharedLimiter::status`] reads the shared state.
+//! `Remaining-Req` is read against every sharer's requests, not one
+//! process's (the local limiter would take the other sharers for foreign
+//! traffic, so it does not see the header): when the server counted more
+//! than all sharers can have sent, the difference plus one slot of the
+//! shortest window is reserved for everyone for two windows (the co-tenant
+//! estimate, shared). [`SharedLimiter::status`] reads the shared state.
 
 mod config;
 mod limiter;

@@ -8,13 +8,14 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Mutex;
 use tokio::time::Instant as TokioInstant;
+use upbit_limiter_tokio::upbit_limiter_core::upbit::RemainingReq;
 use upbit_limiter_tokio::{
     AcquireError, Deadline, Endpoint, Feedback, Group, LimiterConfig, OwnedPermit, RateLimiter, Request,
     Response,
 };
 
 use crate::config::{SharedConfig, SharedConfigError};
-use crate::store::{Budget, BudgetState, Decision, End, Store, StoreError, Wait, TIME_LIMIT_US};
+use crate::store::{Budget, BudgetState, Decision, End, Shared, Store, StoreError, Wait, TIME_LIMIT_US};
 
 /// Why a shared acquisition failed, and when a retry could succeed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -524,11 +525,11 @@ impl SharedPermit {
         };
         let group = local.group();
         let runtime = *self.inner.local.runtime();
-        let shared = self.inner.budgets[group.index()].is_some();
+        let is_shared = self.inner.budgets[group.index()].is_some();
         // `Remaining-Req` counts every sharer's requests: the local limiter
-        // would read the others as foreign traffic and shrink its share,
-        // while the shared log in Redis already counts them.
-        let local_view = if shared {
+        // would read the others as foreign traffic and shrink its share.
+        // The report script reads it against every sharer's requests instead.
+        let local_view = if is_shared {
             Response {
                 remaining_req: None,
                 ..response
@@ -556,10 +557,19 @@ impl SharedPermit {
             .map(|until| micros(until.saturating_duration_since(now).into()))
             .max()
             .unwrap_or(0);
-        (feedback, self.send_report(group, end, pause_us, ban_us))
+        let sec = response
+            .remaining_req
+            .and_then(|v| RemainingReq::parse(v).ok())
+            .map(|h| h.sec);
+        let shared = Shared {
+            pause_us,
+            ban_us,
+            sec,
+        };
+        (feedback, self.send_report(group, end, shared))
     }
 
-    fn send_report(&mut self, group: Group, end: End, pause_us: u64, ban_us: u64) -> Option<Report> {
+    fn send_report(&mut self, group: Group, end: End, shared: Shared) -> Option<Report> {
         let ticket = self.ticket.take()?;
         // No runtime to report on: the request counts until its maximum
         // flight time.
@@ -572,7 +582,7 @@ impl SharedPermit {
             let c = &inner.counters[group.index()];
             let done = tokio::time::timeout(
                 inner.config.store_timeout,
-                inner.store.report(budget, &ticket, end, pause_us, ban_us, None),
+                inner.store.report(budget, &ticket, end, shared, None),
             )
             .await
             .unwrap_or(Err(StoreError::TimedOut));
@@ -595,7 +605,7 @@ impl Drop for SharedPermit {
             // The local permit's drop ends its request at the drop; the
             // shared one ends the same way.
             drop(local);
-            let _ = self.send_report(group, End::Response, 0, 0);
+            let _ = self.send_report(group, End::Response, Shared::default());
         }
     }
 }

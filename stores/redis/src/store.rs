@@ -15,12 +15,14 @@
 //! | `{P}:<scope>:<id>:<group>:live` | hash | ticket → `"s_i state"` (`f` in flight, `u` unanswered, `r` reported) |
 //! | `{P}:<scope>:<id>:<group>:meta` | hash | `seq` (ticket counter), `spec` (the limits every sharer must agree on) |
 //! | `{P}:<scope>:<id>:<group>:pause` | string | until when a 429 pauses the budget (µs) |
+//! | `{P}:<scope>:<id>:<group>:reserve` | hash | `n` slots of the shortest window left to traffic that does not go through the store, `until` (µs) |
 //! | `{P}:<scope>:<id>:ban` | string | until when a 418 bans the scope (µs) |
 //!
 //! Nothing expires by Redis TTL: every instant is compared with the scripts'
 //! own clock, and the decision script trims the entries that can no longer
-//! count, so a budget holds at most its largest `N` entries (plus those that
-//! ended since its last decision).
+//! count (after a further `max_flight`), so a budget holds at most its
+//! largest `N` entries that count, plus those that ended in the last
+//! `max_flight`.
 //!
 //! # The clock
 //!
@@ -135,6 +137,17 @@ impl End {
     }
 }
 
+/// What a response tells every sharer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Shared {
+    /// Pause the budget this long (µs, 0: none): a 429.
+    pub(crate) pause_us: u64,
+    /// Ban the scope this long (µs, 0: none): a 418.
+    pub(crate) ban_us: u64,
+    /// `Remaining-Req`'s `sec`.
+    pub(crate) sec: Option<u32>,
+}
+
 /// The shared state of one budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BudgetState {
@@ -151,6 +164,9 @@ pub struct BudgetState {
     pub banned_until_us: u64,
     /// Until when a 429 seen by some process pauses the budget (µs, 0: none).
     pub paused_until_us: u64,
+    /// Slots of the shortest window left to traffic that does not go
+    /// through the store, as some sharer's `Remaining-Req` showed (0: none).
+    pub reserved: u64,
 }
 
 /// One budget's keys and the arguments its decisions send.
@@ -161,10 +177,14 @@ pub(crate) struct Budget {
     live: String,
     meta: String,
     pause: String,
+    reserve: String,
     ban: String,
     /// max_flight, spec, then the windows' (N, W) pairs.
     args: Vec<String>,
     pub(crate) longest_us: u64,
+    /// The shortest window (µs) and its `N`: what `Remaining-Req`'s `sec` counts.
+    shortest_us: u64,
+    shortest_n: u32,
 }
 
 /// A name part of a key: non-empty, at most 128 bytes, no `:`, `{`, `}`, whitespace or control.
@@ -218,15 +238,25 @@ impl Budget {
             args.push(n.to_string());
             args.push(w.to_string());
         }
+        let shortest_us = windows.iter().map(|w| w.1).min().unwrap_or(0);
+        let shortest_n = windows
+            .iter()
+            .filter(|w| w.1 == shortest_us)
+            .map(|w| w.0)
+            .min()
+            .unwrap_or(0);
         Some(Self {
             group,
             ends: format!("{base}:ends"),
             live: format!("{base}:live"),
             meta: format!("{base}:meta"),
             pause: format!("{base}:pause"),
+            reserve: format!("{base}:reserve"),
             ban: format!("{scope_base}:ban"),
             args,
             longest_us: windows.iter().map(|w| w.1).max().unwrap_or(0),
+            shortest_us,
+            shortest_n,
         })
     }
 }
@@ -316,7 +346,7 @@ fn parse_status(v: &Value) -> Result<BudgetState, StoreError> {
         .map(int)
         .collect::<Option<_>>()
         .ok_or(StoreError::MalformedReply)?;
-    let [now, epoch, counting, in_flight, ban, pause] = n.as_slice() else {
+    let [now, epoch, counting, in_flight, ban, pause, reserved] = n.as_slice() else {
         return Err(StoreError::MalformedReply);
     };
     let u = |x: i64| u64::try_from(x).map_err(|_| StoreError::MalformedReply);
@@ -328,6 +358,7 @@ fn parse_status(v: &Value) -> Result<BudgetState, StoreError> {
         in_flight: u(*in_flight)?,
         banned_until_us: u(*ban)?,
         paused_until_us: u(*pause)?,
+        reserved: u(*reserved)?,
     })
 }
 
@@ -359,6 +390,7 @@ impl Store {
             .key(&budget.meta)
             .key(&budget.ban)
             .key(&budget.pause)
+            .key(&budget.reserve)
             .arg(explicit(now));
         for a in &budget.args {
             inv.arg(a);
@@ -369,14 +401,14 @@ impl Store {
     }
 
     /// Runs the report script: whether the ticket was current. A pause or a
-    /// ban (µs, 0: none) is written either way.
+    /// ban (µs, 0: none) is written either way; `sec` (the server's
+    /// `Remaining-Req`) reserves room for traffic the store does not see.
     pub(crate) async fn report(
         &self,
         budget: &Budget,
         ticket: &str,
         end: End,
-        pause_us: u64,
-        ban_us: u64,
+        feedback: Shared,
         now: Option<u64>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
@@ -388,11 +420,15 @@ impl Store {
             .key(&budget.live)
             .key(&budget.ban)
             .key(&budget.pause)
+            .key(&budget.reserve)
             .arg(explicit(now))
             .arg(ticket)
             .arg(end.code())
-            .arg(pause_us.min(TIME_LIMIT_US - 1))
-            .arg(ban_us.min(TIME_LIMIT_US - 1))
+            .arg(feedback.pause_us.min(TIME_LIMIT_US - 1))
+            .arg(feedback.ban_us.min(TIME_LIMIT_US - 1))
+            .arg(feedback.sec.map(|s| s.to_string()).unwrap_or_default())
+            .arg(budget.shortest_us)
+            .arg(budget.shortest_n)
             .invoke_async(&mut conn)
             .await?;
         match int(&reply) {
@@ -413,6 +449,7 @@ impl Store {
             .key(&budget.live)
             .key(&budget.ban)
             .key(&budget.pause)
+            .key(&budget.reserve)
             .arg(explicit(now))
             .arg(budget.longest_us)
             .invoke_async(&mut conn)

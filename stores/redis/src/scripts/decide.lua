@@ -3,6 +3,7 @@
 -- KEYS[1] clock (hash: hwm, offset, epoch)      KEYS[2] ends (zset: ticket -> e_i)
 -- KEYS[3] live (hash: ticket -> "s_i state")     KEYS[4] meta (hash: seq, spec)
 -- KEYS[5] the scope's ban (string: until)        KEYS[6] the budget's pause (string: until)
+-- KEYS[7] the budget's reserve for traffic of others (hash: n, until)
 -- ARGV[1] explicit now in us, or '' for Redis TIME (only the crate's own tests pass one)
 -- ARGV[2] max_flight in us      ARGV[3] spec (the limits and max_flight, as text)
 -- ARGV[4], ARGV[5], ... pairs (N, W in us), one per server window
@@ -11,8 +12,11 @@
 -- at `now` only if, for every window (N, W), fewer than N entries of `ends`
 -- have e_i >= now - W, where e_i is the report instant of a reported request
 -- and s_i + max_flight of one in flight or unanswered. Entries with
--- e_i < now - W_longest are removed: `now` never goes back, so they never
--- count again. A denial writes nothing but the clock.
+-- e_i < now - W_longest - max_flight are removed: `now` never goes back, so
+-- they never count again (kept max_flight longer than needed, so that a
+-- report reading `Remaining-Req` still finds every sharer's request that
+-- the server can have counted with it). A denial writes nothing but the
+-- clock.
 --
 -- Invariant (lost state): while now <= epoch + max_flight + W_longest no
 -- request is admitted. Every interval the store may have lost began before
@@ -20,7 +24,8 @@
 -- server by its start + max_flight, so it counts no later than that bound.
 --
 -- Invariant (shared feedback): no admission while now < the scope's ban or
--- the budget's pause.
+-- the budget's pause; while now < the reserve's `until`, every window of the
+-- shortest length admits only while fewer than max(N - n, 1) count.
 --
 -- Reply: {1, ticket, now} or {0, reason, retry_at, now} with reason
 -- 1 full (settled requests: nothing admits before retry_at),
@@ -70,8 +75,26 @@ if pause ~= nil and now < pause then
   return { 0, 5, pause, now }
 end
 
+-- The reserve for traffic that does not go through this store.
+local shortest = longest
+for _, win in ipairs(windows) do
+  shortest = math.min(shortest, win[2])
+end
+local reserved = 0
+local reserve = redis.call('HMGET', KEYS[7], 'n', 'until')
+local reserve_until = tonumber(reserve[2]) or 0
+if now < reserve_until then
+  reserved = tonumber(reserve[1]) or 0
+end
+local function room(win)
+  if win[2] == shortest then
+    return math.max(win[1] - reserved, 1)
+  end
+  return win[1]
+end
+
 local horizon = now - longest
-local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(horizon))
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(horizon - max_flight))
 if #gone > 0 then
   redis.call('ZREM', KEYS[2], unpack(gone))
   redis.call('HDEL', KEYS[3], unpack(gone))
@@ -79,7 +102,7 @@ end
 
 local full = false
 for _, win in ipairs(windows) do
-  if redis.call('ZCOUNT', KEYS[2], int(now - win[2]), '+inf') >= win[1] then
+  if redis.call('ZCOUNT', KEYS[2], int(now - win[2]), '+inf') >= room(win) then
     full = true
     break
   end
@@ -103,24 +126,39 @@ if full then
       reported[i] = e
     end
   end
-  local function free_at(list)
+  local function free_at(list, n_of)
     table.sort(list, function(a, b)
       return a > b
     end)
     local at = now
     for _, win in ipairs(windows) do
-      local nth = list[win[1]]
+      local nth = list[n_of(win)]
       if nth ~= nil then
         at = math.max(at, nth + win[2] + 1)
       end
     end
     return at
   end
-  local at = free_at(ends)
-  if free_at(reported) < at then
-    return { 0, 2, at, now }
+  local function full_n(win)
+    return win[1]
   end
-  return { 0, 1, at, now }
+  local at = free_at(ends, room)
+  local reason = 1
+  if free_at(reported, room) < at then
+    reason = 2
+  end
+  if reserved > 0 then
+    -- The reserve ends at `reserve_until`: room then if the full N has it.
+    local copy = {}
+    for i, e in ipairs(ends) do
+      copy[i] = e
+    end
+    local unreserved = math.max(free_at(copy, full_n), reserve_until)
+    if unreserved < at then
+      at, reason = unreserved, 1
+    end
+  end
+  return { 0, reason, at, now }
 end
 
 local seq = redis.call('HINCRBY', KEYS[4], 'seq', 1)

@@ -45,6 +45,14 @@ fn budget(prefix: &str, limits: &[ServerLimit], max_flight_us: u64) -> Budget {
     .unwrap()
 }
 
+fn fb(pause_us: u64, ban_us: u64) -> Shared {
+    Shared {
+        pause_us,
+        ban_us,
+        sec: None,
+    }
+}
+
 fn ns(us: u64) -> Instant {
     Instant::from_nanos(us * 1_000)
 }
@@ -137,7 +145,10 @@ async fn the_scripts_decide_as_core_s_interval_log() {
                 3 | 4 if !open.is_empty() => {
                     let (ticket, id) = open.swap_remove(rng.next(open.len() as u64) as usize);
                     let core = log.report(ticket, ns(t));
-                    let script = store.report(&b, &id, End::Response, 0, 0, Some(t)).await.unwrap();
+                    let script = store
+                        .report(&b, &id, End::Response, fb(0, 0), Some(t))
+                        .await
+                        .unwrap();
                     assert_eq!(core, script, "{limits:?} step {step}: report");
                 }
                 5 if !open.is_empty() => {
@@ -146,14 +157,14 @@ async fn the_scripts_decide_as_core_s_interval_log() {
                         (
                             log.abandon(ticket, ns(t)),
                             store
-                                .report(&b, &id, End::Abandoned, 0, 0, Some(t))
+                                .report(&b, &id, End::Abandoned, fb(0, 0), Some(t))
                                 .await
                                 .unwrap(),
                         )
                     } else {
                         let core = log.no_response(ticket, ns(t));
                         let script = store
-                            .report(&b, &id, End::NoResponse, 0, 0, Some(t))
+                            .report(&b, &id, End::NoResponse, fb(0, 0), Some(t))
                             .await
                             .unwrap();
                         if core && rng.next(2) == 0 {
@@ -162,7 +173,10 @@ async fn the_scripts_decide_as_core_s_interval_log() {
                             let late = log.report(ticket, ns(t));
                             assert_eq!(
                                 late,
-                                store.report(&b, &id, End::Response, 0, 0, Some(t)).await.unwrap()
+                                store
+                                    .report(&b, &id, End::Response, fb(0, 0), Some(t))
+                                    .await
+                                    .unwrap()
                             );
                         }
                         (core, script)
@@ -198,7 +212,7 @@ async fn a_backward_step_reads_as_no_time_passed_and_time_flows_on() {
     // The clock steps back by an hour: the report reads as at the mark.
     let back = t - 3_600 * S;
     assert!(store
-        .report(&b, &ticket, End::Response, 0, 0, Some(back + 10 * MS))
+        .report(&b, &ticket, End::Response, fb(0, 0), Some(back + 10 * MS))
         .await
         .unwrap());
     // From there time flows on at the real rate (10 ms later is the mark +
@@ -239,7 +253,7 @@ async fn a_forward_step_makes_entries_end_early_by_the_step() {
             panic!("closed");
         };
         assert!(store
-            .report(&b, &ticket, End::Response, 0, 0, Some(t + 5 * MS))
+            .report(&b, &ticket, End::Response, fb(0, 0), Some(t + 5 * MS))
             .await
             .unwrap());
     }
@@ -282,7 +296,7 @@ async fn a_store_found_empty_stays_closed_until_every_lost_interval_has_ended() 
     // Its report finds no ticket: it changes nothing, and the report
     // itself marks the new epoch.
     assert!(!store
-        .report(&b, &ticket, End::Response, 0, 0, Some(lost_at))
+        .report(&b, &ticket, End::Response, fb(0, 0), Some(lost_at))
         .await
         .unwrap());
     let open_at = lost_at + mf + S + 1;
@@ -329,7 +343,7 @@ async fn scripts_survive_script_flush() {
         .unwrap();
     // EVALSHA meets NOSCRIPT; the script is loaded again and runs once.
     assert!(store
-        .report(&b, &ticket, End::Response, 0, 0, Some(t + MS))
+        .report(&b, &ticket, End::Response, fb(0, 0), Some(t + MS))
         .await
         .unwrap());
     let _: () = redis::cmd("SCRIPT")
@@ -357,7 +371,7 @@ async fn bans_and_pauses_close_every_sharer_and_only_extend() {
     };
     // A 429: the budget pauses for one window.
     assert!(store
-        .report(&b, &ticket, End::Response, S, 0, Some(t + MS))
+        .report(&b, &ticket, End::Response, fb(S, 0), Some(t + MS))
         .await
         .unwrap());
     match store.decide(&b, Some(t + 2 * MS)).await.unwrap() {
@@ -371,11 +385,11 @@ async fn bans_and_pauses_close_every_sharer_and_only_extend() {
     // A 418 bans the scope (a stale ticket still carries the ban); a shorter
     // one later does not shorten it.
     assert!(!store
-        .report(&b, "0-0", End::Response, 0, 60 * S, Some(t + 3 * MS))
+        .report(&b, "0-0", End::Response, fb(0, 60 * S), Some(t + 3 * MS))
         .await
         .unwrap());
     assert!(!store
-        .report(&b, "0-0", End::Response, 0, S, Some(t + 4 * MS))
+        .report(&b, "0-0", End::Response, fb(0, S), Some(t + 4 * MS))
         .await
         .unwrap());
     let other_group = Budget::new(
@@ -464,8 +478,17 @@ fn malformed_replies_are_typed_errors() {
             now: 4
         })
     );
-    assert!(parse_status(&Array(vec![Int(1); 5])).is_err());
-    assert!(parse_status(&Array(vec![Int(1), Int(1), Int(-1), Int(0), Int(0), Int(0)])).is_err());
+    assert!(parse_status(&Array(vec![Int(1); 6])).is_err());
+    assert!(parse_status(&Array(vec![
+        Int(1),
+        Int(1),
+        Int(-1),
+        Int(0),
+        Int(0),
+        Int(0),
+        Int(0)
+    ]))
+    .is_err());
 }
 
 #[test]
@@ -488,4 +511,71 @@ fn key_names_are_checked_and_budgets_keyed_by_scope() {
     .unwrap();
     assert_eq!(order.meta, "{p}:pocket:pk:order:meta");
     assert!(Budget::new("p", "i", "k", Group::WebsocketMessage, &cfg).is_none());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn traffic_of_others_in_remaining_req_reserves_room_for_two_windows() {
+    let server = RedisServer::start();
+    let store = Store::new(connect(&server).await, "others");
+    let mf = 2 * S;
+    let b = budget("others", &[ServerLimit::per_second(5)], mf);
+    let _ = store.decide(&b, Some(T0)).await.unwrap();
+    let t = opening(&b, mf);
+    let mut tickets = Vec::new();
+    for _ in 0..2 {
+        let Decision::Admitted { ticket, .. } = store.decide(&b, Some(t)).await.unwrap() else {
+            panic!("closed");
+        };
+        tickets.push(ticket);
+    }
+    let with_sec = |sec| Shared {
+        sec: Some(sec),
+        ..Shared::default()
+    };
+    // The sharers sent 2; the server counted 4 (sec = 1 of 5): 2 of others.
+    assert!(store
+        .report(&b, &tickets[0], End::Response, with_sec(1), Some(t + 5 * MS))
+        .await
+        .unwrap());
+    let state = store.status(&b, Some(t + 6 * MS)).await.unwrap();
+    assert_eq!(state.reserved, 3, "the others' 2 and one of slack");
+    match store.decide(&b, Some(t + 10 * MS)).await.unwrap() {
+        // Room for max(5 - 3, 1) = 2: the next is when the first report leaves the window.
+        Decision::Denied { wait, retry_at, .. } => {
+            assert_eq!(wait, Wait::Full);
+            assert_eq!(retry_at, t + 5 * MS + S + 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A report that agrees with the sharers' count reserves nothing more.
+    assert!(store
+        .report(&b, &tickets[1], End::Response, with_sec(3), Some(t + 20 * MS))
+        .await
+        .unwrap());
+    assert_eq!(store.status(&b, Some(t + 21 * MS)).await.unwrap().reserved, 3);
+    // Two windows after the report, the whole budget is back.
+    let later = t + 5 * MS + 2 * S;
+    assert_eq!(store.status(&b, Some(later)).await.unwrap().reserved, 0);
+    for _ in 0..5 {
+        assert!(matches!(
+            store.decide(&b, Some(later)).await.unwrap(),
+            Decision::Admitted { .. }
+        ));
+    }
+    assert!(matches!(
+        store.decide(&b, Some(later)).await.unwrap(),
+        Decision::Denied { .. }
+    ));
+    // No reserve from a budget whose sharers account for everything.
+    let quiet = budget("others2", &[ServerLimit::per_second(5)], mf);
+    let store2 = Store::new(store.conn.clone(), "others2");
+    let _ = store2.decide(&quiet, Some(T0)).await.unwrap();
+    let Decision::Admitted { ticket, .. } = store2.decide(&quiet, Some(t)).await.unwrap() else {
+        panic!("closed");
+    };
+    assert!(store2
+        .report(&quiet, &ticket, End::Response, with_sec(4), Some(t + MS))
+        .await
+        .unwrap());
+    assert_eq!(store2.status(&quiet, Some(t + 2 * MS)).await.unwrap().reserved, 0);
 }
