@@ -249,6 +249,14 @@ impl From<SharedConfigError> for BuildError {
     }
 }
 
+/// `at + d`, saturating at about 30 years from `at` (tokio's instants
+/// overflow far earlier than any retry time a store can name).
+fn later(at: TokioInstant, d: Duration) -> TokioInstant {
+    let far = Duration::from_secs(30 * 365 * 86_400);
+    at.checked_add(d.min(far))
+        .unwrap_or(at + Duration::from_secs(86_400))
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -336,8 +344,11 @@ impl SharedLimiter {
         let group = request.group;
         let deadline = match request.deadline {
             Some(Deadline::At(at)) => inner.local.runtime().to_tokio(at),
-            Some(Deadline::After(d)) => start + d,
-            None => start + Duration::from(inner.local.limiter().group(group).config().waiter_timeout),
+            Some(Deadline::After(d)) => later(start, d),
+            None => later(
+                start,
+                inner.local.limiter().group(group).config().waiter_timeout.into(),
+            ),
         };
         let local = Arc::clone(&inner.local)
             .acquire_request_owned(request)
@@ -392,7 +403,7 @@ impl SharedLimiter {
                 Wait::Paused => WaitingFor::Pause,
             };
             let asked = TokioInstant::now();
-            if asked + room_in > deadline && wait != Wait::FullInFlight {
+            if later(asked, room_in) > deadline && wait != Wait::FullInFlight {
                 return Err(timeout(waiting_for, room_in));
             }
             let sleep = if wait == Wait::FullInFlight {
@@ -402,7 +413,7 @@ impl SharedLimiter {
             } else {
                 room_in
             };
-            if asked + sleep > deadline {
+            if later(asked, sleep) > deadline {
                 return Err(timeout(waiting_for, room_in));
             }
             tokio::time::sleep_until(asked + sleep).await;

@@ -268,3 +268,62 @@ fn nonsense_settings_are_typed_errors() {
         assert!(matches!(e, SharedError::StoreUnavailable { .. }), "{e}");
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_instants_in_the_store_are_a_timeout_not_a_panic() {
+    let server = RedisServer::start();
+    let l = limiter(&server, "absurd");
+    l.acquire("POST", "/v1/orders")
+        .await
+        .unwrap()
+        .report(Response::status(201));
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    // A pause a century long (just below the scripts' 2^52 µs bound), and garbage.
+    let _: () = redis::cmd("SET")
+        .arg("{absurd}:pocket:p1:order:pause")
+        .arg("4503599627370000")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let e = l.acquire("POST", "/v1/orders").await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SharedError::Timeout {
+                waiting_for: WaitingFor::Pause,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.retry_after() > Duration::from_secs(86_400 * 365 * 50), "{e}");
+    let _: () = redis::cmd("SET")
+        .arg("{absurd}:pocket:p1:order:pause")
+        .arg("soon")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("{absurd}:clock")
+        .arg("hwm")
+        .arg("not a number")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // An unreadable clock reads as an empty store: closed for the hold, never open.
+    let e = l
+        .acquire_request(Request::http("POST", "/v1/orders").timeout(Duration::from_millis(100)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SharedError::Timeout {
+                waiting_for: WaitingFor::StoreRestart,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
