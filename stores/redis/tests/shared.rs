@@ -327,3 +327,40 @@ async fn absurd_instants_in_the_store_are_a_timeout_not_a_panic() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_fails_closed_within_the_timeout_and_recovers() {
+    let server = RedisServer::start();
+    let l = limiter(&server, "slow");
+    l.acquire("GET", "/v1/ticker")
+        .await
+        .unwrap()
+        .report(Response::status(200));
+    // Every client's commands wait 800 ms: slower than the 200 ms timeout.
+    assert_eq!(server.command("CLIENT PAUSE 800 ALL"), "+OK");
+    let t = Instant::now();
+    let e = l.acquire("GET", "/v1/ticker").await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_millis(600), "{:?}", t.elapsed());
+    assert!(
+        matches!(
+            e,
+            SharedError::StoreUnavailable {
+                cause: upbit_limiter_redis::StoreError::TimedOut,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    // The pause is over: decisions again, no restart hold (the state is intact).
+    let t = Instant::now();
+    let mut attempts = 0;
+    loop {
+        match l.acquire("GET", "/v1/ticker").await {
+            Ok(p) => break p.report(Response::status(200)),
+            Err(SharedError::StoreUnavailable { .. }) if attempts < 10 => attempts += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
+}
