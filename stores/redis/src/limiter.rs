@@ -369,7 +369,7 @@ impl SharedLimiter {
         };
         let counters = &inner.counters[group.index()];
         let cap = inner.config.report_poll;
-        let mut poll = cap / 8;
+        let mut poll = (cap / 8).max(Duration::from_micros(100)).min(cap);
         loop {
             counters.decisions.fetch_add(1, Ordering::Relaxed);
             let answer =
