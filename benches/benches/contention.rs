@@ -42,6 +42,8 @@ fn config(burst: u32) -> LimiterConfig {
     g.quota = Some(Quota::new(Duration::from_nanos(1_000_000_000 / RATE), burst).expect("sane"));
     // A deadline no waiter reaches in a healthy run.
     g.waiter_timeout = Duration::from_secs(30);
+    // The GCRA's queue under contention (the interval log's cannot hold 1110).
+    g.policy = upbit_limiter_core::limiter::Policy::Gcra;
     c
 }
 

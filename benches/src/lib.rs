@@ -5,7 +5,7 @@
 //! `cargo bench -p upbit-limiter-benches`); the numbers and how to read them
 //! are in `BENCHMARKS.md` at the repository root.
 
-use upbit_limiter_core::limiter::Limits;
+use upbit_limiter_core::limiter::{Limits, Policy};
 use upbit_limiter_core::{Duration, GroupConfig, Instant, LimiterConfig, Preset, Quota, ServerLimit};
 
 /// Emission interval of [`always_admits`]: the finest the core stores (1 µs).
@@ -21,7 +21,7 @@ pub const DENY_INTERVAL: Duration = Duration::from_secs(3_600);
 /// A start instant away from the epoch, so that `now - x` never saturates by accident.
 pub const START: Instant = Instant::from_nanos(1_000_000_000);
 
-/// A group that admits every decision: one request per microsecond with a
+/// A group that admits every decision (the GCRA policy): one request per microsecond with a
 /// burst of [`ADMIT_BURST`], checked safe against a server limit of
 /// `u32::MAX` per second. A fresh group admits [`ADMIT_BURST`] decisions at
 /// one fixed instant; a clock that advances by [`ADMIT_INTERVAL`] per decision
@@ -34,10 +34,11 @@ pub fn always_admits() -> GroupConfig {
     }
     config.margin = Duration::from_nanos(1);
     config.quota = Quota::new(ADMIT_INTERVAL, ADMIT_BURST).ok();
+    config.policy = Policy::Gcra;
     config
 }
 
-/// A group that admits once and then refuses for [`DENY_INTERVAL`]: one
+/// A group that admits once and then refuses for [`DENY_INTERVAL`] (the GCRA policy): one
 /// request per hour, burst 1, with a two-hour waiter deadline so that an
 /// async waiter sleeps instead of timing out at once.
 pub fn never_admits() -> GroupConfig {
@@ -51,6 +52,7 @@ pub fn never_admits() -> GroupConfig {
     config.burst = 1;
     config.quota = None;
     config.waiter_timeout = DENY_INTERVAL.saturating_mul(2);
+    config.policy = Policy::Gcra;
     config
 }
 

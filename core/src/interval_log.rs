@@ -253,6 +253,9 @@ pub struct IntervalLog {
     max_flight: Duration,
     /// The high-water mark of every `now` seen.
     latest: Instant,
+    /// Places of every window held back for traffic that is not ours (see
+    /// [`IntervalLog::set_reserve`]).
+    reserve: u32,
 }
 
 impl fmt::Debug for IntervalLog {
@@ -263,6 +266,7 @@ impl fmt::Debug for IntervalLog {
             .field("slots", &self.len)
             .field("in_flight", &self.in_flight())
             .field("latest", &self.latest)
+            .field("reserve", &self.reserve)
             .finish_non_exhaustive()
     }
 }
@@ -320,6 +324,7 @@ impl IntervalLog {
             limits_len: limits.len() as u8,
             max_flight,
             latest: Instant::ZERO,
+            reserve: 0,
         })
     }
 
@@ -331,6 +336,26 @@ impl IntervalLog {
     /// The maximum flight time.
     pub const fn max_flight(&self) -> Duration {
         self.max_flight
+    }
+
+    /// Holds `slots` places of every window back for traffic that is not
+    /// ours (another process on the budget, or a server limit lower than
+    /// the configured one): a request is admitted only while fewer than
+    /// `N - slots` (at least one) earlier requests count in each window. It
+    /// only ever admits less than the rule without it, so the guarantee
+    /// holds whatever it is set to.
+    pub fn set_reserve(&mut self, slots: u32) {
+        self.reserve = slots;
+    }
+
+    /// The places held back (see [`IntervalLog::set_reserve`]).
+    pub const fn reserve(&self) -> u32 {
+        self.reserve
+    }
+
+    /// How many of `limit`'s places our requests may take.
+    fn cap(&self, limit: &ServerLimit) -> usize {
+        limit.max_requests.saturating_sub(self.reserve).max(1) as usize
     }
 
     /// Requests admitted and not yet ended by a report, a "no response" or
@@ -362,17 +387,7 @@ impl IntervalLog {
     /// changes nothing but the high-water mark of `now`.
     #[inline]
     pub fn try_admit(&mut self, now: Instant) -> Result<Ticket, Denial> {
-        let t = self.observe(now);
-        let Some(index) = self.free_slot(t.saturating_sub(self.longest.window)) else {
-            return Err(self.denial(t));
-        };
-        for limit in &self.others[..usize::from(self.others_len)] {
-            let horizon = t.saturating_sub(limit.window);
-            let counted = self.used().iter().filter(|s| s.counts(horizon)).count();
-            if counted >= limit.max_requests as usize {
-                return Err(self.denial(t));
-            }
-        }
+        let (index, t) = self.room(now)?;
         let slot = &mut self.slots[index];
         slot.generation = slot.generation.wrapping_add(1);
         slot.start = t;
@@ -389,6 +404,38 @@ impl IntervalLog {
             generation: slot.generation,
             admitted_at: t,
         })
+    }
+
+    /// Whether [`try_admit`](Self::try_admit) would admit a request at
+    /// `now`, and if not, when to try again; changes nothing but the
+    /// high-water mark of `now`.
+    pub fn check(&mut self, now: Instant) -> Result<(), Denial> {
+        self.room(now).map(|_| ())
+    }
+
+    /// The free slot a request would take at `now` (read against the
+    /// high-water mark, which it raises) and that instant, or the denial.
+    #[inline]
+    fn room(&mut self, now: Instant) -> Result<(usize, Instant), Denial> {
+        let t = self.observe(now);
+        let horizon = t.saturating_sub(self.longest.window);
+        let Some(index) = self.free_slot(horizon) else {
+            return Err(self.denial(t));
+        };
+        // With places held back, a free slot is not enough for the longest
+        // window either.
+        let held_back = self.reserve > 0;
+        let windows = core::iter::once(&self.longest)
+            .filter(|_| held_back)
+            .chain(&self.others[..usize::from(self.others_len)]);
+        for limit in windows {
+            let horizon = t.saturating_sub(limit.window);
+            let counted = self.used().iter().filter(|s| s.counts(horizon)).count();
+            if counted >= self.cap(limit) {
+                return Err(self.denial(t));
+            }
+        }
+        Ok((index, t))
     }
 
     /// The first slot from the cursor on whose request no longer counts for
@@ -442,8 +489,9 @@ impl IntervalLog {
         let mut at = t;
         let windows = core::iter::once(&self.longest).chain(&self.others[..usize::from(self.others_len)]);
         for limit in windows {
-            // Room once the N-th latest end is before `at - W`.
-            if let Some(&nth) = ends.get(limit.max_requests as usize - 1) {
+            // Room once the N-th latest end (of the places not held back)
+            // is before `at - W`.
+            if let Some(&nth) = ends.get(self.cap(limit) - 1) {
                 at = at.max(nth.saturating_add(limit.window).saturating_add(ONE_NANO));
             }
         }
@@ -536,6 +584,92 @@ mod tests {
         assert!(l.try_admit(at(1_020)).is_err(), "closed windows count both ends");
         assert!(l.try_admit(at(1_020) + ONE_NANO).is_ok());
         assert!(l.try_admit(at(1_020) + ONE_NANO).is_err());
+    }
+
+    #[test]
+    fn denials_and_the_log_describe_themselves() {
+        let mut l = log(&[per_sec(1)], 2_000);
+        let t = l.try_admit(at(0)).unwrap();
+        let d = l.try_admit(at(0)).unwrap_err();
+        assert_eq!(
+            std::format!("{d}"),
+            std::format!(
+                "window full of requests in flight: until a report, at the latest {}",
+                d.retry_at()
+            )
+        );
+        let shown = std::format!("{l:?}");
+        assert!(
+            shown.starts_with("IntervalLog {") && shown.contains("in_flight: 1"),
+            "{shown}"
+        );
+        assert!(l.report(t, at(10)));
+        let d = l.try_admit(at(20)).unwrap_err();
+        assert_eq!(
+            std::format!("{d}"),
+            std::format!("window full until {}", at(1_010) + ONE_NANO)
+        );
+        assert!(std::format!("{l:?}").contains("in_flight: 0"));
+    }
+
+    #[test]
+    fn a_check_decides_as_an_admission_would_and_claims_nothing() {
+        let mut l = log(&[per_sec(2)], 5_000);
+        for _ in 0..2 {
+            assert_eq!(l.check(at(0)), Ok(()));
+            assert_eq!(l.check(at(0)), Ok(()));
+            l.try_admit(at(0)).unwrap();
+        }
+        assert_eq!(l.in_flight(), 2);
+        let denial = Denial::UntilReport(at(6_000) + ONE_NANO);
+        assert_eq!(l.check(at(0)), Err(denial));
+        assert_eq!(l.try_admit(at(0)), Err(denial));
+        // It raises the high-water mark like any other call.
+        assert_eq!(l.check(at(7_000)), Ok(()));
+        assert_eq!(l.try_admit(at(1)).map(|t| t.admitted_at()), Ok(at(7_000)));
+    }
+
+    #[test]
+    fn places_held_back_are_left_to_others_in_every_window() {
+        let mut l = log(&[per_sec(10)], 5_000);
+        l.set_reserve(3);
+        let tickets: Vec<Ticket> = (0..7).map(|_| l.try_admit(at(0)).unwrap()).collect();
+        assert_eq!(l.try_admit(at(0)), Err(Denial::UntilReport(at(6_000) + ONE_NANO)));
+        for (i, t) in tickets.iter().enumerate() {
+            assert!(l.report(*t, at(10 * i as u64)));
+        }
+        // Seven counting, seven allowed: room when the oldest of them ends.
+        assert_eq!(l.try_admit(at(500)), Err(Denial::Until(at(1_000) + ONE_NANO)));
+        assert!(l.try_admit(at(1_000) + ONE_NANO).is_ok());
+        // Held back no more: the other three places are ours again.
+        l.set_reserve(0);
+        assert_eq!((0..3).filter(|_| l.try_admit(at(1_001)).is_ok()).count(), 3);
+        assert!(l.try_admit(at(1_001)).is_err());
+        // Never fewer than one place, however much is held back.
+        let mut l = log(&[per_sec(2)], 5_000);
+        l.set_reserve(u32::MAX);
+        assert_eq!(l.reserve(), u32::MAX);
+        let t = l.try_admit(at(0)).unwrap();
+        assert!(l.try_admit(at(0)).is_err());
+        assert!(l.report(t, at(5)));
+        assert_eq!(l.try_admit(at(5)), Err(Denial::Until(at(1_005) + ONE_NANO)));
+    }
+
+    #[test]
+    fn places_held_back_count_in_the_shorter_windows_too() {
+        // 5 per second and 100 per minute (WebSocket messages): a reserve of
+        // 2 leaves 3 per second.
+        let mut l = log(
+            &[per_sec(5), ServerLimit::new(100, Duration::from_secs(60))],
+            5_000,
+        );
+        l.set_reserve(2);
+        let tickets: Vec<Ticket> = (0..3).map(|_| l.try_admit(at(0)).unwrap()).collect();
+        assert!(l.try_admit(at(0)).is_err());
+        for t in tickets {
+            assert!(l.report(t, at(1)));
+        }
+        assert_eq!(l.try_admit(at(2)), Err(Denial::Until(at(1_001) + ONE_NANO)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod breaker;
 pub mod gcra;
 pub mod interval_log;
 pub mod limiter;
+pub mod outside;
 mod queue;
 pub mod quota;
 pub mod stats;

@@ -27,6 +27,7 @@ use crate::adaptive::{Adaptive, AdaptiveConfig, AdaptiveConfigError, Ratio};
 use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Transition};
 use crate::gcra::{decide, tat_allowing, Params, TatCell};
 use crate::interval_log::{Denial, IntervalLog, IntervalLogError, Ticket};
+use crate::outside::OutsideUse;
 use crate::queue::WaitQueue;
 use crate::quota::{Quota, QuotaError, ServerLimit};
 use crate::stats::{CounterSnapshot, Counters, WaitHistogram};
@@ -109,31 +110,50 @@ pub struct GroupConfig {
     /// until then (default 30 s; set it to at least the HTTP client's total
     /// timeout). Unused by the GCRA policy.
     pub max_flight: Duration,
+    /// How long a server limit learned from a 429 is kept (interval-log
+    /// groups): the places the 429 showed missing are held back this long,
+    /// then given back one per period (see [`crate::outside`]). Default
+    /// 24 h; zero learns nothing.
+    pub ceiling_hold: Duration,
 }
 
 /// How a group decides admissions.
 ///
-/// | policy | guarantee (no 429 from our own traffic) | assumption |
-/// |---|---|---|
-/// | [`Policy::IntervalLog`] | no window of the server's holds more than `N` of our requests | every request is reported (or dropped) after its response, or reaches the server within `max_flight` |
-/// | [`Policy::Gcra`] | the quota never places more than `N` in a window of `W + margin` | every request's one-way delay varies by at most the margin |
+/// | policy | guarantee (no 429 from our own traffic) | assumption | presets |
+/// |---|---|---|---|
+/// | [`Policy::IntervalLog`] (the default) | no window of the server's holds more than `N` of our requests | every request is reported (or dropped) after its response, or reaches the server within `max_flight` | every HTTP group |
+/// | [`Policy::Gcra`] | the quota never places more than `N` in a window of `W + margin` | every request's one-way delay varies by at most the margin | [`Group::WebsocketMessage`] |
 ///
 /// The interval log pays each request's real round trip instead of a
 /// worst-case margin and gives the full burst of `N` after idle; the GCRA
-/// needs no response per request (WebSocket messages).
+/// needs no response per request (WebSocket messages), so the presets keep
+/// it there ([`Policy::for_group`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Policy {
     /// Admit while fewer than `N` earlier requests could still arrive in the
-    /// window (see [`crate::interval_log`]).
-    IntervalLog,
-    /// GCRA with a jitter margin (the presets' policy).
+    /// window (see [`crate::interval_log`]). The presets' policy for every
+    /// group whose requests get a response.
     #[default]
+    IntervalLog,
+    /// GCRA with a jitter margin (the presets' policy for WebSocket
+    /// messages, which get no response to report).
     Gcra,
 }
 
 impl Policy {
+    /// The presets' policy for `group`: the GCRA for
+    /// [`Group::WebsocketMessage`] (no response per message, so nothing
+    /// would end a request's interval), the interval log for every other
+    /// group.
+    pub const fn for_group(group: Group) -> Self {
+        match group {
+            Group::WebsocketMessage => Self::Gcra,
+            _ => Self::IntervalLog,
+        }
+    }
+
     /// The name used in configuration files.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -164,12 +184,17 @@ impl core::str::FromStr for Policy {
 /// The default maximum flight time of the interval log.
 pub const DEFAULT_MAX_FLIGHT: Duration = Duration::from_secs(30);
 
+/// [`GroupConfig::ceiling_hold`] of the presets: a day.
+pub const DEFAULT_CEILING_HOLD: Duration = Duration::from_secs(24 * 3_600);
+
 /// The default waiter deadline: 30 s.
 pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl GroupConfig {
-    /// Upbit's published limits for `group` in `preset`, with the preset's
-    /// margin, burst 1, the conservative strategy and the default breaker.
+    /// Upbit's published limits for `group` in `preset`, with the policy
+    /// [`Policy::for_group`] (the interval log except for WebSocket
+    /// messages), the preset's margin and burst 1 (used by the GCRA policy),
+    /// the conservative strategy and the default breaker.
     pub fn preset(preset: Preset, group: Group) -> Self {
         Self {
             // Presets always have one to MAX_WINDOWS windows (tested in `upbit`).
@@ -184,8 +209,9 @@ impl GroupConfig {
             adaptive: AdaptiveConfig::conservative(),
             breaker: BreakerConfig::default(),
             waiter_timeout: DEFAULT_WAITER_TIMEOUT,
-            policy: Policy::Gcra,
+            policy: Policy::for_group(group),
             max_flight: DEFAULT_MAX_FLIGHT,
+            ceiling_hold: DEFAULT_CEILING_HOLD,
         }
     }
 
@@ -522,10 +548,13 @@ pub(crate) struct Control {
     breaker: Breaker,
     /// A ban set by a 418 in another group of the same scope.
     scope_ban_until: Instant,
-    /// Our share of the server's budget while another process on the same
-    /// IP or pocket is seen using it (from `Remaining-Req`), and until when.
-    shared: Ratio,
-    shared_until: Instant,
+    /// When the latest 429 or 418 was reported. A 429 or 418 to a request
+    /// admitted before then is an echo of it (the request was on its way
+    /// before the penalty was known): it tells the breaker nothing new.
+    penalty_seen_at: Instant,
+    /// What others use of the budget (from `Remaining-Req`, and from 429s
+    /// of logged groups).
+    outside: OutsideUse,
     /// The loosest parameters any admission since `loosest_until` minus a
     /// span may have been decided with (the smallest interval and largest
     /// tolerance of the configurations in force), for re-spacing.
@@ -545,15 +574,37 @@ impl Control {
         self.adaptive.blocked_until().max(self.scope_ban_until)
     }
 
+    /// The `N` of the shortest window (the one `Remaining-Req` speaks of).
+    fn capacity(&self) -> u32 {
+        let limits = self.config.limits.as_slice();
+        let window = self.config.limits.shortest_window();
+        limits
+            .iter()
+            .filter(|l| l.window == window)
+            .map(|l| l.max_requests)
+            .min()
+            .unwrap_or(0)
+    }
+
     /// The ratio in force: the adaptive one, or our share of a budget that
     /// others use too, whichever is slower.
     fn ratio(&self, now: Instant) -> Ratio {
         let adaptive = self.adaptive.ratio(now);
-        if now < self.shared_until {
-            adaptive.min(self.shared)
-        } else {
-            adaptive
+        // The interval log holds places back instead (`Control::reserve`).
+        let reserve = self.outside.reserve(now);
+        if self.log.is_some() || reserve == 0 {
+            return adaptive;
         }
+        // The GCRA runs on the share others leave, with one place of slack
+        // so that our share does not itself drive the server to `sec=0`.
+        let capacity = u64::from(self.capacity());
+        let left = capacity
+            .saturating_sub(u64::from(reserve))
+            .saturating_sub(1)
+            .max(1);
+        let share =
+            Ratio::from_ppm((left * u64::from(Ratio::SCALE) / capacity.max(1)) as u32).unwrap_or(Ratio::ONE);
+        adaptive.min(share)
     }
 }
 
@@ -629,8 +680,8 @@ impl GroupLimiter {
                 adaptive: Adaptive::from_valid(config.adaptive),
                 breaker: Breaker::new(config.breaker),
                 scope_ban_until: Instant::ZERO,
-                shared: Ratio::ONE,
-                shared_until: Instant::ZERO,
+                penalty_seen_at: Instant::ZERO,
+                outside: OutsideUse::new(config.limits.shortest_window(), config.ceiling_hold),
                 loosest: Params::for_quota(&quota, quota.interval()),
                 loosest_until: Instant::ZERO,
                 log: Self::log_for(&config),
@@ -760,16 +811,30 @@ impl GroupLimiter {
     /// must conform. At ratio 1 the throttle is looser than the log, so the
     /// log decides; after a 429 or a co-tenant's share it slows the group.
     /// Nothing else claims a log group's TAT (it has no lock-free fast path).
+    ///
+    /// A denial names the later of the two instants: the throttle's alone
+    /// would be too early while the log is full (a deadline between the two
+    /// would not fail fast).
     fn claim_logged(&self, log: &mut IntervalLog, now: Instant) -> Result<Admission, Denied> {
-        let params = Params::unpack(self.params.load(Ordering::Acquire));
-        let next =
-            decide(self.hot.tat.load(), now, params).map_err(|earliest| Denied::NotYet { earliest })?;
-        let ticket = log.try_admit(now).map_err(|d| match d {
-            Denial::UntilReport(at_latest) => Denied::InFlight { at_latest },
-            denial => Denied::NotYet {
-                earliest: denial.retry_at(),
+        let denied = |d: Denial, earliest: Instant| match d {
+            Denial::UntilReport(at) => Denied::InFlight {
+                at_latest: at.max(earliest),
             },
-        })?;
+            Denial::Until(at) => Denied::NotYet {
+                earliest: at.max(earliest),
+            },
+        };
+        let params = Params::unpack(self.params.load(Ordering::Acquire));
+        let next = match decide(self.hot.tat.load(), now, params) {
+            Ok(next) => next,
+            Err(earliest) => {
+                return Err(match log.check(now) {
+                    Ok(()) => Denied::NotYet { earliest },
+                    Err(d) => denied(d, earliest),
+                })
+            }
+        };
+        let ticket = log.try_admit(now).map_err(|d| denied(d, now))?;
         self.hot.tat.push_to(next);
         let at = ticket.admitted_at();
         self.hot.high_water.fetch_max(at.as_nanos(), Ordering::Relaxed);
@@ -811,6 +876,7 @@ impl GroupLimiter {
             let earliest = self.hot.tat.load().saturating_sub(params.tolerance()).max(now);
             Err(Denied::NotYet { earliest })
         } else if let Some(log) = c.log.as_mut() {
+            log.set_reserve(c.outside.reserve(now));
             self.claim_logged(log, now)
         } else {
             // Under the lock the word is never `RESPACING` and cannot change
@@ -847,8 +913,8 @@ impl GroupLimiter {
         if let Some(at) = c.breaker.next_change(now) {
             gate = gate.min(at);
         }
-        if now < c.shared_until {
-            gate = gate.min(c.shared_until);
+        if let Some(at) = c.outside.next_change(now) {
+            gate = gate.min(at);
         }
         // No fast path while banned or open (fail fast with the reason), in
         // half-open (every decision must count its probe), or while waiters
@@ -871,8 +937,24 @@ impl GroupLimiter {
         Self::params_at(c, c.ratio(now))
     }
 
+    /// The quota decisions run on before the ratio: the GCRA's, or for the
+    /// interval log its throttle's (the server's own rate, burst `N`).
+    fn quota_in_force(c: &Control) -> Quota {
+        if c.log.is_none() {
+            return c.quota;
+        }
+        let p = Self::params_at(c, Ratio::ONE);
+        let interval = p.interval();
+        let burst = p.tolerance().as_nanos() / interval.as_nanos().max(1) + 1;
+        Quota::new_unchecked(interval, u32::try_from(burst).unwrap_or(u32::MAX))
+    }
+
     /// The parameters `c` runs on at rate ratio `ratio`.
     fn params_at(c: &Control, ratio: Ratio) -> Params {
+        if let (Some(_), Some(quota)) = (&c.log, c.config.quota) {
+            // An explicit quota paces the log's admissions.
+            return Params::for_quota(&quota, scaled_interval(quota.interval(), ratio));
+        }
         if c.log.is_some() {
             // The log's throttle: the server's own rate, burst `N`.
             let limits = c.config.limits.as_slice();
@@ -978,11 +1060,14 @@ impl GroupLimiter {
             Some(429) => {
                 Counters::bump(&self.counters.status_429);
                 c.adaptive.on_429(now);
+                if c.log.is_some() {
+                    self.learn_ceiling(c, admission, now);
+                }
                 // Nothing more until a whole server window (plus margin) has passed.
                 self.hot
                     .tat
                     .push_to(now.saturating_add(window).saturating_add(tolerance));
-                fb.transition = c.breaker.on_failure(now);
+                fb.transition = Self::penalty_for_breaker(c, admission, now);
             }
             Some(418) => {
                 Counters::bump(&self.counters.status_418);
@@ -1001,7 +1086,7 @@ impl GroupLimiter {
                     fb.banned_until = Some(until);
                     fb.scope_ban_until = Some(c.adaptive.scope_hold().max(until));
                 }
-                fb.transition = c.breaker.on_failure(now);
+                fb.transition = Self::penalty_for_breaker(c, admission, now);
             }
             None | Some(500..=599) => {
                 Counters::bump(&self.counters.failures);
@@ -1047,6 +1132,21 @@ impl GroupLimiter {
         }
     }
 
+    /// A 429 or 418 as the breaker sees it: a failure, unless it is an echo
+    /// of one reported before (its request was admitted before that one was
+    /// known), which says nothing new: a burst of requests in flight when a
+    /// ban starts must not open the breaker on top of the ban.
+    fn penalty_for_breaker(c: &mut Control, admission: &Admission, now: Instant) -> Option<Transition> {
+        let echo = admission.at < c.penalty_seen_at;
+        c.penalty_seen_at = c.penalty_seen_at.max(now);
+        if echo {
+            c.breaker.on_ignored(now);
+            None
+        } else {
+            c.breaker.on_failure(now)
+        }
+    }
+
     /// `Remaining-Req` sync. The server says `sec` requests remain in its
     /// window after this one, so it counted `N - sec` there. Our own part of
     /// that is at most our admissions sent within one window plus the jitter
@@ -1080,15 +1180,7 @@ impl GroupLimiter {
             fb.header_rejected = true;
         }
         let window = c.config.limits.shortest_window();
-        let capacity = c
-            .config
-            .limits
-            .as_slice()
-            .iter()
-            .filter(|l| l.window == window)
-            .map(|l| u64::from(l.max_requests))
-            .min()
-            .unwrap_or(0);
+        let capacity = u64::from(c.capacity());
         let used = capacity.saturating_sub(u64::from(header.sec));
         let margin = c.config.margin;
         let ours = self.admitted_between(
@@ -1096,21 +1188,17 @@ impl GroupLimiter {
             admission.at.saturating_add(margin),
         );
         let external = used.saturating_sub(ours);
-        if external == 0 || capacity == 0 {
-            return;
-        }
-        // One slot of slack, so that our share does not itself drive the
-        // server to `sec=0` while the other process keeps its pace.
-        let left = capacity.saturating_sub(external).saturating_sub(1).max(1);
-        let share = Ratio::from_ppm((left * u64::from(Ratio::SCALE) / capacity) as u32).unwrap_or(Ratio::ONE);
-        let before = c.ratio(now);
-        if now >= c.shared_until || share < c.shared {
-            c.shared = share;
-        }
-        let span = window.saturating_add(margin).saturating_mul(2);
-        c.shared_until = c.shared_until.max(now.saturating_add(span));
-        if c.ratio(now) < before {
+        let before = (c.ratio(now), c.outside.reserve(now));
+        let others = u32::try_from(external).unwrap_or(u32::MAX);
+        c.outside.observe(now, others, header.sec > 0);
+        if c.ratio(now) < before.0 || c.outside.reserve(now) > before.1 {
             fb.header_tightened = true;
+        }
+        if let Some(log) = c.log.as_mut() {
+            log.set_reserve(c.outside.reserve(now));
+        }
+        if external == 0 {
+            return;
         }
         if header.sec == 0 {
             // The server's window is full and not only with our requests:
@@ -1122,6 +1210,36 @@ impl GroupLimiter {
                 fb.header_tightened = true;
             }
         }
+    }
+
+    /// A 429 to a logged group's request: the server had no place left where
+    /// we counted on one. The requests we admitted in the window before this
+    /// one (`k`) are at least what the server holds for us; of them we keep
+    /// `k` times the adaptive reduction, and hold the rest of the group's
+    /// places back as a learned ceiling (see [`crate::outside`]). A
+    /// `Remaining-Req` on a later response replaces it by what it shows.
+    fn learn_ceiling(&self, c: &mut Control, admission: &Admission, now: Instant) {
+        let window = c.config.limits.shortest_window();
+        let before = self.admitted_before(admission, admission.at.saturating_sub(window));
+        let reduction = u64::from(c.config.adaptive.reduction.ppm());
+        let kept = before.saturating_mul(reduction) / u64::from(Ratio::SCALE);
+        let missing = u64::from(c.capacity()).saturating_sub(kept);
+        c.outside.on_429(now, u32::try_from(missing).unwrap_or(u32::MAX));
+        if let Some(log) = c.log.as_mut() {
+            log.set_reserve(c.outside.reserve(now));
+        }
+    }
+
+    /// How many admissions before `admission` (by sequence number) happened
+    /// at or after `from`, as far as the ring of recent admissions remembers.
+    fn admitted_before(&self, admission: &Admission, from: Instant) -> u64 {
+        let oldest_kept = admission.seq.saturating_sub(RECENT as u64);
+        (oldest_kept..admission.seq)
+            .filter(|&seq| {
+                let at = self.recent[(seq % RECENT as u64) as usize].load(Ordering::Relaxed);
+                at != WITHDRAWN && at >= from.as_nanos() && at <= admission.at.as_nanos()
+            })
+            .count() as u64
     }
 
     /// How many of our admissions happened in `[from, to]`, as far as the ring
@@ -1357,7 +1475,7 @@ impl GroupLimiter {
         let tat = self.hot.tat.load();
         GroupStatus {
             group: self.group,
-            quota: c.quota,
+            quota: Self::quota_in_force(c),
             limits: c.config.limits,
             margin: c.config.margin,
             unsafe_override: c.config.allow_unsafe && c.config.quota.is_some(),
@@ -1365,6 +1483,7 @@ impl GroupLimiter {
             interval: Self::params_for(c, now).interval(),
             policy: c.config.policy,
             in_flight: c.log.as_ref().map_or(0, IntervalLog::in_flight),
+            reserve: c.outside.reserve(now),
             tat,
             backlog: tat - now,
             queue_depth: c.queue.len(),
@@ -1411,7 +1530,8 @@ impl fmt::Debug for SyncLimiter {
 pub struct GroupStatus {
     /// The group.
     pub group: Group,
-    /// The quota in force (before the ratio).
+    /// The quota in force (before the ratio): the GCRA's, or for the
+    /// interval log its throttle's (the server's own rate, burst `N`).
     pub quota: Quota,
     /// The server's windows.
     pub limits: Limits,
@@ -1429,6 +1549,10 @@ pub struct GroupStatus {
     pub policy: Policy,
     /// Requests admitted by the interval log and not yet reported.
     pub in_flight: usize,
+    /// Places of the shortest window held back for others: what the
+    /// `Remaining-Req` headers show others using, or a server limit learned
+    /// from a 429 (see [`crate::outside`]).
+    pub reserve: u32,
     /// The theoretical arrival time.
     pub tat: Instant,
     /// How far the TAT is ahead of now: the work already scheduled.
@@ -1510,6 +1634,12 @@ impl SyncLimiter {
         fb
     }
 
+    /// Whether a 418 on an IP-scoped group also pauses the pocket groups
+    /// ([`LimiterConfig::ip_ban_pauses_pocket_groups`]).
+    pub fn ip_ban_pauses_pocket_groups(&self) -> bool {
+        self.ip_ban_pauses_pocket_groups
+    }
+
     /// Every group's status at `now`, in [`Group::ALL`] order.
     pub fn status(&self, now: Instant) -> [GroupStatus; Group::COUNT] {
         core::array::from_fn(|i| self.groups[i].status(now))
@@ -1527,8 +1657,23 @@ mod tests {
         Instant::from_nanos(ms * MS)
     }
 
+    /// The ticker preset as it ships (the interval log).
     fn ticker() -> GroupLimiter {
         GroupLimiter::new(Group::Ticker, GroupConfig::preset(Preset::Korea, Group::Ticker)).unwrap()
+    }
+
+    /// `group`'s preset on the GCRA policy, for what is about the GCRA's
+    /// spacing and its re-spacing on a switch.
+    fn gcra_config(group: Group) -> GroupConfig {
+        GroupConfig {
+            policy: Policy::Gcra,
+            ..GroupConfig::preset(Preset::Korea, group)
+        }
+    }
+
+    /// The ticker preset on the GCRA policy.
+    fn ticker_gcra() -> GroupLimiter {
+        GroupLimiter::new(Group::Ticker, gcra_config(Group::Ticker)).unwrap()
     }
 
     /// The ticker preset's interval under the GCRA: `(1 s + 100 ms + 1 ns) / 10`,
@@ -1537,7 +1682,7 @@ mod tests {
 
     #[test]
     fn preset_ticker_admits_one_per_110_001_us() {
-        let g = ticker();
+        let g = ticker_gcra();
         let a = g.try_acquire(at(1_000)).unwrap();
         assert_eq!((a.group, a.seq), (Group::Ticker, 0));
         assert_eq!(
@@ -1571,7 +1716,7 @@ mod tests {
 
     #[test]
     fn a_429_slows_the_group_and_pauses_it_for_a_window() {
-        let g = ticker();
+        let g = ticker_gcra();
         let a = g.try_acquire(at(1_000)).unwrap();
         let fb = g.on_response(&a, Response::status(429), at(1_050));
         let (before, after) = fb.ratio_change.unwrap();
@@ -1595,7 +1740,7 @@ mod tests {
 
     #[test]
     fn remaining_req_sec_zero_blocks_for_a_window_and_only_tightens() {
-        let g = ticker();
+        let g = ticker_gcra();
         let a = g.try_acquire(at(1_000)).unwrap();
         // The window is full and only one request in it is ours: someone else
         // uses 9 of 10. Pause for a window plus margin, then run on the share
@@ -1628,29 +1773,31 @@ mod tests {
                 earliest: at(3_220) + us
             })
         );
-        // The share expires two windows (plus margins) after it was last seen.
-        assert_eq!(g.status(at(3_219)).ratio.ppm(), 100_000);
-        assert_eq!(g.status(at(3_220)).ratio, Ratio::ONE);
+        // The estimate keeps the largest sighting of the last three windows:
+        // the one at 1.02 s (window 1) until window 4 begins, although the
+        // header at 2.121 s saw nobody else.
+        assert_eq!(g.status(at(3_999)).ratio.ppm(), 100_000);
+        assert_eq!(g.status(at(4_000)).ratio, Ratio::ONE);
         // Garbage is reported, not applied.
-        let c = g.try_acquire(at(3_220) + us).unwrap();
+        let start = g.earliest(at(4_000));
+        let c = g.try_acquire(start).unwrap();
+        let ms = Duration::from_millis(1);
         let fb = g.on_response(
             &c,
             Response::status(200).with_remaining_req("sec=banana"),
-            at(3_221),
+            start + ms,
         );
         assert!(fb.header_rejected && !fb.header_tightened);
-        assert_eq!(g.status(at(3_221)).counters.header_rejects, 1);
+        assert_eq!(g.status(start + ms).counters.header_rejects, 1);
         assert_eq!(
-            g.try_acquire(at(3_221)),
-            Err(Denied::NotYet {
-                earliest: at(3_220) + us + T
-            })
+            g.try_acquire(start + ms),
+            Err(Denied::NotYet { earliest: start + T })
         );
     }
 
     #[test]
     fn remaining_req_shares_the_budget_with_another_process() {
-        let g = ticker();
+        let g = ticker_gcra();
         let first = g.try_acquire(at(1_000)).unwrap();
         for i in 1..5 {
             g.try_acquire(at(1_000) + T.saturating_mul(i)).unwrap();
@@ -1667,14 +1814,14 @@ mod tests {
         assert_eq!(fb.ratio_change.map(|(_, r)| r.ppm()), Some(500_000));
         let mut starts = std::vec::Vec::new();
         let mut now = at(1_450);
-        while now < at(4_300) {
+        while now < at(4_700) {
             match g.try_acquire(now) {
                 Ok(a) => starts.push(a.at),
                 Err(d) => now = d.retry_at(),
             }
         }
-        // Twice the interval apart while the share lasts (until 1450 + 2 x
-        // 1.2 s), then one interval.
+        // Twice the interval apart while the share lasts (the sighting in
+        // window 1 is kept until window 4 begins, at 4 s), then one interval.
         let half = Duration::from_micros(220_001);
         let first_after = at(1_000) + T.saturating_mul(5);
         assert_eq!(
@@ -1686,7 +1833,8 @@ mod tests {
             ]
         );
         assert!(starts.windows(2).all(|w| w[1] - w[0] >= T));
-        let late: std::vec::Vec<_> = starts.iter().filter(|&&t| t >= at(3_850)).collect();
+        let late: std::vec::Vec<_> = starts.iter().filter(|&&t| t >= at(4_000)).collect();
+        assert!(late.len() >= 4, "{late:?}");
         assert!(late.windows(2).all(|w| *w[1] - *w[0] == T), "{late:?}");
     }
 
@@ -1735,7 +1883,7 @@ mod tests {
 
     #[test]
     fn an_earlier_now_reads_as_no_time_passed_and_is_counted_only_when_confirmed() {
-        let g = ticker();
+        let g = ticker_gcra();
         g.try_acquire(at(5_000)).unwrap();
         assert_eq!(
             g.try_acquire(at(1)),
@@ -1743,6 +1891,13 @@ mod tests {
                 earliest: at(5_000) + T
             })
         );
+        // The interval log admits a burst, each at the latest instant seen.
+        let log = ticker();
+        assert_eq!(log.try_acquire(at(5_000)).unwrap().at, at(5_000));
+        let earlier = log.try_acquire(at(1)).unwrap();
+        assert_eq!(earlier.at, at(5_000));
+        assert_eq!(earlier.ticket.map(|t| t.admitted_at()), Some(at(5_000)));
+        assert_eq!(log.latest_seen(), at(5_000));
         // A `now` passed in proves nothing (it may have lost a race with
         // another thread): the owner of the clock compares and reports.
         assert_eq!(g.status(at(5_000)).counters.clock_regressions, 0);
@@ -1786,7 +1941,7 @@ mod tests {
     fn a_switch_beyond_what_the_ring_remembers_stays_within_the_limit_without_a_stall() {
         // 1000 per second: a full window holds far more admissions than the
         // ring keeps, so the start of the window is bounded, not replayed.
-        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        let mut cfg = gcra_config(Group::Ticker);
         cfg.limits = Limits::new(&[ServerLimit::new(1_000, Duration::from_secs(1))]).unwrap();
         let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
         let mut admitted = std::vec::Vec::new();
@@ -1839,7 +1994,7 @@ mod tests {
     fn a_switch_to_a_slower_quota_respaces_by_admissions_not_slots() {
         // One admission, then a switch to burst 5 (interval 1.1 s / 6): the
         // replay of that one admission leaves the new burst available.
-        let g = ticker();
+        let g = ticker_gcra();
         g.try_acquire(at(1_000)).unwrap();
         let mut cfg = g.config();
         cfg.burst = 5;
@@ -1859,7 +2014,7 @@ mod tests {
 
     #[test]
     fn runtime_reconfiguration_keeps_state_and_cannot_burst() {
-        let g = ticker();
+        let g = ticker_gcra();
         let mut t = at(1_000);
         for _ in 0..10 {
             g.try_acquire(t).unwrap();
@@ -1902,7 +2057,7 @@ mod tests {
     #[test]
     fn a_full_burst_is_available_at_one_instant_whatever_the_rounding() {
         // order: 1.15 s / 11 slots = 104.545454.. ms, not a whole microsecond.
-        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Order);
+        let mut cfg = gcra_config(Group::Order);
         cfg.burst = 2;
         let g = GroupLimiter::new(Group::Order, cfg).unwrap();
         assert!(g.try_acquire(at(1_000)).is_ok());
@@ -1947,16 +2102,14 @@ mod interval_log_policy {
         let g = ticker_log();
         let admitted: std::vec::Vec<Admission> = (0..10).map(|_| g.try_acquire(at(0)).unwrap()).collect();
         assert!(admitted.iter().all(|a| a.ticket.is_some()));
-        // The throttle (the server's own rate, burst 10) spaces the next by
-        // 100 ms; then, all ten in flight, only a report (or their flight
-        // time) makes room.
-        assert_eq!(g.try_acquire(at(1)), Err(Denied::NotYet { earliest: at(100) }));
-        assert_eq!(
-            g.try_acquire(at(100)),
-            Err(Denied::InFlight {
-                at_latest: at(5_000) + Duration::from_secs(1) + Duration::from_nanos(1)
-            })
-        );
+        // All ten in flight: only a report (or their flight time) makes
+        // room. The throttle (the server's own rate, burst 10) would space
+        // the next by only 100 ms; the denial names the log's later instant.
+        let in_flight = Err(Denied::InFlight {
+            at_latest: at(5_000) + Duration::from_secs(1) + Duration::from_nanos(1),
+        });
+        assert_eq!(g.try_acquire(at(1)), in_flight);
+        assert_eq!(g.try_acquire(at(100)), in_flight);
         assert_eq!(g.status(at(1)).in_flight, 10);
         // Reported at 120 ms: it may have arrived as late as that, so it
         // counts until 120 ms + 1 s.
@@ -2003,6 +2156,7 @@ mod interval_log_policy {
     #[test]
     fn the_gcra_needs_a_margin_the_log_does_not() {
         let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        cfg.policy = Policy::Gcra;
         cfg.margin = Duration::ZERO;
         assert_eq!(
             GroupLimiter::new(Group::Ticker, cfg).unwrap_err().kind,
@@ -2015,6 +2169,130 @@ mod interval_log_policy {
             GroupLimiter::new(Group::Ticker, cfg).unwrap_err().kind,
             ConfigErrorKind::IntervalLog(_)
         ));
+    }
+
+    /// Admits as many as the group takes at `now`.
+    fn burst(g: &GroupLimiter, now: Instant) -> std::vec::Vec<Admission> {
+        core::iter::from_fn(|| g.try_acquire(now).ok()).collect()
+    }
+
+    #[test]
+    fn others_seen_in_the_header_keep_their_places_out_of_the_log() {
+        let g = ticker_log();
+        // Our own full window, echoed by the header, shows nobody else.
+        let first = burst(&g, at(0));
+        assert_eq!(first.len(), 10);
+        for a in &first {
+            g.on_response(
+                a,
+                Response::status(200).with_remaining_req("group=ticker; sec=0"),
+                at(20),
+            );
+        }
+        assert_eq!(g.status(at(20)).reserve, 0);
+        // Two of ours in the window, and the server counted six: four are
+        // someone else's.
+        let a = g.try_acquire(at(2_000)).unwrap();
+        let b = g.try_acquire(at(2_000)).unwrap();
+        let fb = g.on_response(
+            &a,
+            Response::status(200).with_remaining_req("group=ticker; sec=4"),
+            at(2_010),
+        );
+        assert!(fb.header_tightened);
+        g.on_response(&b, Response::status(200), at(2_010));
+        assert_eq!(g.status(at(2_010)).reserve, 4);
+        // Six places are ours in the window: four more now, then none.
+        let more = burst(&g, at(2_020));
+        assert_eq!(more.len(), 4);
+        for a in &more {
+            g.on_response(a, Response::status(200), at(2_030));
+        }
+        // A new window: six again, still not ten.
+        assert_eq!(burst(&g, at(3_100)).len(), 6);
+        // Three windows without a sighting: every place is ours again (the
+        // six above are still on their way: four more).
+        assert_eq!(g.status(at(4_999)).reserve, 4);
+        assert_eq!(g.status(at(5_000)).reserve, 0);
+        assert_eq!(burst(&g, at(5_000)).len(), 4);
+    }
+
+    #[test]
+    fn a_429_without_headers_teaches_a_ceiling_that_is_held() {
+        let g = ticker_log();
+        // The server took 5: the other five of the burst meet 429s.
+        let admitted = burst(&g, at(0));
+        for (i, a) in admitted.iter().enumerate() {
+            let status = if i < 5 { 200 } else { 429 };
+            g.on_response(a, Response::status(status), at(20));
+        }
+        // Five were admitted before the first 429'd one: 0.8 x 5 = 4 kept,
+        // six places held back for a day.
+        let s = g.status(at(2_000));
+        assert_eq!(s.reserve, 6);
+        assert_eq!(burst(&g, at(10_000)).len(), 4);
+        assert_eq!(
+            g.status(at(10_000) + DEFAULT_CEILING_HOLD - Duration::from_millis(20_000))
+                .reserve,
+            6
+        );
+        assert_eq!(
+            g.status(at(20) + DEFAULT_CEILING_HOLD).reserve,
+            5,
+            "one place back per day"
+        );
+    }
+
+    #[test]
+    fn penalties_to_requests_already_on_their_way_do_not_open_the_breaker() {
+        // Five requests in flight at once (the log's burst) all meet a ban.
+        let g = ticker_log();
+        let burst: std::vec::Vec<Admission> = (0..5).map(|_| g.try_acquire(at(1_000)).unwrap()).collect();
+        for (i, a) in burst.iter().enumerate() {
+            let fb = g.on_response(
+                a,
+                Response::status(418).with_retry_after("2"),
+                at(1_010 + i as u64),
+            );
+            assert_eq!(fb.transition, None, "response {i}");
+        }
+        assert_eq!(g.status(at(1_100)).breaker, crate::breaker::BreakerState::Closed);
+        assert_eq!(g.status(at(1_100)).counters.status_418, 5);
+        // The first 418 counted once. Penalties to requests sent after the
+        // last one was known count too: four more make the five in a row
+        // that open the breaker.
+        let mut now = at(10_000);
+        let mut more = 0;
+        loop {
+            let a = g.try_acquire(now).unwrap();
+            now += Duration::from_millis(10);
+            more += 1;
+            let fb = g.on_response(&a, Response::status(429), now);
+            if let Some(t) = fb.transition {
+                assert_eq!(t.to, crate::breaker::BreakerState::Open);
+                break;
+            }
+            assert!(more < 5, "the breaker never opened");
+            now += Duration::from_secs(2);
+        }
+        assert_eq!(more, 4);
+    }
+
+    #[test]
+    fn denials_say_why_and_until_when() {
+        let t = at(1_500);
+        for (denied, text) in [
+            (Denied::NotYet { earliest: t }, "rate limited until"),
+            (Denied::CircuitOpen { retry_at: t }, "circuit open; retry at"),
+            (Denied::Banned { until: t }, "banned by the server (418) until"),
+            (
+                Denied::InFlight { at_latest: t },
+                "window full of requests in flight; room after a report, at the latest",
+            ),
+        ] {
+            assert_eq!(std::format!("{denied}"), std::format!("{text} {t}"));
+            assert_eq!(denied.retry_at(), t);
+        }
     }
 
     #[test]
@@ -2031,12 +2309,24 @@ mod interval_log_policy {
         ] {
             assert_eq!(text.parse::<Policy>(), policy, "{text:?}");
         }
-        assert_eq!(Policy::default(), Policy::Gcra);
+        assert_eq!(Policy::default(), Policy::IntervalLog);
+        for g in Group::ALL {
+            let expected = if g == Group::WebsocketMessage {
+                Policy::Gcra
+            } else {
+                Policy::IntervalLog
+            };
+            assert_eq!(Policy::for_group(g), expected, "{g}");
+            assert_eq!(GroupConfig::preset(Preset::Korea, g).policy, expected, "{g}");
+            assert_eq!(GroupConfig::preset(Preset::Global, g).policy, expected, "{g}");
+        }
     }
 
     #[test]
     fn gcra_round_trips_longer_than_the_margin_are_counted() {
-        let g = GroupLimiter::new(Group::Ticker, GroupConfig::preset(Preset::Korea, Group::Ticker)).unwrap();
+        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        cfg.policy = Policy::Gcra;
+        let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
         let a = g.try_acquire(at(0)).unwrap();
         let fb = g.on_response(&a, Response::status(200), at(50));
         assert!(!fb.round_trip_over_margin);

@@ -24,8 +24,9 @@ use crate::limiter::{
 };
 use crate::queue::{Waiter, Wakes};
 use crate::stats::Counters;
+use crate::sync::{AtomicU64, Ordering};
 use crate::time::{Duration, Instant};
-use crate::upbit::{classify, Group};
+use crate::upbit::{classify, Group, PocketId, Scope};
 
 /// What a runtime must provide: its clock and a timer.
 pub trait Runtime {
@@ -50,6 +51,7 @@ pub trait Runtime {
 /// after the deadline`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AcquireError {
+    pocket: Option<PocketId>,
     group: Group,
     endpoint: Endpoint,
     reason: Reason,
@@ -90,6 +92,7 @@ impl AcquireError {
             Denied::InFlight { at_latest } => (Reason::InFlight, at_latest),
         };
         Self {
+            pocket: None,
             group,
             endpoint,
             reason,
@@ -99,12 +102,23 @@ impl AcquireError {
     }
     fn timeout(group: Group, endpoint: Endpoint, earliest: Instant, deadline: Instant, at: Instant) -> Self {
         Self {
+            pocket: None,
             group,
             endpoint,
             reason: Reason::Timeout { deadline },
             at,
             retry_at: earliest,
         }
+    }
+    fn in_pocket(mut self, pocket: Option<PocketId>) -> Self {
+        self.pocket = pocket;
+        self
+    }
+    /// The pocket whose budget refused the request: set for the groups Upbit
+    /// counts per pocket, on a limiter that names its pocket
+    /// ([`RateLimiter::with_pocket`]).
+    pub fn pocket(&self) -> Option<&PocketId> {
+        self.pocket.as_ref()
     }
     /// The group the request was counted in.
     pub fn group(&self) -> Group {
@@ -165,6 +179,9 @@ impl fmt::Display for Human {
 
 impl fmt::Display for AcquireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(pocket) = &self.pocket {
+            write!(f, "pocket {pocket}: ")?;
+        }
         write!(f, "group {}", self.group)?;
         if !self.endpoint.is_empty() {
             write!(f, " ({})", self.endpoint)?;
@@ -278,6 +295,10 @@ pub enum Deadline {
 pub struct Request {
     /// The group the request is counted in.
     pub group: Group,
+    /// The unit the group's budget is counted per for this request: the
+    /// group's [`Group::scope`], except for an authenticated WebSocket
+    /// connect, which Upbit counts per pocket ([`Request::authenticated`]).
+    pub scope: Scope,
     /// The method and path, for errors and logs.
     pub endpoint: Endpoint,
     /// Fail instead of waiting past this (default: the group's waiter timeout).
@@ -289,17 +310,22 @@ pub struct Request {
 impl Request {
     /// An HTTP request, classified into its Upbit group.
     pub fn http(method: &str, path: &str) -> Self {
-        Self {
-            group: classify(method, path),
+        let request = Self::group(classify(method, path));
+        let request = Self {
             endpoint: Endpoint::new(method, path),
-            deadline: None,
-            correlation_id: None,
+            ..request
+        };
+        if is_private_websocket(path) {
+            request.authenticated()
+        } else {
+            request
         }
     }
     /// A unit of a group that has no HTTP path (e.g. a WebSocket message).
     pub fn group(group: Group) -> Self {
         Self {
             group,
+            scope: group.scope(),
             endpoint: Endpoint::NONE,
             deadline: None,
             correlation_id: None,
@@ -321,16 +347,91 @@ impl Request {
         self.correlation_id = Some(id);
         self
     }
+    /// The request carries the pocket's credentials (a JWT). Upbit counts an
+    /// authenticated WebSocket connect per pocket instead of per IP; every
+    /// other group's unit is fixed. [`Request::http`] marks connects to the
+    /// private endpoint (`/websocket/v1/private`) by itself.
+    pub fn authenticated(mut self) -> Self {
+        if self.group == Group::WebsocketConnect {
+            self.scope = Scope::Pocket;
+        }
+        self
+    }
+}
+
+/// Whether `path` is Upbit's private WebSocket endpoint, which takes only
+/// authenticated connects.
+fn is_private_websocket(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or("").trim_end_matches('/');
+    let tail = "/websocket/v1/private";
+    path.len() >= tail.len()
+        && path.is_char_boundary(path.len() - tail.len())
+        && path[path.len() - tail.len()..].eq_ignore_ascii_case(tail)
 }
 
 /// A [`SyncLimiter`] bound to a runtime: the one way to `acquire(...).await`.
+///
+/// # Pockets
+///
+/// Upbit counts the quotation groups (and public WebSocket connects) per
+/// IP, and the exchange groups (and authenticated connects) per pocket: the
+/// main account and each sub-account have budgets of their own. A limiter
+/// keeps one of each. For several pockets behind one IP, keep one limiter
+/// for the IP and open every pocket from it ([`RateLimiter::add_pocket`]):
+/// each pocket has its own budgets for the pocket groups and shares the IP
+/// limiter's budgets for the IP groups, so the IP budget is counted once and
+/// every pocket runs at its full rate. A 418 on a pocket group bans that
+/// pocket only; a 418 on an IP group bans the IP groups of every pocket (and,
+/// with [`LimiterConfig::ip_ban_pauses_pocket_groups`], pauses every
+/// pocket's groups: each pocket applies it at its next pocket-group request).
+/// The IP limiter can be used as a pocket too (name it with
+/// [`RateLimiter::with_pocket`]); its authenticated WebSocket connects then
+/// share the IP's connect budget, which is stricter than the server.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use upbit_limiter_core::{Clock, Instant, LimiterConfig, ManualClock, Preset, RateLimiter, Runtime};
+/// # use upbit_limiter_core::upbit::PocketId;
+/// # #[derive(Clone, Default)]
+/// # struct Rt(ManualClock);
+/// # impl Runtime for Rt {
+/// #     type Sleep = std::future::Ready<()>;
+/// #     type Instant = Instant;
+/// #     fn now(&self) -> Instant { self.0.now() }
+/// #     fn sleep_until(&self, _: Instant) -> Self::Sleep { std::future::ready(()) }
+/// #     fn core_instant(&self, at: Instant) -> Instant { at }
+/// #     fn runtime_instant(&self, at: Instant) -> Instant { at }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = LimiterConfig::preset(Preset::Korea);
+/// let ip = Arc::new(RateLimiter::<Rt>::new(&config)?);
+/// let main = ip.add_pocket(PocketId::new("main")?, &config)?;
+/// let sub = ip.add_pocket(PocketId::new("sub-1")?, &config)?;
+/// // Orders: 12/s for each pocket. Tickers: 10/s for the two together.
+/// # let _ = (main, sub);
+/// # Ok(())
+/// # }
+/// ```
 pub struct RateLimiter<R> {
     limiter: SyncLimiter,
     runtime: R,
+    pocket: Option<PocketId>,
+    /// The limiter whose IP-scoped budgets this pocket shares.
+    #[cfg(feature = "alloc")]
+    ip: Option<alloc::sync::Arc<RateLimiter<R>>>,
+    /// On the limiter that keeps the IP budgets: the end of the latest IP
+    /// ban that also pauses pocket groups
+    /// ([`LimiterConfig::ip_ban_pauses_pocket_groups`]), in nanoseconds.
+    ip_ban_until: AtomicU64,
+    /// The latest such ban this pocket has applied to its own groups.
+    ip_ban_applied: AtomicU64,
 }
 
 impl<R> fmt::Debug for RateLimiter<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(pocket) = &self.pocket {
+            write!(f, "pocket {pocket}: ")?;
+        }
         fmt::Debug::fmt(&self.limiter, f)
     }
 }
@@ -365,12 +466,115 @@ impl<R: Runtime> RateLimiter<R> {
         Ok(Self {
             limiter: SyncLimiter::new(config)?,
             runtime,
+            pocket: None,
+            #[cfg(feature = "alloc")]
+            ip: None,
+            ip_ban_until: AtomicU64::new(0),
+            ip_ban_applied: AtomicU64::new(0),
         })
     }
 
-    /// The core limiter (status, configuration changes, direct decisions).
+    /// Names the pocket this limiter's pocket-scoped budgets belong to (in
+    /// errors, status and logs).
+    pub fn with_pocket(mut self, pocket: PocketId) -> Self {
+        self.pocket = Some(pocket);
+        self
+    }
+
+    /// The pocket's name, if it has one.
+    pub fn pocket(&self) -> Option<&PocketId> {
+        self.pocket.as_ref()
+    }
+
+    /// The core limiter of this pocket's own budgets (configuration changes,
+    /// direct decisions). For a pocket opened with
+    /// [`RateLimiter::add_pocket`], the IP-scoped groups in it are unused:
+    /// [`RateLimiter::budget`] and [`RateLimiter::group`] lead to the ones
+    /// that count.
     pub fn limiter(&self) -> &SyncLimiter {
         &self.limiter
+    }
+
+    /// The core limiter that keeps this pocket's budgets of `scope`: the one
+    /// shared with the other pockets for [`Scope::Ip`], this pocket's own
+    /// otherwise.
+    pub fn budget(&self, scope: Scope) -> &SyncLimiter {
+        #[cfg(feature = "alloc")]
+        if let (Scope::Ip, Some(ip)) = (scope, &self.ip) {
+            return &ip.limiter;
+        }
+        let _ = scope;
+        &self.limiter
+    }
+
+    /// The limiter of `group` as this pocket counts it (by the group's
+    /// [`Group::scope`]).
+    pub fn group(&self, group: Group) -> &GroupLimiter {
+        self.budget(group.scope()).group(group)
+    }
+
+    /// Every group's status at `now` as this pocket counts it, in
+    /// [`Group::ALL`] order.
+    pub fn status(&self, now: Instant) -> [crate::limiter::GroupStatus; Group::COUNT] {
+        core::array::from_fn(|i| self.group(Group::ALL[i]).status(now))
+    }
+
+    /// The pocket to name in an error for a request of `scope`.
+    fn pocket_of(&self, scope: Scope) -> Option<PocketId> {
+        if scope == Scope::Pocket {
+            self.pocket
+        } else {
+            None
+        }
+    }
+
+    /// Reports `response` to the budget that admitted it. An IP ban that
+    /// pauses pocket groups is recorded where every pocket of the IP sees it.
+    fn on_response(
+        &self,
+        scope: Scope,
+        admission: &Admission,
+        response: Response<'_>,
+        now: Instant,
+    ) -> Feedback {
+        let budget = self.budget(scope);
+        let fb = budget.on_response(admission, response, now);
+        if scope == Scope::Ip && budget.ip_ban_pauses_pocket_groups() {
+            if let Some(until) = fb.scope_ban_until.or(fb.banned_until) {
+                self.ip_budget_owner()
+                    .ip_ban_until
+                    .fetch_max(until.as_nanos(), Ordering::AcqRel);
+            }
+        }
+        fb
+    }
+
+    /// The limiter that keeps the IP budgets (this one, or the one its
+    /// pocket was opened from).
+    fn ip_budget_owner(&self) -> &Self {
+        #[cfg(feature = "alloc")]
+        if let Some(ip) = &self.ip {
+            return ip;
+        }
+        self
+    }
+
+    /// Before a pocket-group decision: applies an IP ban that pauses pocket
+    /// groups, if one was seen through another pocket since the last look.
+    fn sync_ip_ban(&self, scope: Scope, now: Instant) {
+        if scope != Scope::Pocket {
+            return;
+        }
+        let until = self.ip_budget_owner().ip_ban_until.load(Ordering::Acquire);
+        if until <= now.as_nanos() || until <= self.ip_ban_applied.load(Ordering::Acquire) {
+            return;
+        }
+        self.ip_ban_applied.fetch_max(until, Ordering::AcqRel);
+        for g in Group::ALL.into_iter().filter(|g| g.scope() == Scope::Pocket) {
+            self.limiter
+                .group(g)
+                .ban_scope_until(Instant::from_nanos(until), now);
+        }
     }
 
     /// The runtime.
@@ -414,6 +618,25 @@ impl<R: Runtime> RateLimiter<R> {
     /// [`RateLimiter::try_acquire`] for `request` (its deadline is ignored).
     pub fn try_acquire_request(&self, request: Request) -> Result<Permit<&Self>, AcquireError> {
         Permit::try_new(self, request)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<R: Runtime + Clone> RateLimiter<R> {
+    /// Opens another pocket on the same IP: a limiter with budgets of its
+    /// own for the pocket-scoped groups, configured by `config`, that shares
+    /// this limiter's budgets for the IP-scoped groups (their entries in
+    /// `config` are not used). Opened from a pocket that was itself opened
+    /// this way, it shares the same IP budgets.
+    pub fn add_pocket(
+        self: &alloc::sync::Arc<Self>,
+        pocket: PocketId,
+        config: &LimiterConfig,
+    ) -> Result<alloc::sync::Arc<Self>, ConfigError> {
+        let ip = self.ip.clone().unwrap_or_else(|| self.clone());
+        let mut limiter = Self::with_runtime(config, self.runtime.clone())?.with_pocket(pocket);
+        limiter.ip = Some(ip);
+        Ok(alloc::sync::Arc::new(limiter))
     }
 }
 
@@ -533,21 +756,28 @@ impl<L: LimiterRef> Acquire<L> {
     ) -> Poll<<Self as Future>::Output> {
         let w = &mut self.waiting;
         w.phase = Phase::Done;
-        Poll::Ready(result.map(|admission| {
-            let waited = now - w.started;
-            self.owner
-                .limiter
-                .group(w.request.group)
-                .counters
-                .record_wait(waited);
-            Permit {
-                owner: self.owner.clone(),
-                admission,
-                waited,
-                correlation_id: w.request.correlation_id,
-                reported: false,
-            }
-        }))
+        let scope = w.request.scope;
+        let pocket = self.owner.pocket_of(scope);
+        Poll::Ready(
+            result
+                .map(|admission| {
+                    let waited = now - w.started;
+                    self.owner
+                        .budget(scope)
+                        .group(w.request.group)
+                        .counters
+                        .record_wait(waited);
+                    Permit {
+                        owner: self.owner.clone(),
+                        admission,
+                        scope,
+                        waited,
+                        correlation_id: w.request.correlation_id,
+                        reported: false,
+                    }
+                })
+                .map_err(|e| e.in_pocket(pocket)),
+        )
     }
 }
 
@@ -751,9 +981,11 @@ impl<L: LimiterRef> Future for Acquire<L> {
                     this.sleep = None;
                 }
             }
-            let group = this.owner.limiter.group(this.waiting.request.group);
+            let request = &this.waiting.request;
+            let group = this.owner.budget(request.scope).group(request.group);
             let raw = read_clock(&this.owner.runtime, group);
             if this.waiting.phase == Phase::Init {
+                this.owner.sync_ip_ban(this.waiting.request.scope, raw);
                 // The lock-free fast path first: an uncontended acquire takes no lock.
                 this.waiting.started = raw;
                 match group.try_acquire(raw) {
@@ -802,7 +1034,7 @@ impl<L: LimiterRef> Drop for Acquire<L> {
         if w.phase != Phase::Queued {
             return;
         }
-        let group = self.owner.limiter.group(w.request.group);
+        let group = self.owner.budget(w.request.scope).group(w.request.group);
         let node = w.node_ptr();
         let now = group.observe_now(read_clock(&self.owner.runtime, group));
         let wake = group.control.with(|c| {
@@ -836,6 +1068,7 @@ impl<L: LimiterRef> Drop for Acquire<L> {
 pub struct Permit<L: LimiterRef> {
     owner: L,
     admission: Admission,
+    scope: Scope,
     waited: Duration,
     correlation_id: Option<u64>,
     reported: bool,
@@ -854,20 +1087,23 @@ impl<L: LimiterRef> fmt::Debug for Permit<L> {
 impl<L: LimiterRef> Permit<L> {
     /// A permit now, or why not (never jumps ahead of queued waiters).
     fn try_new(owner: L, request: Request) -> Result<Self, AcquireError> {
-        let group = owner.limiter.group(request.group);
+        let group = owner.budget(request.scope).group(request.group);
         let now = read_clock(&owner.runtime, group);
+        owner.sync_ip_ban(request.scope, now);
         match group.try_acquire(now) {
             Ok(admission) => {
                 group.counters.record_wait(Duration::ZERO);
                 Ok(Self {
                     owner,
                     admission,
+                    scope: request.scope,
                     waited: Duration::ZERO,
                     correlation_id: request.correlation_id,
                     reported: false,
                 })
             }
-            Err(denied) => Err(AcquireError::new(request.group, request.endpoint, denied, now)),
+            Err(denied) => Err(AcquireError::new(request.group, request.endpoint, denied, now)
+                .in_pocket(owner.pocket_of(request.scope))),
         }
     }
     /// The admission (group, instant, sequence number).
@@ -894,16 +1130,16 @@ impl<L: LimiterRef> Permit<L> {
     /// and metrics).
     pub fn report_with_feedback(mut self, response: Response<'_>) -> Feedback {
         self.reported = true;
-        let group = self.owner.limiter.group(self.admission.group);
+        let group = self.owner.budget(self.scope).group(self.admission.group);
         let now = read_clock(&self.owner.runtime, group);
-        self.owner.limiter.on_response(&self.admission, response, now)
+        self.owner.on_response(self.scope, &self.admission, response, now)
     }
 }
 
 impl<L: LimiterRef> Drop for Permit<L> {
     fn drop(&mut self) {
         if !self.reported {
-            let group = self.owner.limiter.group(self.admission.group);
+            let group = self.owner.budget(self.scope).group(self.admission.group);
             let now = read_clock(&self.owner.runtime, group);
             group.on_dropped(&self.admission, now);
         }
@@ -973,6 +1209,38 @@ mod tests {
             at(1_000),
         );
         assert!(format!("{long}").ends_with("the ban ends in 2 h 5 min"), "{long}");
+    }
+
+    #[test]
+    fn only_the_private_websocket_endpoint_is_counted_per_pocket_by_itself() {
+        for path in [
+            "/websocket/v1/private",
+            "wss://api.upbit.com/websocket/v1/private",
+            "/WebSocket/V1/Private/",
+            "/websocket/v1/private?x=1#y",
+        ] {
+            assert!(is_private_websocket(path), "{path}");
+            assert_eq!(Request::http("GET", path).scope, Scope::Pocket, "{path}");
+        }
+        for path in [
+            "/websocket/v1",
+            "/websocket/v1/privat",
+            "/websocket/v1/private/x",
+            "/private",
+            "",
+            "가/websocket/v1/privat가",
+            "/v1/private?/websocket/v1/private",
+        ] {
+            assert!(!is_private_websocket(path), "{path}");
+            assert_eq!(
+                Request::http("GET", path).scope,
+                classify("GET", path).scope(),
+                "{path}"
+            );
+        }
+        // A private path outside the WebSocket group changes nothing.
+        assert!(is_private_websocket("/v2/websocket/v1/private"));
+        assert_eq!(Request::http("GET", "/v2/websocket/v1/private").scope, Scope::Ip);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use upbit_limiter_core::{Duration, Group, Instant, LimiterConfig, SyncLimiter};
+use upbit_limiter_core::limiter::{Limits, Policy};
+use upbit_limiter_core::{Duration, Group, Instant, LimiterConfig, ServerLimit, SyncLimiter};
 
 use crate::config::{validate, ConfigErrors};
 use crate::telemetry;
@@ -43,20 +44,48 @@ pub struct Emergency {
 }
 
 /// The emergency version of `base`: every group at half its rate and half its
-/// burst (core's [`Quota::halved`](upbit_limiter_core::Quota::halved), as an
-/// explicit quota; halving a safe quota keeps it safe) and a recovery delay of
-/// at least `settings.recovery_delay`. A group whose base quota is refused
-/// keeps its base configuration (validation reports it).
+/// burst and a recovery delay of at least `settings.recovery_delay`.
+///
+/// - A GCRA group gets core's [`Quota::halved`](upbit_limiter_core::Quota::halved)
+///   as an explicit quota (halving a safe quota keeps it safe).
+/// - An interval-log group is given windows of half the count: `N` per `W`
+///   becomes `ceil(N/2)` per `W * 2 * ceil(N/2) / N` (5 per second for a
+///   10/s group; 1 per 4 s for 1 per 2 s), which the log admits fewer of
+///   than the server allows, so its guarantee holds as it is; an explicit
+///   quota (its throttle) is halved too.
+///
+/// A group whose base configuration is refused keeps it (validation
+/// reports it).
 pub fn emergency_config(base: &LimiterConfig, settings: &EmergencySettings) -> LimiterConfig {
     let mut cfg = base.clone();
     for group in Group::ALL {
         let b = base.group(group);
         let Ok(quota) = b.quota() else { continue };
         let c = cfg.group_mut(group);
-        c.quota = Some(quota.halved());
+        if b.policy == Policy::IntervalLog {
+            let halved: Vec<ServerLimit> = b.limits.as_slice().iter().map(|&l| halved_window(l)).collect();
+            if let Some(limits) = Limits::new(&halved) {
+                c.limits = limits;
+            }
+        }
+        if b.policy == Policy::Gcra || b.quota.is_some() {
+            c.quota = Some(quota.halved());
+        }
         c.adaptive.recovery_delay = b.adaptive.recovery_delay.max(settings.recovery_delay);
     }
     cfg
+}
+
+/// `N` per `W` at half the rate and half the count: `ceil(N/2)` per
+/// `W * 2 * ceil(N/2) / N` (saturating).
+fn halved_window(l: ServerLimit) -> ServerLimit {
+    let n = l.max_requests.max(1);
+    let half = n.div_ceil(2);
+    let window = u128::from(l.window.as_nanos()) * 2 * u128::from(half) / u128::from(n);
+    ServerLimit::new(
+        half,
+        Duration::from_nanos(u64::try_from(window).unwrap_or(u64::MAX)),
+    )
 }
 
 #[derive(Debug)]

@@ -5,12 +5,13 @@ use core::future::{poll_fn, Future};
 use core::pin::pin;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 use tracing::Instrument as _;
 use upbit_limiter_core::adaptive::Ratio;
 use upbit_limiter_core::breaker::BreakerState;
+use upbit_limiter_core::upbit::{PocketId, Scope};
 use upbit_limiter_core::{
     AcquireError, Admission, Deadline, Duration, Feedback, Group, Instant, LimiterConfig, Quota, RateLimiter,
     Request, Response, Runtime,
@@ -21,7 +22,7 @@ use crate::control::{Control, Emergency};
 use crate::health::{evaluate, HealthReport, Thresholds};
 use crate::samples::{Ring, Sample};
 use crate::status::{effective_interval, group_report, Pending, Recent, Status};
-use crate::telemetry::{self, Outcome};
+use crate::telemetry::{self, Outcome, Series};
 
 /// The comprehensive status: the snapshot and its health evaluation, as one
 /// serialisable value.
@@ -81,6 +82,8 @@ struct GroupTrack {
 /// (as atomics, so that it takes no lock shared between groups).
 #[derive(Debug)]
 struct Tracker {
+    /// The pocket the limiter names, for the series of its pocket groups.
+    pocket: Option<PocketId>,
     groups: [GroupTrack; Group::COUNT],
     /// [`Thresholds::window`] in nanoseconds.
     window: AtomicU64,
@@ -169,28 +172,29 @@ impl GroupTrack {
     }
 
     /// Notes the ratio seen now; reports a change from the last one seen.
-    fn sync_ratio(&self, group: Group, ratio: Ratio) {
+    fn sync_ratio(&self, series: Series, ratio: Ratio) {
         let prev = self.last_ratio.swap(ratio.ppm(), Ordering::AcqRel);
         if prev != ratio.ppm() {
             if let Some(prev) = Ratio::from_ppm(prev) {
-                telemetry::ratio_changed(group, prev, ratio);
+                telemetry::ratio_changed(series, prev, ratio);
             }
         }
     }
 
     /// Notes the breaker state seen now; reports a change from the last one seen.
-    fn sync_breaker(&self, group: Group, state: BreakerState) {
+    fn sync_breaker(&self, series: Series, state: BreakerState) {
         let prev = self.last_breaker.swap(breaker_code(state), Ordering::AcqRel);
         if prev != breaker_code(state) {
             let prev = BREAKER_STATES[usize::from(prev).min(BREAKER_STATES.len() - 1)];
-            telemetry::breaker_transition(group, prev, state);
+            telemetry::breaker_transition(series, prev, state);
         }
     }
 }
 
 impl Tracker {
-    fn new(thresholds: &Thresholds) -> Self {
+    fn new(thresholds: &Thresholds, pocket: Option<PocketId>) -> Self {
         Self {
+            pocket,
             groups: core::array::from_fn(|_| GroupTrack::new()),
             window: AtomicU64::new(thresholds.window.as_nanos()),
             stall_grace: AtomicU64::new(thresholds.stall_grace.as_nanos()),
@@ -200,6 +204,10 @@ impl Tracker {
 
     fn group(&self, group: Group) -> &GroupTrack {
         &self.groups[group.index()]
+    }
+
+    fn series(&self, group: Group) -> Series {
+        Series::new(group, self.pocket)
     }
 
     fn window(&self) -> Duration {
@@ -227,7 +235,7 @@ impl Tracker {
             deadline,
         });
         let p = pending_of(&w, started, self.stall_grace());
-        telemetry::record_pending(group, p.waiting, p.stalled);
+        telemetry::record_pending(self.series(group), p.waiting, p.stalled);
         id
     }
 
@@ -238,7 +246,7 @@ impl Tracker {
             w.swap_remove(i);
         }
         let p = pending_of(&w, now, self.stall_grace());
-        telemetry::record_pending(group, p.waiting, p.stalled);
+        telemetry::record_pending(self.series(group), p.waiting, p.stalled);
     }
 
     /// Claims the upkeep due at or before `now`: true for one caller per
@@ -316,7 +324,10 @@ fn nearest_rank(values: &[Duration], q: f64) -> Duration {
 /// ```
 #[derive(Debug)]
 pub struct Instrumented<R: Runtime = upbit_limiter_tokio::Tokio> {
-    limiter: RateLimiter<R>,
+    limiter: Arc<RateLimiter<R>>,
+    /// Whether the IP's groups are another `Instrumented`'s (this one is a
+    /// pocket opened from it): their metrics are published there.
+    shares_ip: bool,
     control: Control,
     thresholds: Mutex<Thresholds>,
     tracker: Tracker,
@@ -355,23 +366,57 @@ impl<R: Runtime> Instrumented<R> {
     /// A limiter for `config` on `runtime`; every problem of the
     /// configuration is reported at once. Publishes every metric once.
     pub fn with_runtime(config: &OpsConfig, runtime: R) -> Result<Self, ConfigErrors> {
-        validate(&config.limiter)?;
-        let limiter = RateLimiter::with_runtime(&config.limiter, runtime).map_err(from_core)?;
+        validate(config.own_limiter())?;
+        let mut limiter = RateLimiter::with_runtime(config.own_limiter(), runtime).map_err(from_core)?;
+        if let Some(pocket) = config.pocket {
+            limiter = limiter.with_pocket(pocket);
+        }
+        Ok(Self::around(Arc::new(limiter), config, false))
+    }
+
+    fn around(limiter: Arc<RateLimiter<R>>, config: &OpsConfig, shares_ip: bool) -> Self {
+        let own = limiter
+            .pocket()
+            .map_or(&config.limiter, |p| config.pocket_limiter(p));
         let this = Self {
+            tracker: Tracker::new(&config.health, limiter.pocket().copied()),
+            control: Control::new(own.clone(), config.emergency),
             limiter,
-            control: Control::new(config.limiter.clone(), config.emergency),
+            shares_ip,
             thresholds: Mutex::new(config.health),
-            tracker: Tracker::new(&config.health),
             publishing: Mutex::new(()),
         };
         this.record_metrics();
-        Ok(this)
+        this
+    }
+
+    /// Opens another pocket on this limiter's IP (see core's
+    /// `RateLimiter::add_pocket`): its own budgets for the pocket-scoped
+    /// groups, configured by `config`'s values for `pocket`
+    /// ([`OpsConfig::pocket_limiter`]), and this limiter's budgets for the
+    /// IP-scoped groups. Its status shows every group as it counts them; its
+    /// metrics carry `pocket="<name>"` on the pocket-scoped groups and leave
+    /// the IP's groups to the limiter that keeps them.
+    pub fn add_pocket(&self, pocket: PocketId, config: &OpsConfig) -> Result<Self, ConfigErrors>
+    where
+        R: Clone,
+    {
+        let own = config.pocket_limiter(&pocket);
+        validate(own)?;
+        let limiter = self.limiter.add_pocket(pocket, own).map_err(from_core)?;
+        Ok(Self::around(limiter, config, true))
+    }
+
+    /// Whether this limiter publishes the metrics of `group` (a pocket
+    /// opened from another leaves the IP's groups to that one).
+    fn publishes(&self, group: Group) -> bool {
+        !(self.shares_ip && group.scope() == Scope::Ip)
     }
 
     /// The wrapped limiter. (Acquisitions made on it directly bypass the
     /// instrumentation: they are counted by core's counters, but not seen as
     /// pending, nor in the recent statistics.)
-    pub fn limiter(&self) -> &RateLimiter<R> {
+    pub fn limiter(&self) -> &Arc<RateLimiter<R>> {
         &self.limiter
     }
 
@@ -428,7 +473,11 @@ impl<R: Runtime> Instrumented<R> {
     /// [`warnings`](OpsConfig::warnings) is logged as a `tracing` warning.
     pub fn reload(&self, config: &OpsConfig) -> Result<Vec<Group>, ConfigErrors> {
         let now = self.now();
-        let changed = self.control.apply(self.limiter.limiter(), &config.limiter, now)?;
+        let own = self
+            .limiter
+            .pocket()
+            .map_or(&config.limiter, |p| config.pocket_limiter(p));
+        let changed = self.control.apply(self.limiter.limiter(), own, now)?;
         for warning in &config.warnings {
             tracing::warn!(target: "upbit_limiter", warning = %warning, "configuration accepted with a cost");
         }
@@ -482,31 +531,33 @@ impl<R: Runtime> Instrumented<R> {
     /// while its record is locked.
     fn status_publishing(&self, publish: bool) -> Status {
         let now = self.now();
-        let limiter = self.limiter.limiter();
         let grace = self.tracker.stall_grace();
         let window = self.tracker.window();
+        let pocket = self.limiter.pocket().copied();
         let groups = Group::ALL
             .iter()
             .map(|&g| {
                 let track = self.tracker.group(g);
                 let waiters = lock(&track.waiters);
-                let gl = limiter.group(g);
+                let gl = self.limiter.group(g);
                 let s = gl.status(now);
                 let cfg = gl.config();
-                track.sync_ratio(g, s.ratio);
-                track.sync_breaker(g, s.breaker);
                 let pending = pending_of(&waiters, now, grace);
                 let recent = track.recent(now, window, &s.quota, s.ratio);
-                let report = group_report(&s, &cfg, now, pending, Some(recent));
-                if publish {
-                    telemetry::record_group_state(&report, now);
-                    telemetry::record_pending(g, pending.waiting, pending.stalled);
-                    telemetry::record_recent(&report);
+                let report = group_report(pocket, &s, &cfg, now, pending, Some(recent));
+                if self.publishes(g) {
+                    track.sync_ratio(report.series(), s.ratio);
+                    track.sync_breaker(report.series(), s.breaker);
+                    if publish {
+                        telemetry::record_group_state(&report, now);
+                        telemetry::record_pending(report.series(), pending.waiting, pending.stalled);
+                        telemetry::record_recent(&report);
+                    }
                 }
                 report
             })
             .collect();
-        Status::assemble(now, self.control.emergency(), groups)
+        Status::assemble(now, pocket, self.control.emergency(), groups)
     }
 
     /// The health thresholds evaluated now.
@@ -543,33 +594,45 @@ impl<R: Runtime> Instrumented<R> {
     /// After a report: publishes the group's counters and state gauges, with
     /// its record locked (so that the last value published is the newest).
     fn publish_group(&self, group: Group, now: Instant) {
+        if !self.publishes(group) {
+            return;
+        }
         let track = self.tracker.group(group);
         let waiters = lock(&track.waiters);
-        let gl = self.limiter.limiter().group(group);
+        let gl = self.limiter.group(group);
         let s = gl.status(now);
-        track.sync_ratio(group, s.ratio);
-        track.sync_breaker(group, s.breaker);
+        let series = self.tracker.series(group);
+        track.sync_ratio(series, s.ratio);
+        track.sync_breaker(series, s.breaker);
         let pending = pending_of(&waiters, now, self.tracker.stall_grace());
-        let report = group_report(&s, &gl.config(), now, pending, None);
+        let report = group_report(
+            self.limiter.pocket().copied(),
+            &s,
+            &gl.config(),
+            now,
+            pending,
+            None,
+        );
         telemetry::record_group_state(&report, now);
     }
 
     fn observe_feedback(&self, group: Group, fb: &Feedback, now: Instant) {
         let track = self.tracker.group(group);
+        let series = self.tracker.series(group);
         if let Some((from, to)) = fb.ratio_change {
-            track.sync_ratio(group, from);
-            track.sync_ratio(group, to);
+            track.sync_ratio(series, from);
+            track.sync_ratio(series, to);
         }
         if let Some(t) = fb.transition {
-            track.sync_breaker(group, t.from);
-            track.sync_breaker(group, t.to);
+            track.sync_breaker(series, t.from);
+            track.sync_breaker(series, t.to);
         }
         let rest = Feedback {
             ratio_change: None,
             transition: None,
             ..*fb
         };
-        telemetry::on_feedback(group, &rest, now);
+        telemetry::on_feedback(series, &rest, now);
     }
 }
 
@@ -592,6 +655,7 @@ impl<R: Runtime> Instrumented<R> {
             target: "upbit_limiter",
             "acquire",
             group = request.group.as_str(),
+            pocket = Series::new(request.group, self.limiter.pocket().copied()).pocket_name(),
             endpoint = request.endpoint.path(),
             method = request.endpoint.method(),
             correlation_id = request.correlation_id,
@@ -610,7 +674,7 @@ impl<R: Runtime> Instrumented<R> {
         let group = request.group;
         let start = self.now();
         self.expire(start);
-        let gl = self.limiter.limiter().group(group);
+        let gl = self.limiter.budget(request.scope).group(group);
         let mut waiter: Option<WaiterGuard<'_, R>> = None;
         // The instant the group's next admission conforms (TAT minus the
         // tolerance, not clamped to now), as read just before each poll: a
@@ -642,13 +706,16 @@ impl<R: Runtime> Instrumented<R> {
             Ok(permit) => {
                 let at = permit.admission().at;
                 let waited = Duration::from(permit.waited());
-                let drift = waited_in_queue.then(|| at - conforms);
+                // Lateness against the GCRA's schedule; a logged group waits
+                // for places (reports), not for a schedule.
+                let gcra = gl.config().policy == upbit_limiter_core::limiter::Policy::Gcra;
+                let drift = (waited_in_queue && gcra).then(|| at - conforms);
                 let seq = permit.admission().seq;
                 self.tracker
                     .group(group)
                     .samples
                     .record(seq, Sample { at, waited, drift });
-                telemetry::on_acquisition(group, Outcome::Admitted, waited, drift);
+                telemetry::on_acquisition(self.tracker.series(group), Outcome::Admitted, waited, drift);
                 span.record("outcome", Outcome::Admitted.as_str());
                 span.record("waited_ms", waited.as_nanos() as f64 / 1e6);
                 Ok(Permit {
@@ -660,7 +727,7 @@ impl<R: Runtime> Instrumented<R> {
             Err(e) => {
                 let outcome = Outcome::of_error(&e);
                 span.record("outcome", outcome.as_str());
-                telemetry::on_acquisition(group, outcome, Duration::ZERO, None);
+                telemetry::on_acquisition(self.tracker.series(group), outcome, Duration::ZERO, None);
                 tracing::debug!(target: "upbit_limiter", error = %e, "acquisition failed");
                 Err(e)
             }

@@ -6,9 +6,11 @@ use serde::Serialize;
 use upbit_limiter_core::adaptive::{AdaptiveConfig, Ratio, Strategy};
 use upbit_limiter_core::breaker::{BreakerConfig, BreakerState};
 use upbit_limiter_core::stats::CounterSnapshot;
+use upbit_limiter_core::upbit::PocketId;
 use upbit_limiter_core::{Duration, Group, GroupConfig, GroupStatus, Instant, Quota, SyncLimiter};
 
 use crate::control::Emergency;
+use crate::telemetry::Series;
 
 /// Serialisers for core types (kept here so core needs no serde feature).
 pub(crate) mod ser {
@@ -38,6 +40,15 @@ pub(crate) mod ser {
     pub fn breaker<S: Serializer>(b: &BreakerState, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(b.as_str())
     }
+    pub fn pocket<S: Serializer>(
+        p: &Option<upbit_limiter_core::upbit::PocketId>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.serialize_str(p.as_str()),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// Everything about the limiter at one instant.
@@ -46,6 +57,10 @@ pub struct Status {
     /// When the snapshot was taken (limiter clock).
     #[serde(rename = "at_s", serialize_with = "ser::secs")]
     pub at: Instant,
+    /// The pocket whose budgets the pocket-scoped groups are, if the limiter
+    /// names it.
+    #[serde(serialize_with = "ser::pocket")]
+    pub pocket: Option<PocketId>,
     /// The emergency period in force.
     pub emergency: Option<EmergencyView>,
     /// Sums over every group.
@@ -375,6 +390,10 @@ pub struct GroupReport {
     /// The group.
     #[serde(serialize_with = "ser::group")]
     pub group: Group,
+    /// The pocket whose budget this is: set for the pocket-scoped groups of a
+    /// named pocket; the IP's groups are every pocket's.
+    #[serde(serialize_with = "ser::pocket")]
+    pub pocket: Option<PocketId>,
     /// Its configuration in force.
     pub config: ConfigView,
     /// Its quota in force.
@@ -418,6 +437,10 @@ impl GroupReport {
     pub fn depth(&self) -> usize {
         self.queue_depth.max(self.waiting)
     }
+    /// The metric series this group's numbers go to.
+    pub fn series(&self) -> Series {
+        Series::new(self.group, self.pocket)
+    }
 }
 
 /// Requests per second for an emission interval.
@@ -444,6 +467,7 @@ pub(crate) struct Pending {
 }
 
 pub(crate) fn group_report(
+    pocket: Option<PocketId>,
     s: &GroupStatus,
     config: &GroupConfig,
     now: Instant,
@@ -454,6 +478,7 @@ pub(crate) fn group_report(
     let count = h.count();
     GroupReport {
         group: s.group,
+        pocket: Series::new(s.group, pocket).pocket,
         config: config.into(),
         quota: QuotaView {
             interval: s.quota.interval(),
@@ -492,17 +517,23 @@ impl Status {
         Self::assemble(
             now,
             None,
+            None,
             Group::ALL
                 .iter()
                 .map(|&g| {
                     let gl = limiter.group(g);
-                    group_report(&gl.status(now), &gl.config(), now, Pending::default(), None)
+                    group_report(None, &gl.status(now), &gl.config(), now, Pending::default(), None)
                 })
                 .collect(),
         )
     }
 
-    pub(crate) fn assemble(now: Instant, emergency: Option<Emergency>, groups: Vec<GroupReport>) -> Self {
+    pub(crate) fn assemble(
+        now: Instant,
+        pocket: Option<PocketId>,
+        emergency: Option<Emergency>,
+        groups: Vec<GroupReport>,
+    ) -> Self {
         let mut t = Totals::default();
         for g in &groups {
             t.admitted += g.counters.admitted;
@@ -521,6 +552,7 @@ impl Status {
         }
         Self {
             at: now,
+            pocket,
             emergency: emergency.map(|e| EmergencyView {
                 since: e.since,
                 until: e.until,

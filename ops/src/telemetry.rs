@@ -18,6 +18,7 @@ use metrics::{
 };
 use upbit_limiter_core::adaptive::Ratio;
 use upbit_limiter_core::breaker::BreakerState;
+use upbit_limiter_core::upbit::{PocketId, Scope};
 use upbit_limiter_core::{AcquireError, ConfigError, Duration, Feedback, Group, Instant, Reason};
 
 use crate::control::Emergency;
@@ -91,6 +92,54 @@ pub mod names {
 pub const WAIT_BUCKETS_SECONDS: &[f64] = &[
     0.0, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
 ];
+
+/// The series a group's metrics and events go to: `{group}`, and
+/// `{group, pocket}` for the budgets Upbit counts per pocket on a limiter
+/// that names its pocket. The IP's groups are shared by every pocket and
+/// carry no pocket label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Series {
+    /// The group.
+    pub group: Group,
+    /// The pocket, for a pocket-scoped group of a named pocket.
+    pub pocket: Option<PocketId>,
+}
+
+impl Series {
+    /// The series of `group` as counted by the pocket `pocket`.
+    pub fn new(group: Group, pocket: Option<PocketId>) -> Self {
+        Self {
+            group,
+            pocket: pocket.filter(|_| group.scope() != Scope::Ip),
+        }
+    }
+
+    /// The pocket's name, for a `tracing` field (left out when `None`).
+    pub fn pocket_name(&self) -> Option<&str> {
+        self.pocket.as_ref().map(PocketId::as_str)
+    }
+
+    fn labels(&self) -> Vec<Label> {
+        let mut labels = vec![Label::from_static_parts("group", self.group.as_str())];
+        if let Some(p) = &self.pocket {
+            labels.push(Label::new("pocket", p.as_str().to_owned()));
+        }
+        labels
+    }
+
+    fn labels_with(&self, key: &'static str, value: &'static str) -> Vec<Label> {
+        let mut labels = self.labels();
+        labels.push(Label::from_static_parts(key, value));
+        labels
+    }
+}
+
+impl From<Group> for Series {
+    /// The series of a group on a limiter that names no pocket.
+    fn from(group: Group) -> Self {
+        Self::new(group, None)
+    }
+}
 
 /// How an acquisition ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -240,7 +289,7 @@ fn secs(d: Duration) -> f64 {
 pub fn record_status(status: &Status) {
     for g in &status.groups {
         record_group_state(g, status.at);
-        record_pending(g.group, g.depth(), g.stalled_waiters);
+        record_pending(g.series(), g.depth(), g.stalled_waiters);
         record_recent(g);
     }
     record_emergency(status);
@@ -251,7 +300,8 @@ pub fn record_status(status: &Status) {
 /// burst, breaker, ban and backlog.
 pub(crate) fn record_group_state(g: &GroupReport, at: Instant) {
     use names::*;
-    let group = g.group.as_str();
+    let series = g.series();
+    let labels = series.labels();
     let c = &g.counters;
     for (outcome, value) in [
         (Outcome::Admitted, c.admitted),
@@ -260,7 +310,7 @@ pub(crate) fn record_group_state(g: &GroupReport, at: Instant) {
         (Outcome::Banned, c.ban_rejections),
         (Outcome::Cancelled, c.cancelled),
     ] {
-        counter!(ACQUISITIONS, "group" => group, "outcome" => outcome.as_str()).absolute(value);
+        counter!(ACQUISITIONS, series.labels_with("outcome", outcome.as_str())).absolute(value);
     }
     for (name, value) in [
         (TIMEOUTS, c.timeouts),
@@ -275,39 +325,41 @@ pub(crate) fn record_group_state(g: &GroupReport, at: Instant) {
         (ROUND_TRIPS_OVER_MARGIN, c.round_trips_over_margin),
         (UNREPORTED, c.unreported),
     ] {
-        counter!(name, "group" => group).absolute(value);
+        counter!(name, labels.clone()).absolute(value);
     }
-    gauge!(CONSECUTIVE_429, "group" => group).set(f64::from(g.consecutive_429));
-    gauge!(RATE_RATIO, "group" => group).set(g.ratio);
-    gauge!(EFFECTIVE_RATE, "group" => group).set(g.quota.effective_rate);
-    gauge!(BURST, "group" => group).set(f64::from(g.quota.burst));
-    set_breaker(g.group, g.breaker);
+    gauge!(CONSECUTIVE_429, labels.clone()).set(f64::from(g.consecutive_429));
+    gauge!(RATE_RATIO, labels.clone()).set(g.ratio);
+    gauge!(EFFECTIVE_RATE, labels.clone()).set(g.quota.effective_rate);
+    gauge!(BURST, labels.clone()).set(f64::from(g.quota.burst));
+    set_breaker(series, g.breaker);
     let ban = g.banned_until.map_or(Duration::ZERO, |u| u - at);
-    gauge!(BAN_REMAINING, "group" => group).set(secs(ban));
-    gauge!(BACKLOG, "group" => group).set(secs(g.backlog));
+    gauge!(BAN_REMAINING, labels.clone()).set(secs(ban));
+    gauge!(BACKLOG, labels.clone()).set(secs(g.backlog));
 }
 
 /// A group's queue depth and stalled waiters.
-pub(crate) fn record_pending(group: Group, depth: usize, stalled: usize) {
-    gauge!(names::QUEUE_DEPTH, "group" => group.as_str()).set(depth as f64);
-    gauge!(names::STALLED_WAITERS, "group" => group.as_str()).set(stalled as f64);
+pub(crate) fn record_pending(series: Series, depth: usize, stalled: usize) {
+    let labels = series.labels();
+    gauge!(names::QUEUE_DEPTH, labels.clone()).set(depth as f64);
+    gauge!(names::STALLED_WAITERS, labels.clone()).set(stalled as f64);
 }
 
 /// A group's wait quantiles (recent ones if the report has them, else since
 /// start), utilisation and TAT drift.
 pub(crate) fn record_recent(g: &GroupReport) {
     use names::*;
-    let group = g.group.as_str();
+    let series = g.series();
+    let labels = series.labels();
     let (p50, p95, p99) = match &g.recent {
         Some(r) => (r.wait_p50, r.wait_p95, r.wait_p99),
         None => (g.waits.p50, g.waits.p95, g.waits.p99),
     };
     for (q, v) in [("0.5", p50), ("0.95", p95), ("0.99", p99)] {
-        gauge!(WAIT_QUANTILE, "group" => group, "quantile" => q).set(secs(v));
+        gauge!(WAIT_QUANTILE, series.labels_with("quantile", q)).set(secs(v));
     }
     if let Some(r) = &g.recent {
-        gauge!(UTILISATION, "group" => group).set(r.utilisation);
-        gauge!(TAT_DRIFT, "group" => group).set(r.tat_drift);
+        gauge!(UTILISATION, labels.clone()).set(r.utilisation);
+        gauge!(TAT_DRIFT, labels.clone()).set(r.tat_drift);
     }
 }
 
@@ -330,31 +382,35 @@ pub fn record_health(report: &HealthReport) {
     gauge!(names::HEALTH_LEVEL).set(level);
 }
 
-fn set_breaker(group: Group, state: BreakerState) {
+fn set_breaker(series: Series, state: BreakerState) {
     for s in BREAKER_STATES {
         let v = if s == state { 1.0 } else { 0.0 };
-        gauge!(names::BREAKER_STATE, "group" => group.as_str(), "state" => s.as_str()).set(v);
+        gauge!(names::BREAKER_STATE, series.labels_with("state", s.as_str())).set(v);
     }
 }
 
 /// Per-acquisition hook: records the wait (admitted acquisitions only) and,
 /// for an acquisition that waited, how late it was admitted against its
 /// scheduled instant.
-pub fn on_acquisition(group: Group, outcome: Outcome, waited: Duration, drift: Option<Duration>) {
+pub fn on_acquisition(
+    series: impl Into<Series>,
+    outcome: Outcome,
+    waited: Duration,
+    drift: Option<Duration>,
+) {
     static WAIT: OnceLock<GroupKeys> = OnceLock::new();
     static DRIFT: OnceLock<GroupKeys> = OnceLock::new();
     if outcome != Outcome::Admitted {
         return;
     }
-    record_histogram(
-        &group_keys(&WAIT, names::WAIT_SECONDS)[group.index()],
-        secs(waited),
-    );
+    let series = series.into();
+    let key = |cell, name| match series.pocket {
+        None => group_keys(cell, name)[series.group.index()].clone(),
+        Some(_) => Key::from_parts(name, series.labels()),
+    };
+    record_histogram(&key(&WAIT, names::WAIT_SECONDS), secs(waited));
     if let Some(d) = drift {
-        record_histogram(
-            &group_keys(&DRIFT, names::TAT_DRIFT_SECONDS)[group.index()],
-            secs(d),
-        );
+        record_histogram(&key(&DRIFT, names::TAT_DRIFT_SECONDS), secs(d));
     }
 }
 
@@ -377,58 +433,66 @@ fn record_histogram(key: &Key, value: f64) {
 
 /// Per-response hook: emits an event for every change in `feedback` and
 /// updates the gauges it concerns.
-pub fn on_feedback(group: Group, feedback: &Feedback, now: Instant) {
+pub fn on_feedback(series: impl Into<Series>, feedback: &Feedback, now: Instant) {
+    let series = series.into();
+    let (group, pocket) = (series.group.as_str(), series.pocket_name());
     if let Some((from, to)) = feedback.ratio_change {
-        ratio_changed(group, from, to);
+        ratio_changed(series, from, to);
     }
     if let Some(t) = feedback.transition {
-        breaker_transition(group, t.from, t.to);
+        breaker_transition(series, t.from, t.to);
     }
     if let Some(until) = feedback.banned_until {
-        banned(group, until, now);
+        banned(series, until, now);
     }
     if feedback.header_tightened {
-        tracing::debug!(target: "upbit_limiter", group = group.as_str(), "Remaining-Req header tightened the limiter");
+        tracing::debug!(target: "upbit_limiter", group, pocket, "Remaining-Req header tightened the limiter");
     }
     if feedback.header_rejected {
-        tracing::debug!(target: "upbit_limiter", group = group.as_str(), "Remaining-Req header could not be used");
+        tracing::debug!(target: "upbit_limiter", group, pocket, "Remaining-Req header could not be used");
     }
     if feedback.round_trip_over_margin {
-        tracing::warn!(target: "upbit_limiter", group = group.as_str(),
+        tracing::warn!(target: "upbit_limiter", group, pocket,
             "round trip longer than the jitter margin: one-way delays may vary by more than the GCRA assumes \
              (a larger margin_ms, or policy = \"interval-log\", which needs no such assumption)");
     }
 }
 
 /// The ratio of `group` changed: a warning when it fell, info when it recovered.
-pub fn ratio_changed(group: Group, from: Ratio, to: Ratio) {
-    gauge!(names::RATE_RATIO, "group" => group.as_str()).set(to.as_f64());
+pub fn ratio_changed(series: impl Into<Series>, from: Ratio, to: Ratio) {
+    let series = series.into();
+    gauge!(names::RATE_RATIO, series.labels()).set(to.as_f64());
+    let (group, pocket) = (series.group.as_str(), series.pocket_name());
     if to < from {
-        tracing::warn!(target: "upbit_limiter", group = group.as_str(), from = from.as_f64(), to = to.as_f64(),
+        tracing::warn!(target: "upbit_limiter", group, pocket, from = from.as_f64(), to = to.as_f64(),
             "rate ratio lowered");
     } else {
-        tracing::info!(target: "upbit_limiter", group = group.as_str(), from = from.as_f64(), to = to.as_f64(),
+        tracing::info!(target: "upbit_limiter", group, pocket, from = from.as_f64(), to = to.as_f64(),
             "rate ratio raised");
     }
 }
 
 /// The breaker of `group` changed state.
-pub fn breaker_transition(group: Group, from: BreakerState, to: BreakerState) {
-    set_breaker(group, to);
+pub fn breaker_transition(series: impl Into<Series>, from: BreakerState, to: BreakerState) {
+    let series = series.into();
+    set_breaker(series, to);
+    let (group, pocket) = (series.group.as_str(), series.pocket_name());
     match to {
         BreakerState::Open | BreakerState::ForcedOpen => tracing::warn!(
-            target: "upbit_limiter", group = group.as_str(), from = from.as_str(), to = to.as_str(),
+            target: "upbit_limiter", group, pocket, from = from.as_str(), to = to.as_str(),
             "circuit breaker transition"),
         _ => tracing::info!(
-            target: "upbit_limiter", group = group.as_str(), from = from.as_str(), to = to.as_str(),
+            target: "upbit_limiter", group, pocket, from = from.as_str(), to = to.as_str(),
             "circuit breaker transition"),
     }
 }
 
 /// `group` (and its scope) is banned until `until`.
-pub fn banned(group: Group, until: Instant, now: Instant) {
-    gauge!(names::BAN_REMAINING, "group" => group.as_str()).set(secs(until - now));
-    tracing::error!(target: "upbit_limiter", group = group.as_str(), scope = ?group.scope(),
+pub fn banned(series: impl Into<Series>, until: Instant, now: Instant) {
+    let series = series.into();
+    gauge!(names::BAN_REMAINING, series.labels()).set(secs(until - now));
+    let (group, pocket) = (series.group.as_str(), series.pocket_name());
+    tracing::error!(target: "upbit_limiter", group, pocket, scope = ?series.group.scope(),
         until_s = until.as_nanos() as f64 / 1e9, ban_s = secs(until - now), "banned by the server (HTTP 418)");
 }
 

@@ -144,7 +144,11 @@ fn good_inputs_produce_the_intended_configuration() {
         (
             "server limits, several windows",
             Some("[groups.default]\nlimits = [\"5/1s\", \"100/1m\"]\n[groups.origin]\nlimits = \"1/2s\"\n"),
-            &[("UPBIT_RATE_LIMIT_MARKET_LIMITS", "20/1s, 600/60000ms")],
+            // 600 in a window is more than the interval log's slots: the GCRA.
+            &[
+                ("UPBIT_RATE_LIMIT_MARKET_LIMITS", "20/1s, 600/60000ms"),
+                ("UPBIT_RATE_LIMIT_MARKET_POLICY", "gcra"),
+            ],
             |c| {
                 assert_eq!(
                     c.limiter.group(Group::Default).limits.as_slice(),
@@ -714,19 +718,21 @@ fn the_warning_and_shared_refusal_in_operating_md_are_what_the_code_prints() {
 fn the_policy_and_maximum_flight_time_are_set_per_group_from_file_and_environment() {
     use upbit_limiter_core::limiter::Policy;
     let c = parse(
-        Some("[all]\npolicy = \"interval-log\"\nmax_flight_ms = 10000\n[groups.websocket-message]\npolicy = \"gcra\"\n"),
+        Some("[all]\npolicy = \"gcra\"\nmax_flight_ms = 10000\n[groups.ticker]\npolicy = \"interval-log\"\n"),
         &[("UPBIT_RATE_LIMIT_ORDER_MAX_FLIGHT_MS", "5000")],
     )
     .unwrap();
     assert_eq!(c.limiter.group(Group::Ticker).policy, Policy::IntervalLog);
     assert_eq!(c.limiter.group(Group::Ticker).max_flight, Duration::from_secs(10));
     assert_eq!(c.limiter.group(Group::Order).max_flight, Duration::from_secs(5));
+    assert_eq!(c.limiter.group(Group::Order).policy, Policy::Gcra);
     assert_eq!(c.limiter.group(Group::WebsocketMessage).policy, Policy::Gcra);
-    // The presets' policy is the GCRA.
+    // The presets' policy: the interval log, the GCRA for websocket messages.
     let c = parse(None, &[]).unwrap();
-    assert!(Group::ALL
-        .iter()
-        .all(|&g| c.limiter.group(g).policy == Policy::Gcra));
+    for g in Group::ALL {
+        assert_eq!(c.limiter.group(g).policy, Policy::for_group(g), "{g}");
+    }
+    assert_eq!(c.limiter.group(Group::Ticker).policy, Policy::IntervalLog);
     // A name that is neither is refused with what is expected.
     let err = parse(None, &[("UPBIT_RATE_LIMIT_TICKER_POLICY", "fast")]).unwrap_err();
     assert_eq!(
@@ -735,16 +741,16 @@ fn the_policy_and_maximum_flight_time_are_set_per_group_from_file_and_environmen
     );
     // A zero margin is refused for the GCRA, not for the interval log.
     assert_eq!(
-        parse(None, &[("UPBIT_RATE_LIMIT_TICKER_MARGIN_MS", "0")]).unwrap_err(),
+        parse(
+            None,
+            &[
+                ("UPBIT_RATE_LIMIT_TICKER_MARGIN_MS", "0"),
+                ("UPBIT_RATE_LIMIT_TICKER_POLICY", "gcra")
+            ]
+        )
+        .unwrap_err(),
         ["environment variable UPBIT_RATE_LIMIT_TICKER_MARGIN_MS: the gcra policy needs a jitter margin above zero \
           (any jitter could put one request too many in a window); use policy = \"interval-log\", which needs none"]
     );
-    assert!(parse(
-        None,
-        &[
-            ("UPBIT_RATE_LIMIT_TICKER_MARGIN_MS", "0"),
-            ("UPBIT_RATE_LIMIT_TICKER_POLICY", "interval-log")
-        ]
-    )
-    .is_ok());
+    assert!(parse(None, &[("UPBIT_RATE_LIMIT_TICKER_MARGIN_MS", "0")]).is_ok());
 }

@@ -6,17 +6,29 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 
+use upbit_limiter_core::limiter::Policy;
 use upbit_limiter_core::{Duration, Group, Request, Response};
 use upbit_limiter_ops::health::{evaluate, Check};
 use upbit_limiter_ops::status::Recent;
 use upbit_limiter_ops::{Instrumented, Level, OpsConfig, Status, Thresholds};
 
-/// The default configuration with every margin 1 ns short, so that each
-/// interval `(W + J + 1 ns) / N` is the whole number of milliseconds that
-/// tokio's timer hits (a late timer is what these tests measure, not the
-/// timer's resolution).
-fn on_whole_milliseconds() -> OpsConfig {
+/// The default configuration with every group on the GCRA, for the tests
+/// that count in its emission intervals (one free slot, then one admission
+/// per interval).
+fn gcra() -> OpsConfig {
     let mut config = OpsConfig::default();
+    for g in config.limiter.groups.iter_mut() {
+        g.policy = Policy::Gcra;
+    }
+    config
+}
+
+/// [`gcra`] with every margin 1 ns short, so that each interval
+/// `(W + J + 1 ns) / N` is the whole number of milliseconds that tokio's
+/// timer hits (a late timer is what these tests measure, not the timer's
+/// resolution).
+fn on_whole_milliseconds() -> OpsConfig {
+    let mut config = gcra();
     for g in config.limiter.groups.iter_mut() {
         g.margin = g.margin.saturating_sub(Duration::from_nanos(1));
     }
@@ -209,7 +221,7 @@ async fn queue_up(limiter: &Arc<Instrumented>, group: Group, n: usize) -> Vec<to
 
 #[tokio::test(start_paused = true)]
 async fn queue_depth_flips_between_50_and_51_waiters() {
-    let limiter: Arc<Instrumented> = Arc::new(Instrumented::new(&OpsConfig::default()).unwrap());
+    let limiter: Arc<Instrumented> = Arc::new(Instrumented::new(&gcra()).unwrap());
     // The first caller of each batch is admitted at once; the rest queue.
     let ticker = queue_up(&limiter, Group::Ticker, 51).await;
     let candle = queue_up(&limiter, Group::Candle, 52).await;
@@ -241,7 +253,11 @@ async fn queue_depth_flips_between_50_and_51_waiters() {
 #[tokio::test(start_paused = true)]
 async fn a_waiter_nobody_polls_is_stalled_once_past_deadline_and_grace() {
     let limiter: Instrumented = Instrumented::new(&OpsConfig::default()).unwrap();
-    let first = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    // The interval log's ten in flight: the next one waits.
+    let mut first = Vec::new();
+    for _ in 0..10 {
+        first.push(limiter.acquire("GET", "/v1/ticker").await.unwrap());
+    }
     let deadline = limiter.now() + Duration::from_secs(2);
     let mut waiter = pin!(limiter.acquire_request(Request::group(Group::Ticker).deadline(deadline)));
     // Poll once: it queues. Then never again (as if its wake-up were lost).
@@ -263,7 +279,9 @@ async fn a_waiter_nobody_polls_is_stalled_once_past_deadline_and_grace() {
     assert_eq!(health.level, Level::Critical);
     assert_eq!(health.reasons[0].check, Check::StalledWaiters);
     // Polled again, it finishes and is no longer counted.
-    first.report(Response::status(200));
+    for p in first {
+        p.report(Response::status(200));
+    }
     if let Ok(permit) = waiter.await {
         permit.report(Response::status(200));
     }
@@ -307,7 +325,7 @@ async fn saturation_warns_about_utilisation_and_waits_but_not_drift() {
 
 #[tokio::test(start_paused = true)]
 async fn the_snapshot_serialises_to_the_documented_json() {
-    let limiter: Instrumented = Instrumented::new(&OpsConfig::default()).unwrap();
+    let limiter: Instrumented = Instrumented::new(&gcra()).unwrap();
     for _ in 0..3 {
         let p = limiter.acquire("GET", "/v1/ticker").await.unwrap();
         p.report(Response::status(200));

@@ -153,7 +153,11 @@ fn a_report_publishes_its_group_at_once() {
 #[test]
 fn configuration_changes_and_emergency_mode_publish_at_once() {
     with_values(async |v| {
-        let limiter = Instrumented::new(&OpsConfig::default()).unwrap();
+        // Candle on the GCRA, whose burst is a setting (the interval log's
+        // is the server's N).
+        let mut ops = OpsConfig::default();
+        ops.limiter.group_mut(Group::Candle).policy = upbit_limiter_core::limiter::Policy::Gcra;
+        let limiter = Instrumented::new(&ops).unwrap();
         let burst = "upbit_limiter_burst{group=\"candle\"}";
         assert_eq!(v.gauge(burst), 1.0);
         let mut config = limiter.control().base();
@@ -211,9 +215,9 @@ fn what_changes_with_time_alone_is_refreshed_by_the_upkeep() {
         drop(limiter.acquire("GET", "/v1/accounts").await.unwrap());
         assert_eq!(v.gauge(ban), 40.0);
         advance(Duration::from_millis(1)).await;
-        // (This one waits for the previous one's slot, so the clock moves a little.)
+        // (The interval log has room: no wait, the clock stays at the interval.)
         drop(limiter.acquire("GET", "/v1/accounts").await.unwrap());
-        assert!(left() < 39.0);
+        assert_eq!(left(), 39.0);
         assert_eq!(v.gauge(ban), left());
         assert_eq!(v.gauge("upbit_limiter_health_level"), 0.0);
 
@@ -264,5 +268,57 @@ fn a_waiter_past_its_deadline_shows_as_stalled_at_the_next_upkeep() {
         advance(Duration::from_secs(12)).await;
         drop(limiter.acquire("GET", "/v1/market/all").await.unwrap());
         assert_eq!(v.gauge(stalled), 1.0);
+    });
+}
+
+#[test]
+fn a_named_pockets_exchange_groups_carry_its_name_and_the_ip_groups_none() {
+    with_values(async |v| {
+        let config = OpsConfig::from_layers(
+            Some(upbit_limiter_ops::TomlText {
+                name: "pockets.toml",
+                text: "pocket = \"main\"\n",
+            }),
+            std::iter::empty::<(&str, &str)>(),
+        )
+        .unwrap();
+        let main = Instrumented::new(&config).unwrap();
+        let sub = main
+            .add_pocket(
+                upbit_limiter_core::upbit::PocketId::new("sub-1").unwrap(),
+                &config,
+            )
+            .unwrap();
+        sub.acquire("POST", "/v1/orders")
+            .await
+            .unwrap()
+            .report(Response::status(429));
+        assert_eq!(
+            v.gauge("upbit_limiter_rate_ratio{group=\"order\",pocket=\"sub-1\"}"),
+            0.8
+        );
+        assert_eq!(
+            v.counter("upbit_limiter_http_429_total{group=\"order\",pocket=\"sub-1\"}"),
+            1
+        );
+        // The main pocket's own order budget is untouched.
+        assert_eq!(
+            v.gauge("upbit_limiter_rate_ratio{group=\"order\",pocket=\"main\"}"),
+            1.0
+        );
+        // The IP's groups are one series, whichever pocket used them.
+        sub.acquire("GET", "/v1/ticker")
+            .await
+            .unwrap()
+            .report(Response::status(429));
+        main.record_metrics();
+        assert_eq!(v.gauge("upbit_limiter_rate_ratio{group=\"ticker\"}"), 0.8);
+        assert_eq!(v.counter("upbit_limiter_http_429_total{group=\"ticker\"}"), 1);
+        let gauges = v.gauges.lock().unwrap();
+        assert!(
+            !gauges.keys().any(|k| k.contains("group=\"ticker\",pocket")),
+            "an IP group labelled with a pocket: {:?}",
+            gauges.keys().filter(|k| k.contains("ticker")).collect::<Vec<_>>()
+        );
     });
 }

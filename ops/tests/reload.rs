@@ -11,6 +11,10 @@ use upbit_limiter_core::breaker::BreakerState;
 use upbit_limiter_core::{Duration, Group, Instant, Preset, ServerLimit};
 use upbit_limiter_ops::{Instrumented, OpsConfig, TomlText};
 
+/// Every group on the GCRA: these reloads change bursts, rates and quotas,
+/// which are the GCRA's.
+const GCRA: &str = "[all]\npolicy = \"gcra\"\n";
+
 fn config(text: &str) -> OpsConfig {
     OpsConfig::from_layers(
         Some(TomlText {
@@ -24,7 +28,7 @@ fn config(text: &str) -> OpsConfig {
 
 #[tokio::test(start_paused = true)]
 async fn reload_to_a_slower_server_limit_under_load_keeps_state_and_never_bursts() {
-    let base = OpsConfig::default();
+    let base = config(GCRA);
     let limiter: Arc<Instrumented> = Arc::new(Instrumented::new(&base).unwrap());
     let t0 = limiter.now();
     let switch_at = t0 + Duration::from_secs(5);
@@ -39,7 +43,11 @@ async fn reload_to_a_slower_server_limit_under_load_keeps_state_and_never_bursts
 
     // The file an operator reloads: Upbit Global (order 8/s), ticker burst 2.
     let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ops-reload-slower.toml");
-    std::fs::write(&path, "preset = \"global\"\n[groups.ticker]\nburst = 2\n").unwrap();
+    std::fs::write(
+        &path,
+        format!("preset = \"global\"\n{GCRA}[groups.ticker]\nburst = 2\n"),
+    )
+    .unwrap();
 
     let switcher = {
         let limiter = Arc::clone(&limiter);
@@ -84,7 +92,7 @@ async fn reload_to_a_slower_server_limit_under_load_keeps_state_and_never_bursts
     // Every admission against the limit in force when it was made.
     let configs = [
         (t0, base.limiter.clone()),
-        (switch_at, config("preset = \"global\"").limiter),
+        (switch_at, config(&format!("preset = \"global\"\n{GCRA}")).limiter),
     ];
     let (worst, limit) = check_windows(&admissions, Group::Order, &configs);
     assert!(worst <= limit as usize);
@@ -112,6 +120,7 @@ async fn reload_between_bursts_and_explicit_rates_under_load_never_bursts() {
         "[groups.ticker]\nrps = 5\nburst = 3\n",
         "[groups.ticker]\nburst = 1\n",
     ];
+    let config = |text: &str| config(&format!("{GCRA}{text}"));
     let base = config(steps[0]);
     let limiter: Arc<Instrumented> = Arc::new(Instrumented::new(&base).unwrap());
     let t0 = limiter.now();
@@ -182,6 +191,7 @@ async fn a_refused_reload_changes_nothing() {
 fn the_window_check_catches_one_admission_too_many() {
     // 10 per second plus 100 ms margin: one every 100 ms puts 11 in 1.1 s.
     let admissions: Vec<Instant> = (0..20).map(|i| Instant::from_nanos(i * 100_000_000)).collect();
-    let cfg = upbit_limiter_core::LimiterConfig::preset(Preset::Korea);
+    // (The GCRA's promise: W + J; the interval log promises W.)
+    let cfg = config(GCRA).limiter;
     check_windows(&admissions, Group::Ticker, &[(Instant::ZERO, cfg)]);
 }

@@ -152,7 +152,11 @@ async fn a_reload_logs_what_its_settings_cost() {
 #[tokio::test(start_paused = true)]
 async fn a_round_trip_longer_than_the_margin_warns() {
     let (out, _guard) = capture();
-    let limiter = Instrumented::new(&OpsConfig::default()).unwrap();
+    // The warning is the GCRA's: its assumption is about the margin.
+    let mut config = OpsConfig::default();
+    config.limiter.group_mut(upbit_limiter_core::Group::Ticker).policy =
+        upbit_limiter_core::limiter::Policy::Gcra;
+    let limiter = Instrumented::new(&config).unwrap();
     // The ticker's margin is 100 ms: a 50 ms round trip is within it.
     let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
     tokio::time::advance(std::time::Duration::from_millis(50)).await;
@@ -173,4 +177,37 @@ async fn a_round_trip_longer_than_the_margin_warns() {
             .round_trips_over_margin,
         1
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pockets_spans_and_events_name_it_for_its_own_groups() {
+    let (out, _guard) = capture();
+    let config = OpsConfig::default();
+    let ip: Instrumented = Instrumented::new(&config).unwrap();
+    let sub = ip
+        .add_pocket(
+            upbit_limiter_core::upbit::PocketId::new("sub-1").unwrap(),
+            &config,
+        )
+        .unwrap();
+    sub.acquire("POST", "/v1/orders")
+        .await
+        .unwrap()
+        .report(Response::status(429));
+    let line = one(&out.take(), "rate ratio lowered");
+    assert!(
+        line.contains("acquire{group=\"order\" pocket=\"sub-1\""),
+        "{line}"
+    );
+    assert!(
+        line.contains("group=\"order\" pocket=\"sub-1\" from=1.0 to=0.8"),
+        "{line}"
+    );
+    // The IP's groups belong to no pocket.
+    sub.acquire("GET", "/v1/ticker")
+        .await
+        .unwrap()
+        .report(Response::status(429));
+    let line = one(&out.take(), "rate ratio lowered");
+    assert!(!line.contains("pocket="), "{line}");
 }

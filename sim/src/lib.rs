@@ -16,7 +16,9 @@
 //! - [`policy`]: ours and the baselines (`gcra-at-limit`, `best-practice`, `none`),
 //!   and [`oracle`], the clairvoyant policy that is the physical limit.
 //! - [`compare`]: several policies side by side on the same traffic and seed.
-//! - [`run`](mod@run): one run; [`report`]: what it found;
+//! - [`run`](mod@run): one run; [`report`]: what it found; [`budget`]: what
+//!   we got beside another process on the same budget, and after the
+//!   server's limits changed;
 //!   [`least_wait`]: the least wait the limits allow for the run's traffic.
 //! - [`serve`]: the same server model over real HTTP, in real time.
 //!
@@ -33,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod compare;
 pub mod exec;
 pub mod histogram;

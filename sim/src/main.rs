@@ -107,14 +107,18 @@ struct RunArgs {
     /// Seed of every random draw. Default: the scenario's.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Admission policy: ours, interval-log, gcra-at-limit, best-practice, none, oracle; or a
+    /// The server sends no `Remaining-Req` header (as `remaining_req = false`
+    /// in the scenario's `[server]`): the limiter has only 429s to go by.
+    #[arg(long)]
+    no_headers: bool,
+    /// Admission policy: ours, gcra, gcra-at-limit, best-practice, none, oracle; or a
     /// comma-separated list of them (e.g. ours,oracle) to run each on the same
     /// traffic and seed and print them side by side per group: throughput while
     /// requests waited (per second and as a share of N/W), wait p50/p95/p99, 429s.
     ///
-    /// ours: the limiter with the preset's derived quotas (jitter margin, Zero-429).
+    /// ours: the limiter as it ships: the interval log on every HTTP group (admits while fewer than N requests could still arrive in the window; no network assumption), the GCRA for websocket messages.
     ///
-    /// interval-log: the limiter on the interval log: admits while fewer than N requests could still arrive in the window (no network assumption).
+    /// gcra: the limiter with every group on the GCRA with its derived quota (jitter margin, burst 1; Zero-429 while delays vary by at most the margin).
     ///
     /// gcra-at-limit: the same limiter with every quota at the server's limit: rate N/W, burst N, no margin (10 rps with burst 10 on a 10/s group).
     ///
@@ -220,7 +224,7 @@ fn clock(d: Duration) -> String {
 fn list() -> ExitCode {
     for b in BUILTINS {
         match Scenario::from_toml(b.source, b.name) {
-            Ok(s) => println!("{:<15} {}", b.name, s.description),
+            Ok(s) => println!("{:<18} {}", b.name, s.description),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_FAILED);
@@ -243,6 +247,9 @@ fn run_command(args: RunArgs) -> ExitCode {
     }
     if let Some(j) = args.jitter_ms {
         scenario.set_jitter(Duration::from_nanos((j * 1e6).round() as u64));
+    }
+    if args.no_headers {
+        scenario.server.remaining_req = false;
     }
     let models: Vec<ServerModel> = match args.server_model {
         Some(Models::All) => ServerModel::ALL.to_vec(),

@@ -2,8 +2,8 @@
 //!
 //! | policy | what admits a request |
 //! |---|---|
-//! | `ours` | the real limiter, `RateLimiter::acquire`, with the preset's derived quotas |
-//! | `interval-log` | the real limiter with the interval-log policy on every group whose requests get a response (GCRA for WebSocket messages) |
+//! | `ours` | the real limiter, `RateLimiter::acquire`, with the preset as it ships: the interval log on every group whose requests get a response, the GCRA with its margin for WebSocket messages |
+//! | `gcra` | the same limiter with every group on the GCRA with the preset's derived, jitter-safe quota (burst 1) |
 //! | `gcra-at-limit` | the same limiter (adaptive ratio, breaker, header sync and all), but with every group's quota at the server's limit: rate = `N / W`, burst = `N`, no jitter margin (10 rps with burst 10 on a 10/s group). It admits up to `2N - 1` in one window |
 //! | `best-practice` | Upbit's published example limiter ([`BestPractice`]) |
 //! | `none` | nothing: every request is sent at once |
@@ -20,10 +20,12 @@ use crate::exec::SimRuntime;
 /// Which admission policy the clients use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Policy {
-    /// The real limiter with its derived, jitter-safe quotas.
+    /// The real limiter with the preset as it ships (the interval log on
+    /// the HTTP groups).
     Ours,
-    /// The real limiter on the interval log (HTTP groups).
-    IntervalLog,
+    /// The real limiter with every group on the GCRA and its derived,
+    /// jitter-safe quota.
+    Gcra,
     /// The real limiter with every quota at the server's limit: rate `N / W`,
     /// burst `N`, no margin.
     GcraAtLimit,
@@ -39,18 +41,18 @@ impl Policy {
     /// Every policy.
     pub const ALL: [Policy; 6] = [
         Self::Ours,
-        Self::IntervalLog,
+        Self::Gcra,
         Self::GcraAtLimit,
         Self::BestPractice,
         Self::None,
         Self::Oracle,
     ];
 
-    /// `ours`, `gcra-at-limit`, `best-practice`, `none` or `oracle`.
+    /// `ours`, `gcra`, `gcra-at-limit`, `best-practice`, `none` or `oracle`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ours => "ours",
-            Self::IntervalLog => "interval-log",
+            Self::Gcra => "gcra",
             Self::GcraAtLimit => "gcra-at-limit",
             Self::BestPractice => "best-practice",
             Self::None => "none",
@@ -61,10 +63,13 @@ impl Policy {
     /// One line on what the policy admits, as `--help` shows it.
     pub fn summary(self) -> &'static str {
         match self {
-            Self::Ours => "the limiter with the preset's derived quotas (jitter margin, Zero-429)",
-            Self::IntervalLog => {
-                "the limiter on the interval log: admits while fewer than N requests could still arrive in the \
-                 window (no network assumption)"
+            Self::Ours => {
+                "the limiter as it ships: the interval log on every HTTP group (admits while fewer than N requests \
+                 could still arrive in the window; no network assumption), the GCRA for websocket messages"
+            }
+            Self::Gcra => {
+                "the limiter with every group on the GCRA with its derived quota (jitter margin, burst 1; Zero-429 \
+                 while delays vary by at most the margin)"
             }
             Self::GcraAtLimit => {
                 "the same limiter with every quota at the server's limit: rate N/W, burst N, no margin \
@@ -83,12 +88,10 @@ impl Policy {
     pub fn limiter_config(self, preset: Preset) -> Option<LimiterConfig> {
         match self {
             Self::Ours => Some(LimiterConfig::preset(preset)),
-            Self::IntervalLog => {
+            Self::Gcra => {
                 let mut cfg = LimiterConfig::preset(preset);
                 for g in Group::ALL {
-                    if g != Group::WebsocketMessage {
-                        cfg.group_mut(g).policy = upbit_limiter_core::limiter::Policy::IntervalLog;
-                    }
+                    cfg.group_mut(g).policy = upbit_limiter_core::limiter::Policy::Gcra;
                 }
                 Some(cfg)
             }
@@ -108,6 +111,7 @@ impl Policy {
 /// `N`, no margin. Unsafe by design (refused without `allow_unsafe`).
 fn at_limit_group_config(preset: Preset, group: Group) -> GroupConfig {
     let mut cfg = GroupConfig::preset(preset, group);
+    cfg.policy = upbit_limiter_core::limiter::Policy::Gcra;
     let first = preset.limits(group)[0];
     let n = first.max_requests.max(1);
     let interval = Duration::from_nanos(first.window.as_nanos().div_ceil(u64::from(n)));
@@ -131,7 +135,7 @@ impl fmt::Display for UnknownPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown policy `{}` (expected ours, gcra-at-limit, best-practice, none or oracle)",
+            "unknown policy `{}` (expected ours, gcra, gcra-at-limit, best-practice, none or oracle)",
             self.0
         )
     }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::budget::{render_co_tenants, render_limit_changes, CoTenantReport, LimitChangeReport};
 use crate::histogram::Histogram;
 
 /// The SLA targets.
@@ -334,6 +335,11 @@ pub struct Report {
     pub sla: Sla,
     /// Per group, in Upbit's group order, only groups that saw traffic.
     pub groups: Vec<GroupReport>,
+    /// Per background load and group it calls: what we got while it ran and
+    /// after it stopped ([`crate::budget`]).
+    pub co_tenants: Vec<CoTenantReport>,
+    /// Per server limit change: what we got after it.
+    pub limit_changes: Vec<LimitChangeReport>,
 }
 
 fn fmt_ms(v: f64) -> String {
@@ -495,6 +501,8 @@ impl Report {
                 );
             }
         }
+        o.push_str(&render_co_tenants(&self.co_tenants));
+        o.push_str(&render_limit_changes(&self.limit_changes));
         let s = &self.sla;
         let _ = writeln!(o);
         let _ = writeln!(o, "SLA targets");

@@ -21,6 +21,7 @@ use upbit_limiter_core::{
     ConfigError, Duration, Feedback, Group, Instant, RateLimiter, Reason, Request, Response, Runtime,
 };
 
+use crate::budget::{self, PerSecond, Tally};
 use crate::exec::{Executor, SimRuntime, Stall};
 use crate::histogram::Histogram;
 use crate::least_wait::{least_quantile, GroupTraffic};
@@ -133,6 +134,7 @@ struct World {
     admission: Admission,
     groups: RefCell<Vec<GroupStats>>,
     actors: RefCell<Actors>,
+    seconds: RefCell<PerSecond>,
 }
 
 fn secs(t: Instant) -> f64 {
@@ -266,6 +268,11 @@ async fn request(w: &World, call: &Call, id: u64) {
             if let Admission::Oracle(o) = &w.admission {
                 o.arrived(g, arrival);
             }
+            match reply.status {
+                200 => w.seconds.borrow_mut().record(g, arrival, Tally::Ok),
+                429 | 418 => w.seconds.borrow_mut().record(g, arrival, Tally::Rejected),
+                _ => {}
+            }
             if matches!(reply.status, 429 | 418) {
                 let mut groups = w.groups.borrow_mut();
                 let s = &mut groups[g.index()];
@@ -339,6 +346,9 @@ async fn background_request(w: &World, call: &Call, id: u64) {
         w.server
             .borrow_mut()
             .handle(arrival, call.group, Source::Background);
+        w.seconds
+            .borrow_mut()
+            .record(call.group, arrival, Tally::Background);
     }
 }
 
@@ -379,7 +389,8 @@ async fn actor(w: Rc<World>, a: usize, i: u32, source: u32) {
     w.actors.borrow_mut().finished += 1;
 }
 
-/// One open-loop generator: spawns a request at each arrival of its process.
+/// One open-loop generator: spawns a request at each arrival of its process
+/// (`burst` of them at once for bursty arrivals).
 async fn load(w: Rc<World>, l: usize, source: u32) {
     let spec = &w.scenario.loads[l];
     let mut draws = Draws::new(w.seed, LOAD_STREAMS | l as u64);
@@ -397,6 +408,8 @@ async fn load(w: Rc<World>, l: usize, source: u32) {
         let gap = match spec.arrivals {
             Arrivals::Poisson => draws.exponential(mean),
             Arrivals::Uniform => mean,
+            // A clump of `burst` calls every `burst` mean gaps: the same rate.
+            Arrivals::Bursty => mean.saturating_mul(u64::from(spec.burst)),
         };
         if t + gap >= change {
             // The rate changes first: start afresh from there (exact for
@@ -406,24 +419,26 @@ async fn load(w: Rc<World>, l: usize, source: u32) {
         }
         t = t + gap;
         w.rt.sleep_until(Instant::ZERO + t).await;
-        let mut pick = draws.below(total_weight);
-        let mut k = 0;
-        while k + 1 < spec.mix.len() && pick >= u64::from(spec.mix[k].1) {
-            pick -= u64::from(spec.mix[k].1);
-            k += 1;
-        }
-        let id = request_id(source, n);
-        n = n.wrapping_add(1);
-        let world = Rc::clone(&w);
-        let background = spec.background;
-        w.rt.spawn(async move {
-            let call = &world.scenario.loads[l].mix[k].0;
-            if background {
-                background_request(&world, call, id).await;
-            } else {
-                request(&world, call, id).await;
+        for _ in 0..spec.burst {
+            let mut pick = draws.below(total_weight);
+            let mut k = 0;
+            while k + 1 < spec.mix.len() && pick >= u64::from(spec.mix[k].1) {
+                pick -= u64::from(spec.mix[k].1);
+                k += 1;
             }
-        });
+            let id = request_id(source, n);
+            n = n.wrapping_add(1);
+            let world = Rc::clone(&w);
+            let background = spec.background;
+            w.rt.spawn(async move {
+                let call = &world.scenario.loads[l].mix[k].0;
+                if background {
+                    background_request(&world, call, id).await;
+                } else {
+                    request(&world, call, id).await;
+                }
+            });
+        }
     }
 }
 
@@ -471,12 +486,18 @@ pub fn run(
         None if opts.policy == Policy::Oracle => Admission::Oracle(Box::default()),
         None => Admission::Unlimited,
     };
-    let server = Server::new(
+    let mut server = Server::new(
         scenario.preset,
         opts.model,
         scenario.server.fixed_phase,
         scenario.server.escalation,
     );
+    if !scenario.server.remaining_req {
+        server = server.without_remaining_req();
+    }
+    for c in &scenario.limit_changes {
+        server.change_limits(Instant::ZERO + c.at, c.group, c.limits.clone());
+    }
     let world = Rc::new(World {
         rt,
         seed: opts.seed,
@@ -485,6 +506,7 @@ pub fn run(
         admission,
         groups: RefCell::new((0..Group::COUNT).map(|_| GroupStats::default()).collect()),
         actors: RefCell::new(Actors::default()),
+        seconds: RefCell::new(PerSecond::new()),
     });
 
     let mut source = 0u32;
@@ -555,9 +577,7 @@ pub fn run(
             no_response: s.no_response,
             local_rejections: s.rejections,
             wait_ms: WaitMs::from_histogram(&s.waits),
-            utilisation: (f64::from(load.peak_in_window) / f64::from(limit.max_requests.max(1)) * 1000.0)
-                .round()
-                / 1000.0,
+            utilisation: (load.peak_share * 1000.0).round() / 1000.0,
             max_queue_depth: s.max_waiting,
             throughput,
             breaker_transitions: status.map(|_| s.transitions),
@@ -599,6 +619,10 @@ pub fn run(
         p99: least(0.99),
     };
     let sla = Sla::evaluate(total_admitted, total_429 + total_418, &wait_ms, &least);
+    let traffic_end = horizon.min(end - Instant::ZERO);
+    let seconds = world.seconds.borrow();
+    let co_tenants = budget::co_tenants(scenario, &seconds, traffic_end);
+    let limit_changes = budget::limit_changes(scenario, &seconds, traffic_end);
     Ok(Report {
         scenario: scenario.name.clone(),
         server_model: opts.model.as_str().to_owned(),
@@ -626,5 +650,7 @@ pub fn run(
         wait_ms,
         sla,
         groups,
+        co_tenants,
+        limit_changes,
     })
 }

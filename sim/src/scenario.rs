@@ -33,6 +33,12 @@
 //! block_s = 30              # of this length, doubling per block
 //! block_max_s = 600         # up to this
 //! unreadable_ban_body = false  # true: 418 bodies state no block time
+//! remaining_req = true      # false: no `Remaining-Req` header on any answer (--no-headers)
+//!
+//! [[server.limit_changes]]  # the server enforces other limits from then on,
+//! at_s = 60                 # without telling anyone (the limiter keeps the preset's)
+//! group = "order"
+//! limits = ["8/1s"]         # every window of the group: "N/<secs>s" or "N/<ms>ms"
 //!
 //! [[actors]]                # closed loop: each actor runs its steps in order
 //! name = "trader"
@@ -50,7 +56,9 @@
 //! name = "flow"
 //! until_s = 3600
 //! start_s = 0
-//! arrivals = "poisson"      # or "uniform"
+//! arrivals = "poisson"      # or "uniform", or "bursty": clumps of `burst_size`
+//! burst_size = 5            # calls at one instant, clumps evenly spaced so that
+//!                           # the mean rate is still `per_minute` (bursty only)
 //! per_minute = [30, 100]    # the rate, one value per period, cycling
 //! period_s = 1800
 //! peak_factor = 3           # optional: the rate times 3 ...
@@ -66,7 +74,7 @@ use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
-use upbit_limiter_core::{Duration, Group, Preset};
+use upbit_limiter_core::{Duration, Group, Preset, ServerLimit};
 
 use crate::network::{Network, Profile, ServicePhase, Stalls};
 use crate::server::{route, Escalation, ServerModel};
@@ -81,7 +89,7 @@ pub struct Builtin {
 }
 
 /// The built-in scenarios, in the order `list` shows them.
-pub const BUILTINS: [Builtin; 7] = [
+pub const BUILTINS: [Builtin; 11] = [
     Builtin {
         name: "market-shock",
         source: include_str!("../scenarios/market-shock.toml"),
@@ -109,6 +117,22 @@ pub const BUILTINS: [Builtin; 7] = [
     Builtin {
         name: "institutional",
         source: include_str!("../scenarios/institutional.toml"),
+    },
+    Builtin {
+        name: "co-tenant-periodic",
+        source: include_str!("../scenarios/co-tenant-periodic.toml"),
+    },
+    Builtin {
+        name: "co-tenant-poisson",
+        source: include_str!("../scenarios/co-tenant-poisson.toml"),
+    },
+    Builtin {
+        name: "co-tenant-bursty",
+        source: include_str!("../scenarios/co-tenant-bursty.toml"),
+    },
+    Builtin {
+        name: "limit-change",
+        source: include_str!("../scenarios/limit-change.toml"),
     },
 ];
 
@@ -202,6 +226,20 @@ pub enum Arrivals {
     Poisson,
     /// Even gaps.
     Uniform,
+    /// Clumps of [`Load::burst`] calls at one instant, evenly spaced so that
+    /// the mean rate is the load's.
+    Bursty,
+}
+
+impl Arrivals {
+    /// `poisson`, `uniform` or `bursty`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Poisson => "poisson",
+            Self::Uniform => "uniform",
+            Self::Bursty => "bursty",
+        }
+    }
 }
 
 /// A periodic surge of a load.
@@ -228,6 +266,8 @@ pub struct Load {
     pub until: Duration,
     /// How calls are spaced.
     pub arrivals: Arrivals,
+    /// Calls sent at one instant: `burst_size` for [`Arrivals::Bursty`], else 1.
+    pub burst: u32,
     /// Calls per minute, one value per period, cycling.
     pub per_minute: Vec<f64>,
     /// The length of one period of `per_minute`.
@@ -303,6 +343,20 @@ pub struct ServerSpec {
     pub fixed_phase: Duration,
     /// The 429 → 418 escalation.
     pub escalation: Escalation,
+    /// Whether answers carry `Remaining-Req` (Upbit's do; `false` shows a
+    /// client that has only 429s to go by).
+    pub remaining_req: bool,
+}
+
+/// The server starts enforcing other limits for a group, unannounced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitChange {
+    /// When, since the run began.
+    pub at: Duration,
+    /// The group.
+    pub group: Group,
+    /// Its windows from then on (at least one); a request must fit all of them.
+    pub limits: Vec<ServerLimit>,
 }
 
 /// A whole scenario.
@@ -322,6 +376,8 @@ pub struct Scenario {
     pub network: Network,
     /// The server.
     pub server: ServerSpec,
+    /// The server's limit changes, in time order (the limiter is not told).
+    pub limit_changes: Vec<LimitChange>,
     /// Closed-loop clients.
     pub actors: Vec<Actor>,
     /// Open-loop traffic.
@@ -399,6 +455,36 @@ impl Scenario {
     pub fn set_jitter(&mut self, jitter: Duration) {
         self.network.jitter = jitter;
     }
+
+    /// The windows the server enforces for `group` at `t`: the preset's, or
+    /// those of the last limit change at or before `t`.
+    pub fn limits_at(&self, group: Group, t: Duration) -> Vec<ServerLimit> {
+        self.limit_changes
+            .iter()
+            .rfind(|c| c.group == group && c.at <= t)
+            .map_or_else(|| self.preset.limits(group).to_vec(), |c| c.limits.clone())
+    }
+}
+
+/// A limit written `N/<secs>s` or `N/<ms>ms`, e.g. `8/1s`, `100/60s`, `5/500ms`.
+pub fn parse_limit(s: &str) -> Result<ServerLimit, String> {
+    let bad = || format!("limit `{s}` is not `N/<secs>s` or `N/<ms>ms` (e.g. \"8/1s\")");
+    let (n, w) = s.trim().split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let w = w.trim();
+    let window = if let Some(ms) = w.strip_suffix("ms") {
+        Duration::from_millis(ms.trim().parse().map_err(|_| bad())?)
+    } else if let Some(secs) = w.strip_suffix('s') {
+        Duration::from_secs(secs.trim().parse().map_err(|_| bad())?)
+    } else {
+        return Err(bad());
+    };
+    if n == 0 || window.is_zero() {
+        return Err(format!(
+            "limit `{s}`: both the count and the window must be above zero"
+        ));
+    }
+    Ok(ServerLimit::new(n, window))
 }
 
 // ---------------------------------------------------------------------------
@@ -601,6 +687,61 @@ struct RawServer {
     block_s: Secs,
     block_max_s: Secs,
     unreadable_ban_body: bool,
+    remaining_req: bool,
+    limit_changes: Vec<Spanned<RawLimitChange>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimitChange {
+    at_s: Secs,
+    group: GroupName,
+    limits: Vec<LimitText>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct GroupName(Group);
+
+impl TryFrom<String> for GroupName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(GroupName).map_err(|_| {
+            let names: Vec<&str> = Group::ALL.iter().map(|g| g.as_str()).collect();
+            format!("unknown group `{s}` (expected one of {})", names.join(", "))
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct LimitText(ServerLimit);
+
+impl TryFrom<String> for LimitText {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_limit(&s).map(LimitText)
+    }
+}
+
+/// The calls of one clump of a bursty load: at least one.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "i64")]
+struct BurstSize(u32);
+
+/// The most calls one clump may hold.
+const MAX_BURST: u32 = 100_000;
+
+impl TryFrom<i64> for BurstSize {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u32::try_from(v) {
+            Ok(n) if (1..=MAX_BURST).contains(&n) => Ok(Self(n)),
+            _ => Err(format!(
+                "`burst_size` is the number of calls sent at one instant: a whole number from 1 to {MAX_BURST}, not {v}"
+            )),
+        }
+    }
 }
 
 impl Default for RawServer {
@@ -614,6 +755,8 @@ impl Default for RawServer {
             block_s: Secs(e.block),
             block_max_s: Secs(e.block_max),
             unreadable_ban_body: e.unreadable_body,
+            remaining_req: true,
+            limit_changes: Vec::new(),
         }
     }
 }
@@ -659,6 +802,7 @@ struct RawLoad {
     until_s: Secs,
     #[serde(default = "poisson")]
     arrivals: Arrivals,
+    burst_size: Option<BurstSize>,
     per_minute: Vec<Rate>,
     period_s: Option<Secs>,
     peak_factor: Option<Rate>,
@@ -762,7 +906,32 @@ impl RawScenario {
                 block_max: s.block_max_s.0,
                 unreadable_body: s.unreadable_ban_body,
             },
+            remaining_req: s.remaining_req,
         };
+        let mut limit_changes: Vec<LimitChange> = Vec::new();
+        for c in s.limit_changes {
+            let span = c.span();
+            let c = c.into_inner();
+            let group = c.group.0;
+            if c.limits.is_empty() {
+                return Err(at(
+                    span,
+                    format!("limit change of `{group}`: `limits` is empty (give at least one window, e.g. [\"8/1s\"])"),
+                ));
+            }
+            if limit_changes.iter().any(|o| o.group == group && o.at == c.at_s.0) {
+                return Err(at(
+                    span,
+                    format!("`{group}` has two limit changes at {} s", c.at_s.0.as_secs_f64()),
+                ));
+            }
+            limit_changes.push(LimitChange {
+                at: c.at_s.0,
+                group,
+                limits: c.limits.into_iter().map(|l| l.0).collect(),
+            });
+        }
+        limit_changes.sort_by_key(|c| c.at);
 
         let mut actors = Vec::new();
         for a in self.actors {
@@ -849,6 +1018,27 @@ impl RawScenario {
                     ))
                 }
             };
+            let burst = match (l.arrivals, l.burst_size) {
+                (Arrivals::Bursty, Some(b)) => b.0,
+                (Arrivals::Bursty, None) => {
+                    return Err(at(
+                        span,
+                        format!(
+                            "load `{name}`: `arrivals = \"bursty\"` needs `burst_size` (how many calls are sent at one instant)"
+                        ),
+                    ))
+                }
+                (other, Some(_)) => {
+                    return Err(at(
+                        span,
+                        format!(
+                            "load `{name}`: `burst_size` applies only to `arrivals = \"bursty\"` (this load's are {})",
+                            other.as_str()
+                        ),
+                    ))
+                }
+                (_, None) => 1,
+            };
             let peak = match (l.peak_factor, l.peak_every_s, l.peak_length_s) {
                 (None, None, None) => None,
                 (Some(f), Some(every), Some(length)) => {
@@ -879,6 +1069,7 @@ impl RawScenario {
                 start: l.start_s.0,
                 until: l.until_s.0,
                 arrivals: l.arrivals,
+                burst,
                 per_minute: l.per_minute.iter().map(|r| r.0).collect(),
                 period,
                 peak,
@@ -895,6 +1086,7 @@ impl RawScenario {
             duration: self.duration_s.map(|d| d.0),
             network,
             server,
+            limit_changes,
             actors,
             loads,
         })
@@ -959,6 +1151,7 @@ mod tests {
             start: Duration::from_secs(10),
             until: Duration::from_secs(1000),
             arrivals: Arrivals::Uniform,
+            burst: 1,
             per_minute: vec![30.0, 60.0],
             period: Duration::from_secs(100),
             peak: Some(Peak {
@@ -1048,5 +1241,154 @@ mod tests {
         let src = format!("name = \"x\"\n[network]\nstall_chance = 1.5\n{ONE_ACTOR}");
         let e = Scenario::from_toml(&src, "x.toml").unwrap_err();
         assert_eq!(e.line(), Some(3), "{e}");
+    }
+
+    const TICKER_LOAD: &str = "[[loads]]\nname = \"other\"\nbackground = true\nuntil_s = 60\nper_minute = [120]\nmix = [{ call = \"GET /v1/ticker\" }]\n";
+
+    #[test]
+    fn bursty_loads_need_a_burst_size_and_only_they_take_one() {
+        let src = format!("name = \"x\"\n{TICKER_LOAD}arrivals = \"bursty\"\nburst_size = 4\n");
+        let s = Scenario::from_toml(&src, "x.toml").unwrap();
+        assert_eq!((s.loads[0].arrivals, s.loads[0].burst), (Arrivals::Bursty, 4));
+        let s = Scenario::from_toml(&format!("name = \"x\"\n{TICKER_LOAD}"), "x.toml").unwrap();
+        assert_eq!((s.loads[0].arrivals, s.loads[0].burst), (Arrivals::Poisson, 1));
+
+        let src = format!("name = \"x\"\n{TICKER_LOAD}arrivals = \"bursty\"\n");
+        let e = Scenario::from_toml(&src, "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(2), "{e}");
+        assert!(
+            e.message.contains("`arrivals = \"bursty\"` needs `burst_size`"),
+            "{e}"
+        );
+
+        let src = format!("name = \"x\"\n{TICKER_LOAD}arrivals = \"bursty\"\nburst_size = 0\n");
+        let e = Scenario::from_toml(&src, "x.toml").unwrap_err();
+        assert_eq!(e.position, Some((9, 14)), "{e}");
+        assert!(e.message.contains("`burst_size` is the number of calls"), "{e}");
+        assert!(e.message.contains("not 0"), "{e}");
+        for bad in ["-3", "1.5", "\"5\"", "100001"] {
+            let src = format!("name = \"x\"\n{TICKER_LOAD}arrivals = \"bursty\"\nburst_size = {bad}\n");
+            let e = Scenario::from_toml(&src, "x.toml").unwrap_err();
+            assert_eq!(e.line(), Some(9), "{bad}: {e}");
+        }
+
+        let src = format!("name = \"x\"\n{TICKER_LOAD}arrivals = \"uniform\"\nburst_size = 3\n");
+        let e = Scenario::from_toml(&src, "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(2), "{e}");
+        assert!(
+            e.message
+                .contains("`burst_size` applies only to `arrivals = \"bursty\"` (this load's are uniform)"),
+            "{e}"
+        );
+
+        let src = format!("name = \"x\"\n{TICKER_LOAD}arrivals = \"burst\"\n");
+        let e = Scenario::from_toml(&src, "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(8), "{e}");
+        assert!(e.message.contains("bursty"), "{e}");
+    }
+
+    #[test]
+    fn limit_changes_parse_in_time_order() {
+        let src = format!(
+            "name = \"x\"\n[server]\nremaining_req = false\n\
+             [[server.limit_changes]]\nat_s = 90\ngroup = \"ticker\"\nlimits = [\"5/1s\"]\n\
+             [[server.limit_changes]]\nat_s = 60\ngroup = \"order\"\nlimits = [\"8/1s\", \"100/60s\"]\n{ONE_ACTOR}"
+        );
+        let s = Scenario::from_toml(&src, "x.toml").unwrap();
+        assert!(!s.server.remaining_req);
+        let at: Vec<(u64, Group)> = s
+            .limit_changes
+            .iter()
+            .map(|c| (c.at.as_nanos() / 1_000_000_000, c.group))
+            .collect();
+        assert_eq!(at, [(60, Group::Order), (90, Group::Ticker)]);
+        assert_eq!(
+            s.limit_changes[0].limits,
+            [
+                ServerLimit::per_second(8),
+                ServerLimit::new(100, Duration::from_secs(60))
+            ]
+        );
+        let secs = Duration::from_secs;
+        assert_eq!(s.limits_at(Group::Order, secs(59)), [ServerLimit::per_second(12)]);
+        assert_eq!(s.limits_at(Group::Order, secs(60)).len(), 2);
+        assert_eq!(
+            s.limits_at(Group::Ticker, secs(100)),
+            [ServerLimit::per_second(5)]
+        );
+        let s = Scenario::from_toml(&format!("name = \"x\"\n{ONE_ACTOR}"), "x.toml").unwrap();
+        assert!(s.server.remaining_req && s.limit_changes.is_empty());
+    }
+
+    #[test]
+    fn bad_limit_changes_are_refused_where_they_are() {
+        let change = |body: &str| format!("name = \"x\"\n[[server.limit_changes]]\n{body}\n{ONE_ACTOR}");
+        let cases = [
+            (
+                "at_s = 60\ngroup = \"orders\"\nlimits = [\"8/1s\"]",
+                4,
+                "unknown group `orders`",
+            ),
+            (
+                "at_s = 60\ngroup = \"order\"\nlimits = [\"8/1\"]",
+                5,
+                "is not `N/<secs>s`",
+            ),
+            (
+                "at_s = 60\ngroup = \"order\"\nlimits = [\"8 per second\"]",
+                5,
+                "is not `N/<secs>s`",
+            ),
+            (
+                "at_s = 60\ngroup = \"order\"\nlimits = [\"0/1s\"]",
+                5,
+                "above zero",
+            ),
+            (
+                "at_s = 60\ngroup = \"order\"\nlimits = [\"8/0ms\"]",
+                5,
+                "above zero",
+            ),
+            ("at_s = -1\ngroup = \"order\"\nlimits = [\"8/1s\"]", 3, "seconds"),
+            (
+                "at_s = 60\ngroup = \"order\"\nlimits = []",
+                2,
+                "`limits` is empty",
+            ),
+            ("at_s = 60\ngroup = \"order\"", 2, "missing field `limits`"),
+            (
+                "at_s = 60\ngroup = \"order\"\nlimits = [\"8/1s\"]\nwhen = 3",
+                6,
+                "unknown field `when`",
+            ),
+        ];
+        for (body, line, message) in cases {
+            let e = Scenario::from_toml(&change(body), "x.toml").unwrap_err();
+            assert_eq!(e.line(), Some(line), "{body}: {e}");
+            assert!(e.message.contains(message), "{body}: {e}");
+        }
+        let twice = format!(
+            "name = \"x\"\n[[server.limit_changes]]\nat_s = 60\ngroup = \"order\"\nlimits = [\"8/1s\"]\n\
+             [[server.limit_changes]]\nat_s = 60\ngroup = \"order\"\nlimits = [\"6/1s\"]\n{ONE_ACTOR}"
+        );
+        let e = Scenario::from_toml(&twice, "x.toml").unwrap_err();
+        assert_eq!(e.line(), Some(6), "{e}");
+        assert!(e.message.contains("two limit changes at 60 s"), "{e}");
+    }
+
+    #[test]
+    fn limits_parse() {
+        assert_eq!(parse_limit("8/1s"), Ok(ServerLimit::per_second(8)));
+        assert_eq!(
+            parse_limit(" 5 / 500ms "),
+            Ok(ServerLimit::new(5, Duration::from_millis(500)))
+        );
+        assert_eq!(
+            parse_limit("100/60s"),
+            Ok(ServerLimit::new(100, Duration::from_secs(60)))
+        );
+        for bad in ["8", "8/", "/1s", "8/1", "8/1m", "x/1s", "8/1.5s", "-8/1s"] {
+            assert!(parse_limit(bad).is_err(), "{bad}");
+        }
     }
 }

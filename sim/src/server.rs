@@ -37,6 +37,14 @@
 //! limit>; sec=<left in the current window after this request>`. The wire
 //! names are the ones seen in practice: `candles` for candle and
 //! `crix-trades` for trade. A 429 or 418 says `sec=0`.
+//! [`Server::without_remaining_req`] drops the header from every answer.
+//!
+//! # Limit changes
+//!
+//! [`Server::change_limits`] schedules new windows for a group at an instant
+//! (nobody is told). From then on the group is counted against them, and what
+//! it has counted so far carries over (see [`Window::carried`]), so a lower
+//! limit does not grant a fresh window at the change.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -352,6 +360,43 @@ impl Window {
         }
     }
 
+    /// A window of the same model for `limit` that carries what this one
+    /// counted, brought up to `at`: the same arrivals (`sliding`; a longer new
+    /// window does not see arrivals the old one had already let go), the
+    /// count of the current window (`fixed`: in the new calendar window that
+    /// holds `at`; `anchored`: the window keeps its opening instant), the
+    /// same share of a full bucket (`token-bucket`). `phase` places the new
+    /// `fixed` windows.
+    pub fn carried(&self, limit: ServerLimit, phase: Duration, at: Instant) -> Self {
+        let mut old = self.clone();
+        old.refresh(at);
+        let mut new = match old {
+            Self::Sliding { log, .. } => Self::Sliding { limit, log },
+            Self::Fixed { count, .. } => {
+                let mut w = Self::new(ServerModel::Fixed, limit, phase);
+                w.refresh(at);
+                if let Self::Fixed { count: c, .. } = &mut w {
+                    *c = count;
+                }
+                w
+            }
+            Self::Anchored { start, count, .. } => Self::Anchored { limit, start, count },
+            Self::TokenBucket {
+                limit: old_limit,
+                level,
+                last,
+            } => {
+                // The level in tokens is `level / W_old`; the same share of a
+                // full bucket in the new units.
+                let old_cap = Self::capacity(old_limit).max(1);
+                let level = level.saturating_mul(Self::capacity(limit)) / old_cap;
+                Self::TokenBucket { limit, level, last }
+            }
+        };
+        new.refresh(at);
+        new
+    }
+
     /// The limit this window enforces.
     pub fn limit(&self) -> ServerLimit {
         match self {
@@ -404,7 +449,8 @@ pub enum Source {
 pub struct Reply {
     /// HTTP status: 200, 429 or 418 (404 for an unrouted path).
     pub status: u16,
-    /// The `Remaining-Req` value, on every routed response.
+    /// The `Remaining-Req` value, on every routed response (unless the
+    /// server sends none).
     pub remaining_req: Option<String>,
     /// The body of a 418 (the block time in words).
     pub body: Option<String>,
@@ -428,6 +474,10 @@ pub struct GroupLoad {
     /// The most accepted arrivals (all sources) seen in one sliding window of
     /// the group's first limit: the peak load the server carried.
     pub peak_in_window: u32,
+    /// The most accepted arrivals in one such window as a share of the first
+    /// limit in force then (the same as `peak_in_window` over the limit,
+    /// unless the limits changed).
+    pub peak_share: f64,
     /// Instants of the first few 429/418 given to our requests.
     pub first_violations: Vec<Instant>,
 }
@@ -453,10 +503,14 @@ const FIRST_VIOLATIONS_KEPT: usize = 8;
 #[derive(Clone, Debug)]
 pub struct Server {
     model: ServerModel,
+    phase: Duration,
     groups: Vec<GroupState>,
     units: [UnitState; 3],
     escalation: Escalation,
     last_arrival: Instant,
+    remaining_req: bool,
+    /// Limit changes not yet applied, in time order.
+    changes: Vec<(Instant, Group, Vec<ServerLimit>)>,
 }
 
 fn unit_index(scope: Scope) -> usize {
@@ -499,10 +553,52 @@ impl Server {
             .collect();
         Self {
             model,
+            phase,
             groups,
             units: Default::default(),
             escalation,
             last_arrival: Instant::ZERO,
+            remaining_req: true,
+            changes: Vec::new(),
+        }
+    }
+
+    /// The same server, answering without `Remaining-Req`.
+    pub fn without_remaining_req(mut self) -> Self {
+        self.remaining_req = false;
+        self
+    }
+
+    /// From `at` on, `group` is counted against `limits` instead (an empty
+    /// list changes nothing). Applied when the first arrival at or after `at`
+    /// is handled; an instant already past applies at the next arrival.
+    pub fn change_limits(&mut self, at: Instant, group: Group, limits: Vec<ServerLimit>) {
+        if limits.is_empty() {
+            return;
+        }
+        // In time order; two changes at one instant apply in the order
+        // given (the last wins), as the sort is stable.
+        self.changes.push((at, group, limits));
+        self.changes.sort_by_key(|c| c.0);
+    }
+
+    fn apply_changes(&mut self, now: Instant) {
+        let due = self.changes.partition_point(|c| c.0 <= now);
+        if due == 0 {
+            return;
+        }
+        for (at, group, limits) in self.changes.drain(..due).collect::<Vec<_>>() {
+            let at = at.max(self.last_arrival);
+            let state = &mut self.groups[group.index()];
+            let windows = limits
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| match state.windows.get(i) {
+                    Some(w) => w.carried(l, self.phase, at),
+                    None => Window::new(self.model, l, self.phase),
+                })
+                .collect();
+            state.windows = windows;
         }
     }
 
@@ -537,15 +633,19 @@ impl Server {
     /// the latest instant seen).
     pub fn handle(&mut self, at: Instant, group: Group, source: Source) -> Reply {
         let at = at.max(self.last_arrival);
+        self.apply_changes(at);
         self.last_arrival = at;
         let unit = unit_index(group.scope());
         let first_limit = self.groups[group.index()].windows[0].limit();
+        let with_header = self.remaining_req;
         let header = |sec: u32| {
-            format!(
-                "group={}; min={}; sec={sec}",
-                wire_name(group),
-                min_field(first_limit)
-            )
+            with_header.then(|| {
+                format!(
+                    "group={}; min={}; sec={sec}",
+                    wire_name(group),
+                    min_field(first_limit)
+                )
+            })
         };
         let ours = source == Source::Ours;
         let state = &mut self.groups[group.index()];
@@ -562,7 +662,7 @@ impl Server {
             Self::count_rejection(state, source, 418, at);
             return Reply {
                 status: 418,
-                remaining_req: Some(header(0)),
+                remaining_req: header(0),
                 body: Some(blocked_body(left, unreadable)),
             };
         }
@@ -587,9 +687,11 @@ impl Server {
             }
             state.peak_log.push_back(at);
             state.load.peak_in_window = state.load.peak_in_window.max(state.peak_log.len() as u32);
+            let share = state.peak_log.len() as f64 / f64::from(first_limit.max_requests.max(1));
+            state.load.peak_share = state.load.peak_share.max(share);
             return Reply {
                 status: 200,
-                remaining_req: Some(header(sec)),
+                remaining_req: header(sec),
                 body: None,
             };
         }
@@ -612,7 +714,7 @@ impl Server {
             Self::count_rejection(state, source, 418, at);
             return Reply {
                 status: 418,
-                remaining_req: Some(header(0)),
+                remaining_req: header(0),
                 body: Some(blocked_body(
                     length.as_nanos().div_ceil(1_000_000_000),
                     unreadable,
@@ -623,7 +725,7 @@ impl Server {
         Self::count_rejection(state, source, 429, at);
         Reply {
             status: 429,
-            remaining_req: Some(header(0)),
+            remaining_req: header(0),
             body: Some("Too many API requests.".to_owned()),
         }
     }
@@ -927,5 +1029,142 @@ mod tests {
         assert_eq!("Token-Bucket".parse(), Ok(ServerModel::TokenBucket));
         assert_eq!(" token_bucket ".parse(), Ok(ServerModel::TokenBucket));
         assert!("leaky".parse::<ServerModel>().is_err());
+    }
+
+    /// Offers a request of `group` every `gap_ms` from `from_ms` to `to_ms`;
+    /// returns (accepted, rejected) by second of arrival.
+    fn stream(s: &mut Server, group: Group, gap_ms: f64, from_ms: u64, to_ms: u64) -> Vec<(u32, u32)> {
+        let mut by_second = vec![(0, 0); (to_ms / 1000 + 1) as usize];
+        let mut k = 0u64;
+        loop {
+            let t = Instant::from_nanos(from_ms * 1_000_000 + (k as f64 * gap_ms * 1e6) as u64);
+            if t >= ms(to_ms) {
+                return by_second;
+            }
+            let sec = (t.as_nanos() / 1_000_000_000) as usize;
+            if s.handle(t, group, Source::Ours).status == 200 {
+                by_second[sec].0 += 1;
+            } else {
+                by_second[sec].1 += 1;
+            }
+            k += 1;
+        }
+    }
+
+    #[test]
+    fn a_limit_change_is_enforced_from_its_instant_under_every_model() {
+        for model in ServerModel::ALL {
+            let mut s = Server::new(
+                Preset::Korea,
+                model,
+                Duration::ZERO,
+                Escalation {
+                    after: u32::MAX,
+                    ..Escalation::default()
+                },
+            );
+            s.change_limits(ms(3_500), Group::Order, vec![ServerLimit::per_second(8)]);
+            // 11 a second: under 12/s, over 8/s.
+            let seconds = stream(&mut s, Group::Order, 1000.0 / 11.0, 0, 9_000);
+            let before: u32 = seconds[..3].iter().map(|c| c.1).sum();
+            assert_eq!(before, 0, "{model}: {seconds:?}");
+            assert!(seconds[3].0 >= 8, "{model}: {seconds:?}");
+            // Once whatever was counted before has drained: 8 a second.
+            let late: u32 = seconds[6..9].iter().map(|c| c.0).sum();
+            assert!((23..=25).contains(&late), "{model}: {seconds:?}");
+            assert!(seconds[6..9].iter().all(|c| c.1 > 0), "{model}: {seconds:?}");
+            assert_eq!(s.limit(Group::Order), ServerLimit::per_second(8));
+            let r = s.handle(ms(20_000), Group::Order, Source::Ours);
+            assert_eq!(
+                r.remaining_req.as_deref(),
+                Some("group=order; min=480; sec=7"),
+                "{model}"
+            );
+            // Other groups keep their limits.
+            assert_eq!(s.limit(Group::Ticker), ServerLimit::per_second(10));
+        }
+    }
+
+    #[test]
+    fn a_lower_limit_grants_no_fresh_window() {
+        for model in [ServerModel::Sliding, ServerModel::Fixed, ServerModel::Anchored] {
+            let mut s = Server::new(Preset::Korea, model, Duration::ZERO, Escalation::default());
+            for i in 0..12 {
+                assert_eq!(
+                    s.handle(ms(100 + i), Group::Order, Source::Ours).status,
+                    200,
+                    "{model}"
+                );
+            }
+            s.change_limits(ms(600), Group::Order, vec![ServerLimit::per_second(8)]);
+            assert_eq!(
+                s.handle(ms(700), Group::Order, Source::Ours).status,
+                429,
+                "{model}"
+            );
+            assert_eq!(
+                s.handle(ms(1_200), Group::Order, Source::Ours).status,
+                200,
+                "{model}"
+            );
+        }
+        // The bucket keeps its share: a quarter full of 12 is a quarter full of 8.
+        let w = Window::new(
+            ServerModel::TokenBucket,
+            ServerLimit::per_second(12),
+            Duration::ZERO,
+        );
+        let mut w = w;
+        for _ in 0..9 {
+            w.take(ms(0));
+        }
+        assert_eq!(w.remaining(), 3);
+        let c = w.carried(ServerLimit::per_second(8), Duration::ZERO, ms(0));
+        assert_eq!(c.remaining(), 2);
+        assert_eq!(c.limit(), ServerLimit::per_second(8));
+        // A raise carries the count too: 12 taken of a new 20.
+        let mut w = ten_per_sec(ServerModel::Sliding, 0);
+        offer(&mut w, &[0, 1, 2]);
+        let c = w.carried(ServerLimit::per_second(20), Duration::ZERO, ms(5));
+        assert_eq!(c.remaining(), 17);
+    }
+
+    #[test]
+    fn a_server_without_headers_sends_none() {
+        let mut s = Server::new(
+            Preset::Korea,
+            ServerModel::Sliding,
+            Duration::ZERO,
+            Escalation::default(),
+        )
+        .without_remaining_req();
+        for i in 0..11 {
+            let r = s.handle(ms(i), Group::Ticker, Source::Ours);
+            assert_eq!(r.status, if i < 10 { 200 } else { 429 });
+            assert_eq!(r.remaining_req, None);
+        }
+    }
+
+    #[test]
+    fn limit_changes_apply_in_time_order_and_the_last_given_wins_a_tie() {
+        let mut s = Server::new(
+            Preset::Korea,
+            ServerModel::Fixed,
+            Duration::ZERO,
+            Escalation::default(),
+        );
+        let per_sec = ServerLimit::per_second;
+        s.change_limits(ms(5_000), Group::Ticker, vec![per_sec(3)]);
+        s.change_limits(ms(2_000), Group::Ticker, vec![per_sec(6)]);
+        s.change_limits(ms(2_000), Group::Ticker, vec![per_sec(5)]);
+        s.change_limits(ms(2_000), Group::Order, Vec::new());
+        s.handle(ms(1_000), Group::Ticker, Source::Ours);
+        assert_eq!(s.limit(Group::Ticker), per_sec(10));
+        s.handle(ms(2_000), Group::Ticker, Source::Ours);
+        assert_eq!(s.limit(Group::Ticker), per_sec(5));
+        assert_eq!(s.limit(Group::Order), per_sec(12));
+        // Applied at the first arrival of any group at or after its instant.
+        s.handle(ms(7_000), Group::Order, Source::Ours);
+        assert_eq!(s.limit(Group::Ticker), per_sec(3));
     }
 }

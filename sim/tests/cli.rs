@@ -189,9 +189,64 @@ fn list_names_every_builtin() {
         "light",
         "active",
         "institutional",
+        "co-tenant-periodic",
+        "co-tenant-poisson",
+        "co-tenant-bursty",
+        "limit-change",
     ] {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing");
     }
+}
+
+const LOWERED: &str = r#"
+name = "lowered"
+[[server.limit_changes]]
+at_s = 5
+group = "order"
+limits = ["8/1s"]
+
+[[actors]]
+name = "bots"
+count = 24
+every_s = 1
+until_s = 30
+steps = [{ call = "POST /v1/orders" }]
+"#;
+
+#[test]
+fn no_headers_reaches_the_server_and_the_report_has_the_change() {
+    let path = scratch("lowered.toml", LOWERED);
+    let path = path.to_str().unwrap();
+    let json = |extra: &[&str]| {
+        // The GCRA reads every header as it comes (the interval log, which
+        // learns the lower limit from its first 429, needs none here).
+        let mut args = vec!["run", path, "--server-model", "sliding", "--policy", "gcra", "--json"];
+        args.extend_from_slice(extra);
+        let out = sim(&args);
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let with = json(&[]);
+    let without = json(&["--no-headers"]);
+    let change = &without["limit_changes"][0];
+    assert_eq!(
+        (change["from"].as_str(), change["to"].as_str()),
+        (Some("12/1s"), Some("8/1s"))
+    );
+    assert_eq!(without["groups"][0]["header_tightenings"], 0);
+    assert_ne!(
+        with["groups"][0]["header_tightenings"], 0,
+        "{}",
+        with["groups"][0]
+    );
+    let out = sim(&["run", "market-shock", "--no-headers"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("limit changes"), "{text}");
+    assert!(!text.contains("co-tenants"), "{text}");
 }
 
 /// Sends one HTTP/1.1 GET and returns the raw response.

@@ -20,6 +20,15 @@ use upbit_limiter_verification::models::ModelKind;
 use upbit_limiter_verification::runtime::{run_tasks, Task, VirtualRuntime};
 use upbit_limiter_verification::sim::{self, GroupSetup, Intent, Reply, Setup};
 
+/// The preset's configuration of `group` on the GCRA policy: this file's
+/// properties are the GCRA quota's (the interval log's throughput is
+/// measured by the simulator and its safety in `prop_interval_log`).
+fn gcra(preset: Preset, group: Group) -> GroupConfig {
+    let mut config = GroupConfig::preset(preset, group);
+    config.policy = upbit_limiter_core::limiter::Policy::Gcra;
+    config
+}
+
 /// The slowest of the group's windows: `min N / (W + J)` in requests per second.
 fn required_rate(config: &GroupConfig) -> f64 {
     config
@@ -91,7 +100,7 @@ proptest! {
         gaps in proptest::collection::vec(prop_oneof![3 => 1u64..1_000, 1 => 1u64..2_000_000_000], 2..60),
         seed in any::<u64>(),
     ) {
-        let config = GroupConfig::preset(preset, group);
+        let config = gcra(preset, group);
         // Distinct start instants, so the order of arrival is well defined.
         let starts: Vec<Duration> = gaps
             .iter()
@@ -125,7 +134,7 @@ proptest! {
 #[test]
 fn saturated_preset_groups_use_at_least_95_percent_of_the_window() {
     for (preset, group) in sim::preset_groups() {
-        let config = GroupConfig::preset(preset, group);
+        let config = gcra(preset, group);
         let required = required_rate(&config);
         let n_max = config
             .limits
@@ -187,7 +196,7 @@ fn saturated_preset_groups_use_at_least_95_percent_of_the_window() {
 #[test]
 fn remaining_req_echo_of_our_own_traffic_keeps_full_throughput() {
     for (preset, group) in sim::preset_groups() {
-        let config = GroupConfig::preset(preset, group);
+        let config = gcra(preset, group);
         let required = required_rate(&config);
         for server in ModelKind::ALL {
             let setup = Setup {

@@ -165,7 +165,8 @@ fn greedy(
 fn the_bound_is_tight_for_every_preset_quota() {
     let mut checked = 0;
     for (preset, group) in sim::preset_groups() {
-        let base = GroupConfig::preset(preset, group);
+        let mut base = GroupConfig::preset(preset, group);
+        base.policy = upbit_limiter_core::limiter::Policy::Gcra;
         let limits = base.limits.as_slice().to_vec();
         let n_min = limits.iter().map(|l| l.max_requests).min().unwrap_or(1);
         let n_max = limits.iter().map(|l| l.max_requests).max().unwrap_or(1);

@@ -80,10 +80,16 @@ fn poll<F: Future>(f: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
     f.poll(&mut Context::from_waker(waker))
 }
 
-/// A limiter that outlives every future and permit of the test.
+/// A limiter that outlives every future and permit of the test, on the
+/// GCRA policy: the queue's turns then fall at fixed instants (every 110 ms
+/// for the ticker), which these tests place deadlines around.
 fn limiter(rt: &ManualRuntime) -> &'static RateLimiter<ManualRuntime> {
+    let mut config = LimiterConfig::preset(Preset::Korea);
+    for g in config.groups.iter_mut() {
+        g.policy = upbit_limiter_core::limiter::Policy::Gcra;
+    }
     Box::leak(Box::new(
-        RateLimiter::with_runtime(&LimiterConfig::preset(Preset::Korea), rt.clone()).expect("preset"),
+        RateLimiter::with_runtime(&config, rt.clone()).expect("preset"),
     ))
 }
 

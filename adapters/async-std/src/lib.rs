@@ -26,6 +26,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 
 pub use upbit_limiter_core;
+pub use upbit_limiter_core::upbit::{PocketId, Scope};
 use upbit_limiter_core::Instant;
 pub use upbit_limiter_core::{
     AcquireError, Admission, ConfigError, Deadline, Denied, Endpoint, Feedback, Group, GroupConfig,

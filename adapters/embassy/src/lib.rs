@@ -35,6 +35,7 @@
 #![no_std]
 
 pub use upbit_limiter_core;
+pub use upbit_limiter_core::upbit::{PocketId, Scope};
 use upbit_limiter_core::Instant;
 pub use upbit_limiter_core::{
     AcquireError, Admission, ConfigError, Deadline, Denied, Endpoint, Feedback, Group, GroupConfig,

@@ -42,16 +42,25 @@ async fn owned_permits_move_into_spawned_tasks() {
 #[tokio::test(start_paused = true)]
 async fn try_acquire_answers_at_once_in_runtime_time() {
     let limiter = limiter();
-    let permit = limiter.try_acquire("GET", "/v1/ticker").expect("idle");
-    permit.report(Response::status(200));
-    // The ticker's interval: (1 s + 100 ms margin + 1 ns) / 10, rounded up to the microsecond.
-    let interval = Duration::from_micros(110_001);
+    // The interval log admits the ticker's full 10 at once; each is reported
+    // at once, so each may have reached the server at this instant.
+    for i in 0..10 {
+        let permit = limiter
+            .try_acquire("GET", "/v1/ticker")
+            .unwrap_or_else(|e| panic!("idle, {i}: {e}"));
+        permit.report(Response::status(200));
+    }
+    // Room again one window (1 s) and 1 ns after those reports.
+    let window = Duration::from_secs(1) + Duration::from_nanos(1);
     let e = limiter
         .try_acquire("GET", "/v1/ticker?markets=KRW-BTC")
-        .expect_err("spaced 110 ms");
-    assert_eq!(e.to_string(), "group ticker (GET /v1/ticker): deadline cannot be met: earliest admission in 110 ms, 110 ms after the deadline");
-    assert_eq!(e.retry_after(), interval);
-    assert_eq!(limiter.retry_at(&e), tokio::time::Instant::now() + interval);
+        .expect_err("the window holds 10");
+    assert_eq!(
+        e.to_string(),
+        "group ticker (GET /v1/ticker): deadline cannot be met: earliest admission in 1.0 s, 1.0 s after the deadline"
+    );
+    assert_eq!(e.retry_after(), window);
+    assert_eq!(limiter.retry_at(&e), tokio::time::Instant::now() + window);
     // A timeout as a std Duration, a deadline as a tokio instant.
     let in_50ms = Request::http("GET", "/v1/ticker").timeout(Duration::from_millis(50));
     let e = limiter.acquire_request(in_50ms).await.expect_err("cannot be met");
@@ -61,13 +70,13 @@ async fn try_acquire_answers_at_once_in_runtime_time() {
             deadline: limiter.now() + upbit_limiter_tokio::upbit_limiter_core::Duration::from_millis(50)
         }
     );
-    let until = limiter.instant(tokio::time::Instant::now() + Duration::from_millis(200));
+    let until = limiter.instant(tokio::time::Instant::now() + Duration::from_millis(1_200));
     let p = limiter
         .acquire_request(Request::http("GET", "/v1/ticker").deadline(until))
         .await
         .expect("in time");
     // tokio's timer fires on the next whole millisecond.
-    assert_eq!(p.waited(), Duration::from_millis(111));
+    assert_eq!(p.waited(), Duration::from_millis(1_001));
 }
 
 #[test]

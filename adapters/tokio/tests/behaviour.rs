@@ -5,8 +5,17 @@ use upbit_limiter_suite::{self as suite, Timing};
 use upbit_limiter_tokio::upbit_limiter_core::Duration;
 use upbit_limiter_tokio::RateLimiter;
 
+/// The scenarios that count in emission intervals run on the GCRA.
 fn korea() -> RateLimiter {
-    RateLimiter::new(&suite::korea_on_whole_milliseconds()).unwrap()
+    RateLimiter::new(&suite::korea_gcra_on_whole_milliseconds()).unwrap()
+}
+
+/// The Korea preset as it ships (the interval log on every HTTP group).
+fn preset() -> RateLimiter {
+    RateLimiter::new(&upbit_limiter_tokio::LimiterConfig::preset(
+        upbit_limiter_tokio::Preset::Korea,
+    ))
+    .unwrap()
 }
 
 fn leak<T>(value: T) -> &'static T {
@@ -41,6 +50,11 @@ async fn market_shock() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn market_shock_on_the_preset() {
+    suite::market_shock(&preset(), Timing::Exact).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn cancellation() {
     for seed in [1, 2, 3] {
         suite::cancellation(korea, Timing::Exact, seed).await;
@@ -64,23 +78,19 @@ async fn deadline_fails_fast() {
 
 #[tokio::test(start_paused = true)]
 async fn circuit_open_fails_fast() {
-    suite::circuit_open_fails_fast(&korea(), Timing::Exact).await;
+    suite::circuit_open_fails_fast(&preset(), Timing::Exact).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn ban_418_blocks_until_it_ends() {
     let body = r#"{"error":{"name":"blocked","message":"요청 수 제한을 초과하여 30초간 차단되었습니다."}}"#;
-    suite::ban_blocks(&korea(), Timing::Exact, body, Duration::from_secs(30)).await;
+    suite::ban_blocks(&preset(), Timing::Exact, body, Duration::from_secs(30)).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn sec0_blocks_for_a_window() {
     // The pause is the window plus the preset's margin, a whole 1.1 s.
-    let preset = RateLimiter::new(&upbit_limiter_tokio::LimiterConfig::preset(
-        upbit_limiter_tokio::Preset::Korea,
-    ))
-    .unwrap();
-    suite::sec0_blocks(&preset, Timing::Exact).await;
+    suite::sec0_blocks(&preset(), Timing::Exact).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,13 +4,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Context;
 
+use upbit_limiter_tokio::upbit_limiter_core::limiter::Policy;
 use upbit_limiter_tokio::{LimiterConfig, Preset, RateLimiter};
 
-/// The Korea preset with its margins 1 ns short, so that the ticker's
-/// interval is the whole 110 ms that tokio's millisecond timer hits.
+/// The Korea preset on the GCRA policy with its margins 1 ns short, so that
+/// the ticker's interval is the whole 110 ms that tokio's millisecond timer
+/// hits and the queue's instants can be checked one interval apart.
 fn limiter() -> Arc<RateLimiter> {
     let mut config = LimiterConfig::preset(Preset::Korea);
     for g in config.groups.iter_mut() {
+        g.policy = Policy::Gcra;
         g.margin = g.margin - std::time::Duration::from_nanos(1).into();
     }
     Arc::new(RateLimiter::new(&config).unwrap())

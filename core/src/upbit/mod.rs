@@ -75,6 +75,7 @@ mod ban;
 mod classify;
 mod group;
 mod header;
+mod pocket;
 mod preset;
 
 pub use ban::{
@@ -84,4 +85,5 @@ pub use ban::{
 pub use classify::classify;
 pub use group::{Group, Scope, UnknownGroup};
 pub use header::{Key, RemainingReq, RemainingReqError};
+pub use pocket::{PocketId, PocketIdError};
 pub use preset::{Preset, UnknownPreset, MARGIN_ORDER, MARGIN_ORDER_CANCEL_ALL, MARGIN_STANDARD};

@@ -398,7 +398,12 @@ async fn a_limit_lowered_on_the_server_costs_few_429s_then_none() -> TestResult 
         last - switched_at
     );
     assert_eq!(stats.groups["ticker"].status_418, 0, "{stats:?}");
-    assert!(stats.groups["ticker"].status_429 <= 3, "{stats:?}");
+    // A fresh server at half the limit shows no sign of it until our
+    // earlier requests have left the window; then the interval log, which
+    // lets a window's worth go at once, can have up to `N - N'` (5) on their
+    // way before the first 429 comes back. After that the learned ceiling
+    // and the headers hold it.
+    assert!(stats.groups["ticker"].status_429 <= 5, "{stats:?}");
     // None once adapted: every 429 came soon after the switch (the run
     // goes on for 3 s more).
     assert!(late.iter().all(|d| *d < Duration::from_millis(1_500)), "{late:?}");

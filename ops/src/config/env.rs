@@ -90,6 +90,19 @@ where
             }
             continue;
         }
+        if rest == "POCKET" {
+            match upbit_limiter_core::upbit::PocketId::new(value) {
+                Ok(p) => {
+                    layers.pocket = Some(Set {
+                        value: p,
+                        origin,
+                        key: var.to_owned(),
+                    })
+                }
+                Err(e) => issues.push(issue(Problem::Pocket(e))),
+            }
+            continue;
+        }
         if let Some(field) = rest.strip_prefix("HEALTH_") {
             simple(field, var, value, HEALTH_FIELDS, &mut layers.health, issues);
             continue;

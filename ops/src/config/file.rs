@@ -5,6 +5,7 @@ use core::str::FromStr;
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use upbit_limiter_core::upbit::{PocketId, Scope};
 use upbit_limiter_core::{Group, Preset};
 
 use super::fields::{group_field_by_file, GroupLayer, Raw, SimpleField, EMERGENCY_FIELDS, HEALTH_FIELDS};
@@ -159,6 +160,70 @@ pub(super) fn read(doc: TomlText<'_>, layers: &mut Layers, issues: &mut Vec<Issu
                             found: render(v.get_ref()),
                         },
                     ),
+                }
+            }
+            "pocket" => match v.get_ref().as_str().map(PocketId::new) {
+                Some(Ok(p)) => {
+                    let origin = w.origin(&v.span());
+                    layers.pocket = Some(Set {
+                        value: p,
+                        origin,
+                        key: key.to_owned(),
+                    });
+                }
+                Some(Err(e)) => w.push(&v.span(), key.to_owned(), Problem::Pocket(e)),
+                None => w.push(
+                    &v.span(),
+                    key.to_owned(),
+                    Problem::Expected {
+                        what: "a pocket name",
+                        found: render(v.get_ref()),
+                    },
+                ),
+            },
+            "pockets" => {
+                let Some(pockets) = w.table(v, "pockets") else {
+                    continue;
+                };
+                for (pk, pv) in pockets.iter() {
+                    let name = pk.get_ref().as_ref();
+                    let prefix = format!("pockets.{name}");
+                    let pocket = match PocketId::new(name) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            w.push(&pk.span(), prefix, Problem::Pocket(e));
+                            continue;
+                        }
+                    };
+                    let Some(table) = w.table(pv, &prefix) else {
+                        continue;
+                    };
+                    let own = layers.pockets.entry(pocket).or_default();
+                    for (tk, tv) in table.iter() {
+                        let key = format!("{prefix}.{}", tk.get_ref());
+                        if tk.get_ref().as_ref() != "groups" {
+                            w.push(&tk.span(), key, Problem::UnknownKey);
+                            continue;
+                        }
+                        let Some(groups) = w.table(tv, &key) else {
+                            continue;
+                        };
+                        for (gk, gv) in groups.iter() {
+                            let name = gk.get_ref().as_ref();
+                            let prefix = format!("{key}.{name}");
+                            match Group::from_name(name) {
+                                Some(g) if g.scope() == Scope::Ip => {
+                                    w.push(&gk.span(), prefix, Problem::SharedByPockets(g))
+                                }
+                                Some(g) => w.group_table(
+                                    gv,
+                                    &prefix,
+                                    own[g.index()].get_or_insert_with(GroupLayer::default),
+                                ),
+                                None => w.push(&gk.span(), prefix, Problem::UnknownGroup(name.to_owned())),
+                            }
+                        }
+                    }
                 }
             }
             "all" => w.group_table(v, "all", &mut layers.file_all),

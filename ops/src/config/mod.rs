@@ -12,6 +12,16 @@
 //! 4. the `UPBIT_RATE_LIMIT_ALL_<SETTING>` variables;
 //! 5. the `UPBIT_RATE_LIMIT_<GROUP>_<SETTING>` variables.
 //!
+//! # Pockets
+//!
+//! `pocket = "<name>"` (or `UPBIT_RATE_LIMIT_POCKET`) names the pocket the
+//! limiter's exchange budgets belong to. `[pockets.<name>.groups.<group>]`
+//! tables set a pocket's own values for the pocket-scoped groups (`default`,
+//! `order`, `order-test`, `order-cancel-all`, `websocket-connect` for
+//! authenticated connects); they lie over layer 3 and under the variables,
+//! which apply to every pocket. The IP-scoped groups are shared by every
+//! pocket and are set under `[groups]` only. See [`OpsConfig::pocket_limiter`].
+//!
 //! `strategy` replaces the adaptive numbers as a whole and the individual
 //! adaptive settings then override single numbers, whatever layer each came
 //! from.
@@ -31,9 +41,12 @@ mod file;
 use core::fmt;
 use std::path::Path;
 
+use std::collections::BTreeMap;
 use upbit_limiter_core::adaptive::AdaptiveConfigError;
 use upbit_limiter_core::breaker::BreakerConfigError;
+
 use upbit_limiter_core::limiter::{ConfigErrorKind, Limits};
+use upbit_limiter_core::upbit::{PocketId, Scope};
 use upbit_limiter_core::{Group, GroupConfig, LimiterConfig, Preset, Quota, QuotaError};
 
 use crate::control::EmergencySettings;
@@ -133,6 +146,10 @@ pub enum Problem {
     ZeroMargin,
     /// The interval log cannot hold the group's limits or flight time.
     IntervalLog(upbit_limiter_core::interval_log::IntervalLogError),
+    /// Not a pocket name.
+    Pocket(upbit_limiter_core::upbit::PocketIdError),
+    /// A pocket table sets a group every pocket shares (counted per IP).
+    SharedByPockets(Group),
     /// The shared store's settings are refused.
     #[cfg(feature = "redis")]
     Shared(upbit_limiter_redis::SharedConfigError),
@@ -186,6 +203,11 @@ impl fmt::Display for Problem {
                  in a window); use policy = \"interval-log\", which needs none",
             ),
             Self::IntervalLog(e) => write!(f, "interval log: {e}"),
+            Self::Pocket(e) => write!(f, "{e}"),
+            Self::SharedByPockets(g) => write!(
+                f,
+                "group {g} is counted per IP and shared by every pocket: set it under [groups.{g}]"
+            ),
             #[cfg(feature = "redis")]
             Self::Shared(e) => write!(f, "shared store: {e}"),
         }
@@ -340,8 +362,13 @@ pub struct TomlText<'a> {
 pub struct OpsConfig {
     /// The preset the groups start from.
     pub preset: Preset,
-    /// Every group's configuration.
+    /// Every group's configuration, without any pocket's own values.
     pub limiter: LimiterConfig,
+    /// The pocket this process's limiter counts the exchange groups for.
+    pub pocket: Option<PocketId>,
+    /// Every pocket with values of its own (`[pockets.<name>]`): its whole
+    /// configuration.
+    pub pockets: BTreeMap<PocketId, LimiterConfig>,
     /// Health thresholds and the window recent statistics are taken over.
     pub health: Thresholds,
     /// Emergency-mode numbers.
@@ -363,6 +390,8 @@ impl Default for OpsConfig {
         Self {
             preset: Preset::Korea,
             limiter: LimiterConfig::preset(Preset::Korea),
+            pocket: None,
+            pockets: BTreeMap::new(),
             health: Thresholds::default(),
             emergency: EmergencySettings::default(),
             #[cfg(feature = "redis")]
@@ -380,6 +409,8 @@ pub(crate) struct Layers {
     pub file_groups: [GroupLayer; Group::COUNT],
     pub env_all: GroupLayer,
     pub env_groups: [GroupLayer; Group::COUNT],
+    pub pocket: Option<Set<PocketId>>,
+    pub pockets: BTreeMap<PocketId, [Option<GroupLayer>; Group::COUNT]>,
     pub health: Thresholds,
     pub emergency: EmergencySettings,
     #[cfg(feature = "redis")]
@@ -387,6 +418,20 @@ pub(crate) struct Layers {
 }
 
 impl OpsConfig {
+    /// The configuration of pocket `pocket`: [`limiter`](Self::limiter)
+    /// with the pocket's own values, if it has any.
+    pub fn pocket_limiter(&self, pocket: &PocketId) -> &LimiterConfig {
+        self.pockets.get(pocket).unwrap_or(&self.limiter)
+    }
+
+    /// The configuration of this process's pocket ([`pocket`](Self::pocket)),
+    /// or [`limiter`](Self::limiter) when it names none.
+    pub fn own_limiter(&self) -> &LimiterConfig {
+        self.pocket
+            .as_ref()
+            .map_or(&self.limiter, |p| self.pocket_limiter(p))
+    }
+
     /// Builds the configuration from an optional TOML document and environment
     /// variables given as `(name, value)` pairs (variables without the
     /// [`ENV_PREFIX`] are ignored). The one parsing entry point; the others
@@ -545,20 +590,47 @@ fn resolve(layers: &Layers, issues: &mut Vec<Issue>) -> OpsConfig {
     let preset = layers.preset.as_ref().map_or(Preset::Korea, |p| p.value);
     let mut limiter = LimiterConfig::preset(preset);
     let mut warnings = Vec::new();
-    for group in Group::ALL {
+    let merged = |group: Group, pocket: Option<&GroupLayer>| {
         let mut merged = layers.file_all.clone();
         merged.overlay(&layers.file_groups[group.index()]);
+        if let Some(own) = pocket {
+            merged.overlay(own);
+        }
         merged.overlay(&layers.env_all);
         merged.overlay(&layers.env_groups[group.index()]);
+        merged
+    };
+    for group in Group::ALL {
         let mut found = Vec::new();
-        *limiter.group_mut(group) = resolve_group(preset, group, &merged, &mut found, &mut warnings);
+        *limiter.group_mut(group) =
+            resolve_group(preset, group, &merged(group, None), &mut found, &mut warnings);
         for issue in found {
             name_the_group(group, issue, issues);
         }
     }
+    let mut pockets = BTreeMap::new();
+    for (pocket, own) in &layers.pockets {
+        let mut config = limiter.clone();
+        for group in Group::ALL.into_iter().filter(|g| g.scope() != Scope::Ip) {
+            let Some(own) = &own[group.index()] else {
+                continue;
+            };
+            let mut found = Vec::new();
+            let mut costs = Vec::new();
+            *config.group_mut(group) =
+                resolve_group(preset, group, &merged(group, Some(own)), &mut found, &mut costs);
+            // What the shared layers cause was reported for the groups above.
+            let own_key = |key: &str| key.starts_with("pockets.");
+            issues.extend(found.into_iter().filter(|i| own_key(&i.key)));
+            warnings.extend(costs.into_iter().filter(|w| own_key(&w.key)));
+        }
+        pockets.insert(*pocket, config);
+    }
     OpsConfig {
         preset,
         limiter,
+        pocket: layers.pocket.as_ref().map(|p| p.value),
+        pockets,
         health: layers.health,
         emergency: layers.emergency,
         #[cfg(feature = "redis")]

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use upbit_limiter_core::limiter::Policy;
 use upbit_limiter_core::{Duration, Group, Instant, LimiterConfig, Request, Response};
 use upbit_limiter_ops::Instrumented;
 
@@ -57,8 +58,9 @@ pub async fn hammer(
 
 /// Checks every admission against the configuration in force when it was
 /// made: for each server window `W` of its group (plus the jitter margin
-/// `J`), the admissions in the trailing window `(t - W - J, t]` must not
-/// exceed the server's limit. `configs` lists `(from, config)` in time order.
+/// `J` under the GCRA, whose quota promises that much; the interval log
+/// promises `W`), the admissions in the trailing window `(t - W - J, t]`
+/// must not exceed the server's limit. `configs` lists `(from, config)` in time order.
 /// Returns the largest count seen relative to its limit, as `(count, limit)`.
 pub fn check_windows(
     admissions: &[Instant],
@@ -74,7 +76,11 @@ pub fn check_windows(
             .map(|(_, c)| c.group(group))
             .expect("a configuration in force");
         for limit in cfg.limits.as_slice() {
-            let span = limit.window.saturating_add(cfg.margin);
+            let margin = match cfg.policy {
+                Policy::Gcra => cfg.margin,
+                Policy::IntervalLog => Duration::ZERO,
+            };
+            let span = limit.window.saturating_add(margin);
             // Admissions are sorted; count those in (t - span, t] (all of
             // them while t - span is before the epoch).
             let count = if t.as_nanos() < span.as_nanos() {

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use upbit_limiter_core::adaptive::Strategy as AdaptiveStrategy;
-use upbit_limiter_core::limiter::GroupConfig;
+use upbit_limiter_core::limiter::{GroupConfig, Policy};
 use upbit_limiter_core::{Duration, Group, Instant, Preset, Quota};
 use upbit_limiter_verification::models::ModelKind;
 use upbit_limiter_verification::sim::{Change, GroupSetup, Intent, Reply, Setup};
@@ -178,6 +178,9 @@ pub fn build(case: &Case, force: Option<Quota>, replies: Replies) -> (Setup, Vec
     for (k, &group) in chosen.iter().enumerate() {
         let (burst_pick, phases) = case.knobs[k % case.knobs.len()];
         let mut config = GroupConfig::preset(case.preset, group);
+        // These properties are the GCRA quota's (the interval log has its
+        // own in `prop_interval_log`).
+        config.policy = Policy::Gcra;
         config.burst = burst_for(burst_pick, &config);
         if let Some(q) = force {
             config.quota = Some(q);

@@ -1,0 +1,233 @@
+//! What others use of a budget we share with them, estimated from the
+//! server's answers: an estimate that follows them both ways.
+//!
+//! Upbit's `Remaining-Req` says how many requests the server counted in its
+//! window. What our own admissions cannot explain is used by someone else: a
+//! process on the same IP or pocket that does not use this limiter, or a
+//! server limit lower than the configured one (which looks the same, and
+//! calls for the same answer: fewer places for us). The estimate is counted
+//! in places of the group's shortest window and kept per group.
+//!
+//! - **It rises at once**: an observation above the estimate replaces it.
+//! - **It decays with evidence**: the estimate is the largest observation of
+//!   the last [`WINDOWS`] windows (the current one and the two before), so a
+//!   co-tenant that varies is covered by its recent peaks, and one that stops
+//!   is forgotten three windows after its last request seen.
+//! - **A 429 without that evidence teaches a ceiling**: the places the 429
+//!   showed missing are held back for the hold period (the group's
+//!   [`ceiling_hold`](crate::GroupConfig::ceiling_hold), 24 h by default),
+//!   then given back one at a time, one per hold period: a probe upwards
+//!   that costs at most one 429 per hold if the server's limit is still
+//!   lower. A header, when one comes, is better evidence: it replaces the
+//!   ceiling by what it shows.
+//!
+//! Everything is a pure function of the state and `now`: nothing runs by
+//! itself, and a clock going backwards reads as "no time passed".
+
+use crate::time::{Duration, Instant};
+
+/// How many windows the estimate remembers.
+pub const WINDOWS: usize = 3;
+
+/// The largest observation made in one window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Bucket {
+    /// The window's number: `now / W`.
+    window: u64,
+    /// The most requests of others seen in it.
+    most: u32,
+}
+
+/// The estimate of what others use of one group's budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutsideUse {
+    window: Duration,
+    hold: Duration,
+    buckets: [Bucket; WINDOWS],
+    /// Places a 429 showed missing, and since when they are held back.
+    ceiling: u32,
+    ceiling_since: Instant,
+    latest: Instant,
+}
+
+impl OutsideUse {
+    /// No use by others yet, for a group whose shortest window is `window`;
+    /// a learned ceiling is held for `hold` (zero: never held).
+    pub const fn new(window: Duration, hold: Duration) -> Self {
+        Self {
+            window,
+            hold,
+            buckets: [Bucket { window: 0, most: 0 }; WINDOWS],
+            ceiling: 0,
+            ceiling_since: Instant::ZERO,
+            latest: Instant::ZERO,
+        }
+    }
+
+    fn observe_now(&mut self, now: Instant) -> Instant {
+        self.latest = self.latest.max(now);
+        self.latest
+    }
+
+    fn window_of(&self, at: Instant) -> u64 {
+        at.as_nanos() / self.window.as_nanos().max(1)
+    }
+
+    /// A header showed `others` requests in the server's window that were
+    /// not ours, at `now`; `room`: it also showed a place left (`sec > 0`),
+    /// which is evidence against a learned ceiling above `others`.
+    pub fn observe(&mut self, now: Instant, others: u32, room: bool) {
+        let now = self.observe_now(now);
+        let window = self.window_of(now);
+        match self.buckets.iter_mut().find(|b| b.window == window) {
+            Some(b) => b.most = b.most.max(others),
+            None => {
+                if let Some(oldest) = self.buckets.iter_mut().min_by_key(|b| b.window) {
+                    *oldest = Bucket { window, most: others };
+                }
+            }
+        }
+        // Evidence of room: the ceiling is no higher than what others use.
+        let ceiling = self.ceiling_at(now);
+        if room && others < ceiling {
+            self.ceiling = others;
+            self.ceiling_since = now;
+        }
+    }
+
+    /// A 429 at `now` showed `missing` places fewer than we counted on.
+    pub fn on_429(&mut self, now: Instant, missing: u32) {
+        let now = self.observe_now(now);
+        if self.hold.is_zero() {
+            return;
+        }
+        self.ceiling = self.ceiling_at(now).max(missing);
+        self.ceiling_since = now;
+    }
+
+    /// The learned ceiling's places held back at `now`: all of them for the
+    /// hold period, then one fewer per hold period.
+    fn ceiling_at(&self, now: Instant) -> u32 {
+        if self.ceiling == 0 || self.hold.is_zero() {
+            return 0;
+        }
+        let held = now.max(self.latest) - self.ceiling_since;
+        let given_back = held.as_nanos() / self.hold.as_nanos();
+        self.ceiling
+            .saturating_sub(u32::try_from(given_back).unwrap_or(u32::MAX))
+    }
+
+    /// The places to hold back for others at `now`.
+    pub fn reserve(&self, now: Instant) -> u32 {
+        let now = now.max(self.latest);
+        let window = self.window_of(now);
+        let seen = self
+            .buckets
+            .iter()
+            .filter(|b| b.window <= window && window - b.window < WINDOWS as u64)
+            .map(|b| b.most)
+            .max()
+            .unwrap_or(0);
+        seen.max(self.ceiling_at(now))
+    }
+
+    /// The next instant after `now` at which [`reserve`](Self::reserve) may
+    /// fall by itself, if it holds anything back.
+    pub fn next_change(&self, now: Instant) -> Option<Instant> {
+        let now = now.max(self.latest);
+        if self.reserve(now) == 0 {
+            return None;
+        }
+        let w = self.window.as_nanos().max(1);
+        let next_window = Instant::from_nanos((self.window_of(now).saturating_add(1)).saturating_mul(w));
+        let ceiling = (self.ceiling_at(now) > 0).then(|| {
+            let held = (now - self.ceiling_since).as_nanos() / self.hold.as_nanos();
+            self.ceiling_since
+                .saturating_add(self.hold.saturating_mul(held.saturating_add(1)))
+        });
+        Some(ceiling.map_or(next_window, |c| c.min(next_window)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_nanos(1_000 * S + ms * 1_000_000)
+    }
+
+    fn estimate() -> OutsideUse {
+        OutsideUse::new(Duration::from_secs(1), Duration::from_secs(3_600))
+    }
+
+    #[test]
+    fn rises_at_once_and_is_forgotten_three_windows_after_the_last_sight() {
+        let mut o = estimate();
+        assert_eq!(o.reserve(at(0)), 0);
+        assert_eq!(o.next_change(at(0)), None);
+        o.observe(at(100), 2, true);
+        o.observe(at(200), 4, true);
+        o.observe(at(300), 1, true);
+        assert_eq!(o.reserve(at(300)), 4, "the largest of the window");
+        // Lower sightings in the next windows do not lower it while the peak
+        // is among the last three windows.
+        o.observe(at(1_100), 1, true);
+        o.observe(at(2_100), 1, true);
+        assert_eq!(o.reserve(at(2_999)), 4);
+        assert_eq!(o.next_change(at(2_500)), Some(at(3_000)));
+        assert_eq!(o.reserve(at(3_000)), 1);
+        // Nothing seen for three windows: nothing held back.
+        assert_eq!(o.reserve(at(5_000)), 0);
+        assert_eq!(o.next_change(at(5_000)), None);
+    }
+
+    #[test]
+    fn a_ceiling_is_held_then_given_back_one_place_per_hold() {
+        let mut o = estimate();
+        o.on_429(at(0), 4);
+        assert_eq!(o.reserve(at(0)), 4);
+        assert_eq!(o.reserve(at(3_599_999)), 4);
+        assert_eq!(
+            o.next_change(at(10)),
+            Some(at(1_000)),
+            "the window bound comes first"
+        );
+        assert_eq!(o.reserve(at(3_600_000)), 3);
+        assert_eq!(o.reserve(at(4 * 3_600_000)), 0);
+        // Another 429 while held: the larger of the two, held afresh.
+        let mut o = estimate();
+        o.on_429(at(0), 4);
+        o.on_429(at(3_600_000), 2);
+        assert_eq!(o.reserve(at(3_600_000)), 3);
+        assert_eq!(o.reserve(at(7_199_999)), 3);
+        // A full window (a 429's own header) is no evidence of room.
+        o.observe(at(7_199_000), 0, false);
+        assert_eq!(o.reserve(at(7_199_000)), 3);
+        // A header showing room and fewer others replaces the ceiling.
+        o.observe(at(7_200_000), 1, true);
+        assert_eq!(o.reserve(at(7_200_000)), 1);
+        assert_eq!(o.reserve(at(7_200_000 + 3_000)), 1, "the ceiling itself is now 1");
+        assert_eq!(o.reserve(at(7_200_000 + 3_600_000)), 0);
+    }
+
+    #[test]
+    fn no_hold_learns_no_ceiling_and_a_clock_going_back_changes_nothing() {
+        let mut o = OutsideUse::new(Duration::from_secs(1), Duration::ZERO);
+        o.on_429(at(0), 5);
+        assert_eq!(o.reserve(at(0)), 0);
+        let mut o = estimate();
+        o.observe(at(10_000), 3, true);
+        o.observe(at(0), 9, true);
+        // The late sighting lands in the window of the latest instant seen.
+        assert_eq!(o.reserve(at(0)), 9);
+        assert_eq!(o.reserve(at(13_000)), 0);
+        // Overflowing times saturate.
+        let mut o = estimate();
+        o.on_429(Instant::MAX, 1);
+        assert_eq!(o.reserve(Instant::MAX), 1);
+        assert!(o.next_change(Instant::MAX).is_some());
+    }
+}
