@@ -634,16 +634,18 @@ fn resolve(layers: &Layers, issues: &mut Vec<Issue>) -> OpsConfig {
         health: layers.health,
         emergency: layers.emergency,
         #[cfg(feature = "redis")]
-        shared: resolve_shared(&layers.shared, issues),
+        shared: resolve_shared(&layers.shared, layers.pocket.as_ref().map(|p| p.value), issues),
         warnings,
     }
 }
 
 /// The shared store's settings: `None` without any, an issue when some are
-/// given without a URL or do not validate.
+/// given without a URL or do not validate. The shared pocket is the
+/// limiter's `pocket` unless `shared.pocket_id` names another.
 #[cfg(feature = "redis")]
 fn resolve_shared(
     layer: &fields::SharedLayer,
+    pocket: Option<PocketId>,
     issues: &mut Vec<Issue>,
 ) -> Option<upbit_limiter_redis::SharedConfig> {
     let issue = |key: &str, problem| Issue {
@@ -669,6 +671,8 @@ fn resolve_shared(
     }
     if let Some(v) = &layer.pocket_id {
         c.pocket_id = v.clone();
+    } else if let Some(p) = pocket {
+        c.pocket_id = p.as_str().to_owned();
     }
     if let Some(v) = &layer.ip_id {
         c.ip_id = v.clone();

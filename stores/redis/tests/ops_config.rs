@@ -36,6 +36,13 @@ fn the_shared_table_and_variables_fill_the_shared_config() {
     assert_eq!(s.store_timeout, Duration::from_millis(100));
     assert_eq!(s.failure_mode, FailureMode::Closed);
     assert!(load("", &[]).unwrap().shared.is_none());
+    // The limiter's pocket is the shared one unless the table names another.
+    let c = load(
+        "pocket = \"sub-7\"\n[shared]\nurl = \"redis://127.0.0.1:7000\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.shared.unwrap().pocket_id, "sub-7");
 }
 
 #[test]
