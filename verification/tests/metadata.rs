@@ -53,6 +53,7 @@ fn published_crates_have_keywords_categories_and_a_readme() {
             "upbit-limiter-embassy",
             "upbit-limiter-http",
             "upbit-limiter-ops",
+            "upbit-limiter-redis",
             "upbit-limiter-sim",
             "upbit-limiter-tokio"
         ]

@@ -111,6 +111,18 @@ where
             simple(field, var, value, EMERGENCY_FIELDS, &mut layers.emergency, issues);
             continue;
         }
+        #[cfg(feature = "redis")]
+        if let Some(field) = rest.strip_prefix("SHARED_") {
+            simple(
+                field,
+                var,
+                value,
+                super::fields::SHARED_FIELDS,
+                &mut layers.shared,
+                issues,
+            );
+            continue;
+        }
         let found = targets.iter().find_map(|(name, target)| {
             let field = rest.strip_prefix(name.as_str())?.strip_prefix('_')?;
             group_field_by_env(field).map(|f| (*target, f))

@@ -430,6 +430,51 @@ simple_fields!(EMERGENCY_FIELDS: crate::control::EmergencySettings {
     "recovery_delay_ms", "RECOVERY_DELAY_MS" => recovery_delay: parse_positive_millis;
 });
 
+/// The `[shared]` table / `UPBIT_RATE_LIMIT_SHARED_*`: where a budget shared
+/// by several processes lives. Unset fields keep
+/// [`SharedConfig::new`](upbit_limiter_redis::SharedConfig::new)'s defaults.
+#[cfg(feature = "redis")]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SharedLayer {
+    pub url: Option<String>,
+    pub key_prefix: Option<String>,
+    pub pocket_id: Option<String>,
+    pub ip_id: Option<String>,
+    pub store_timeout: Option<Duration>,
+    pub store_retry: Option<Duration>,
+    pub report_poll: Option<Duration>,
+    pub failure_mode: Option<upbit_limiter_redis::FailureMode>,
+}
+
+#[cfg(feature = "redis")]
+fn some_text(raw: Raw<'_, '_>) -> Result<Option<String>, Problem> {
+    Ok(Some(raw.text("a string")?.to_owned()))
+}
+
+#[cfg(feature = "redis")]
+fn some_positive_millis(raw: Raw<'_, '_>) -> Result<Option<Duration>, Problem> {
+    parse_positive_millis(raw).map(Some)
+}
+
+#[cfg(feature = "redis")]
+fn some_failure_mode(raw: Raw<'_, '_>) -> Result<Option<upbit_limiter_redis::FailureMode>, Problem> {
+    const WHAT: &str = "\"closed\" (a store that cannot decide refuses)";
+    let text = raw.text(WHAT)?;
+    text.parse().map(Some).map_err(|_| raw.expected(WHAT))
+}
+
+#[cfg(feature = "redis")]
+simple_fields!(SHARED_FIELDS: SharedLayer {
+    "url", "URL" => url: some_text;
+    "key_prefix", "KEY_PREFIX" => key_prefix: some_text;
+    "pocket_id", "POCKET_ID" => pocket_id: some_text;
+    "ip_id", "IP_ID" => ip_id: some_text;
+    "timeout_ms", "TIMEOUT_MS" => store_timeout: some_positive_millis;
+    "retry_ms", "RETRY_MS" => store_retry: some_positive_millis;
+    "report_poll_ms", "REPORT_POLL_MS" => report_poll: some_positive_millis;
+    "failure_mode", "FAILURE_MODE" => failure_mode: some_failure_mode;
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -242,6 +242,8 @@ pub(super) fn read(doc: TomlText<'_>, layers: &mut Layers, issues: &mut Vec<Issu
             }
             "health" => w.simple_table(v, "health", HEALTH_FIELDS, &mut layers.health),
             "emergency" => w.simple_table(v, "emergency", EMERGENCY_FIELDS, &mut layers.emergency),
+            #[cfg(feature = "redis")]
+            "shared" => w.simple_table(v, "shared", super::fields::SHARED_FIELDS, &mut layers.shared),
             _ => w.push(&k.span(), key.to_owned(), Problem::UnknownKey),
         }
     }

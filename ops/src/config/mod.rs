@@ -150,6 +150,9 @@ pub enum Problem {
     Pocket(upbit_limiter_core::upbit::PocketIdError),
     /// A pocket table sets a group every pocket shares (counted per IP).
     SharedByPockets(Group),
+    /// The shared store's settings are refused.
+    #[cfg(feature = "redis")]
+    Shared(upbit_limiter_redis::SharedConfigError),
 }
 
 impl fmt::Display for Problem {
@@ -205,6 +208,8 @@ impl fmt::Display for Problem {
                 f,
                 "group {g} is counted per IP and shared by every pocket: set it under [groups.{g}]"
             ),
+            #[cfg(feature = "redis")]
+            Self::Shared(e) => write!(f, "shared store: {e}"),
         }
     }
 }
@@ -368,6 +373,11 @@ pub struct OpsConfig {
     pub health: Thresholds,
     /// Emergency-mode numbers.
     pub emergency: EmergencySettings,
+    /// Where budgets shared with other processes live (`[shared]`,
+    /// `UPBIT_RATE_LIMIT_SHARED_*`; `None` when no URL is given): build an
+    /// `upbit_limiter_redis::SharedLimiter` from it and [`Self::limiter`].
+    #[cfg(feature = "redis")]
+    pub shared: Option<upbit_limiter_redis::SharedConfig>,
     /// Settings that were accepted but cost something (a burst that lowers
     /// the derived rate), for the operator to see; empty for a configuration
     /// built in code.
@@ -384,6 +394,8 @@ impl Default for OpsConfig {
             pockets: BTreeMap::new(),
             health: Thresholds::default(),
             emergency: EmergencySettings::default(),
+            #[cfg(feature = "redis")]
+            shared: None,
             warnings: Vec::new(),
         }
     }
@@ -401,6 +413,8 @@ pub(crate) struct Layers {
     pub pockets: BTreeMap<PocketId, [Option<GroupLayer>; Group::COUNT]>,
     pub health: Thresholds,
     pub emergency: EmergencySettings,
+    #[cfg(feature = "redis")]
+    pub shared: fields::SharedLayer,
 }
 
 impl OpsConfig {
@@ -619,7 +633,68 @@ fn resolve(layers: &Layers, issues: &mut Vec<Issue>) -> OpsConfig {
         pockets,
         health: layers.health,
         emergency: layers.emergency,
+        #[cfg(feature = "redis")]
+        shared: resolve_shared(&layers.shared, layers.pocket.as_ref().map(|p| p.value), issues),
         warnings,
+    }
+}
+
+/// The shared store's settings: `None` without any, an issue when some are
+/// given without a URL or do not validate. The shared pocket is the
+/// limiter's `pocket` unless `shared.pocket_id` names another.
+#[cfg(feature = "redis")]
+fn resolve_shared(
+    layer: &fields::SharedLayer,
+    pocket: Option<PocketId>,
+    issues: &mut Vec<Issue>,
+) -> Option<upbit_limiter_redis::SharedConfig> {
+    let issue = |key: &str, problem| Issue {
+        origin: Origin::Code,
+        key: key.to_owned(),
+        problem,
+    };
+    let Some(url) = &layer.url else {
+        if *layer != fields::SharedLayer::default() {
+            issues.push(issue(
+                "shared.url",
+                Problem::Expected {
+                    what: "a Redis URL when any other shared setting is given",
+                    found: "none".to_owned(),
+                },
+            ));
+        }
+        return None;
+    };
+    let mut c = upbit_limiter_redis::SharedConfig::new(url.clone());
+    if let Some(v) = &layer.key_prefix {
+        c.key_prefix = v.clone();
+    }
+    if let Some(v) = &layer.pocket_id {
+        c.pocket_id = v.clone();
+    } else if let Some(p) = pocket {
+        c.pocket_id = p.as_str().to_owned();
+    }
+    if let Some(v) = &layer.ip_id {
+        c.ip_id = v.clone();
+    }
+    if let Some(v) = layer.store_timeout {
+        c.store_timeout = v.into();
+    }
+    if let Some(v) = layer.store_retry {
+        c.store_retry = v.into();
+    }
+    if let Some(v) = layer.report_poll {
+        c.report_poll = v.into();
+    }
+    if let Some(v) = layer.failure_mode {
+        c.failure_mode = v;
+    }
+    match c.validate() {
+        Ok(()) => Some(c),
+        Err(e) => {
+            issues.push(issue("shared", Problem::Shared(e)));
+            None
+        }
     }
 }
 
