@@ -1383,6 +1383,8 @@ impl GroupLimiter {
             // Validated with the rest of the configuration.
             let _ = c.adaptive.set_config(config.adaptive, now);
             c.breaker.set_config(config.breaker, now);
+            c.outside
+                .set_config(config.limits.shortest_window(), config.ceiling_hold);
             let new = Self::params_for(c, now);
             let replayed = self.replay_recent(now.saturating_sub(span), loosest, new);
             let held = hold.map_or(Instant::ZERO, |until| until.saturating_add(new.tolerance()));

@@ -66,6 +66,13 @@ impl OutsideUse {
         }
     }
 
+    /// A new shortest window and hold for the same group: what was seen is
+    /// kept (a hold of zero forgets a learned ceiling).
+    pub fn set_config(&mut self, window: Duration, hold: Duration) {
+        self.window = window;
+        self.hold = hold;
+    }
+
     fn observe_now(&mut self, now: Instant) -> Instant {
         self.latest = self.latest.max(now);
         self.latest
@@ -126,21 +133,19 @@ impl OutsideUse {
         seen.max(self.ceiling_at(now))
     }
 
-    /// The next instant after `now` at which [`reserve`](Self::reserve) may
-    /// fall by itself, if it holds anything back.
+    /// The next window boundary after `now`, where what others were seen
+    /// using may fall out of the last [`WINDOWS`], if anything is held back.
+    /// (A learned ceiling falls at multiples of the hold; the decisions
+    /// that use it read [`reserve`](Self::reserve) each time.)
     pub fn next_change(&self, now: Instant) -> Option<Instant> {
         let now = now.max(self.latest);
         if self.reserve(now) == 0 {
             return None;
         }
         let w = self.window.as_nanos().max(1);
-        let next_window = Instant::from_nanos((self.window_of(now).saturating_add(1)).saturating_mul(w));
-        let ceiling = (self.ceiling_at(now) > 0).then(|| {
-            let held = (now - self.ceiling_since).as_nanos() / self.hold.as_nanos();
-            self.ceiling_since
-                .saturating_add(self.hold.saturating_mul(held.saturating_add(1)))
-        });
-        Some(ceiling.map_or(next_window, |c| c.min(next_window)))
+        Some(Instant::from_nanos(
+            self.window_of(now).saturating_add(1).saturating_mul(w),
+        ))
     }
 }
 
@@ -210,6 +215,13 @@ mod tests {
         let mut o = OutsideUse::new(Duration::from_secs(1), Duration::ZERO);
         o.on_429(at(0), 5);
         assert_eq!(o.reserve(at(0)), 0);
+        // A hold set to zero later forgets a ceiling learned before.
+        let mut o = estimate();
+        o.on_429(at(0), 5);
+        assert_eq!(o.next_change(at(500)), Some(at(1_000)));
+        o.set_config(Duration::from_secs(1), Duration::ZERO);
+        assert_eq!(o.reserve(at(10)), 0);
+        assert_eq!(o.next_change(at(10)), None);
         let mut o = estimate();
         o.observe(at(10_000), 3);
         o.observe(at(0), 9);
