@@ -10,6 +10,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use upbit_limiter_core::limiter::Policy;
 use upbit_limiter_core::upbit::PocketId;
 use upbit_limiter_core::{
     Clock, Duration, Group, Instant, LimiterConfig, ManualClock, Permit, Preset, RateLimiter, Reason,
@@ -180,9 +181,23 @@ proptest! {
         let seen = run(&pockets, &clock, &jitter);
         prop_assert_eq!(seen.order_rejections, [0; POCKETS]);
         prop_assert_eq!(seen.ticker_rejections, 0);
-        // Each pocket gets at least 95 % of its own order quota; the IP's
-        // ticker quota is shared by all three.
-        let full = |g: Group| RUN.as_nanos() / pockets[0].group(g).status(clock.now()).quota.interval().as_nanos();
+        // Each pocket gets at least 95 % of its own order budget; the IP's
+        // ticker budget is shared by all three. On the interval log a
+        // request holds its place for its round trip (at most 20 ms plus
+        // the largest jitter) on top of the window: `N` per `W + rtt`, less
+        // the first window's `N`. On the GCRA it is its quota's rate.
+        let rtt = Duration::from_millis(20 + jitter.iter().copied().max().unwrap_or(0));
+        let full = |g: Group| {
+            let s = pockets[0].group(g).status(clock.now());
+            let limit = s.limits.as_slice()[0];
+            match s.policy {
+                Policy::IntervalLog => {
+                    let per = limit.window + rtt;
+                    u64::from(limit.max_requests) * (RUN.as_nanos() / per.as_nanos()) - u64::from(limit.max_requests)
+                }
+                _ => RUN.as_nanos() / s.quota.interval().as_nanos(),
+            }
+        };
         for p in 0..POCKETS {
             prop_assert!(seen.orders[p] * 100 >= full(Group::Order) * 95, "pocket {}: {} orders of {}", p, seen.orders[p], full(Group::Order));
         }
