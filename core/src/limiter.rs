@@ -1881,27 +1881,29 @@ mod tests {
 
     #[test]
     fn a_logged_group_remembers_each_admission_for_the_header_sync() {
-        // Five of ours in the window and the server counted five: nobody else.
+        // Five of ours in the window and the server counted five: nobody
+        // else. (Far from the epoch, so that a ring place left unwritten,
+        // which reads as the epoch, could not pass for an admission.)
         let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
         cfg.policy = Policy::IntervalLog;
         let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
         let admitted: std::vec::Vec<Admission> =
-            (0..5).map(|i| g.try_acquire(at(1_000 + i)).unwrap()).collect();
+            (0..5).map(|i| g.try_acquire(at(100_000 + i)).unwrap()).collect();
         let fb = g.on_response(
             &admitted[4],
             Response::status(200).with_remaining_req("group=ticker; sec=5"),
-            at(1_020),
+            at(100_020),
         );
         assert!(!fb.header_tightened);
-        assert_eq!(g.status(at(1_020)).reserve, 0);
+        assert_eq!(g.status(at(100_020)).reserve, 0);
         // One more that the server counted beyond ours: one place held back.
         let fb = g.on_response(
             &admitted[3],
             Response::status(200).with_remaining_req("group=ticker; sec=4"),
-            at(1_021),
+            at(100_021),
         );
         assert!(fb.header_tightened);
-        assert_eq!(g.status(at(1_021)).reserve, 1);
+        assert_eq!(g.status(at(100_021)).reserve, 1);
     }
 
     #[test]
