@@ -1841,6 +1841,72 @@ mod tests {
     }
 
     #[test]
+    fn half_open_admissions_are_probes_and_a_denied_one_gives_its_probe_back() {
+        let g = ticker_gcra();
+        assert!(!g.try_acquire(at(500)).unwrap().probe, "closed: no probe");
+        for i in 0..5 {
+            let a = g.try_acquire(at(1_000 + 200 * i)).unwrap();
+            g.on_response(&a, Response::no_response(), at(1_100 + 200 * i));
+        }
+        // Half-open after the wait: the first admission is a probe.
+        let first = g.try_acquire(at(31_900)).unwrap();
+        assert!(first.probe);
+        // Others at the same instant: the GCRA says not yet, and each gives
+        // back the probe place the breaker had lent it.
+        for _ in 0..5 {
+            assert!(matches!(g.try_acquire(at(31_900)), Err(Denied::NotYet { .. })));
+        }
+        // So the next probes still go, one interval apart.
+        let second = g.try_acquire(at(31_900) + T).unwrap();
+        let third = g.try_acquire(at(31_900) + T.saturating_mul(2)).unwrap();
+        assert!(second.probe && third.probe);
+    }
+
+    #[test]
+    fn the_recovered_rate_applies_from_the_instant_it_is_due() {
+        // A 429 lowers the ratio; the first recovery step is due 300 s later.
+        let g = ticker_gcra();
+        let a = g.try_acquire(at(1_000)).unwrap();
+        g.on_response(&a, Response::status(429), at(1_010));
+        let step = at(1_010) + Duration::from_secs(300);
+        let slower = g.status(step - Duration::from_millis(1)).interval;
+        let faster = g.status(step).interval;
+        assert!(faster < slower, "{faster:?} {slower:?}");
+        // Idle until the step, admitted exactly at it: the next one is one
+        // recovered interval later, not one at the old ratio.
+        let b = g.try_acquire(step).unwrap();
+        assert_eq!(b.at, step);
+        assert_eq!(g.earliest(step), step + faster);
+    }
+
+    #[test]
+    fn a_logged_group_remembers_each_admission_for_the_header_sync() {
+        // Five of ours in the window and the server counted five: nobody
+        // else. (Far from the epoch, so that a ring place left unwritten,
+        // which reads as the epoch, could not pass for an admission.)
+        let mut cfg = GroupConfig::preset(Preset::Korea, Group::Ticker);
+        cfg.policy = Policy::IntervalLog;
+        let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
+        let admitted: std::vec::Vec<Admission> =
+            (0..5).map(|i| g.try_acquire(at(100_000 + i)).unwrap()).collect();
+        let fb = g.on_response(
+            &admitted[4],
+            Response::status(200).with_remaining_req("group=ticker; sec=5"),
+            at(100_020),
+        );
+        assert!(!fb.header_tightened);
+        assert_eq!(g.status(at(100_020)).reserve, 0);
+        // One more that the server counted beyond ours: one place held back.
+        let fb = g.on_response(
+            &admitted[3],
+            Response::status(200).with_remaining_req("group=ticker; sec=4"),
+            at(100_021),
+        );
+        assert!(fb.header_tightened);
+        assert_eq!(g.status(at(100_021)).reserve, 1);
+    }
+
+    #[test]
     fn breaker_fails_fast_after_five_failures_and_recovers_through_half_open() {
         let g = ticker();
         for i in 0..5 {
