@@ -20,6 +20,8 @@
 //!   we got beside another process on the same budget, and after the
 //!   server's limits changed;
 //!   [`least_wait`]: the least wait the limits allow for the run's traffic.
+//! - [`store`]: several processes, each with its own limiter, sharing the
+//!   budgets through a simulated shared store (the rule of the Redis store).
 //! - [`serve`]: the same server model over real HTTP, in real time.
 //!
 //! ```
@@ -49,6 +51,7 @@ pub mod run;
 pub mod scenario;
 pub mod serve;
 pub mod server;
+pub mod store;
 
 pub use policy::Policy;
 pub use report::Report;

@@ -111,6 +111,11 @@ struct RunArgs {
     /// in the scenario's `[server]`): the limiter has only 429s to go by.
     #[arg(long)]
     no_headers: bool,
+    /// The scenario's processes (`process = ...` on its clients) do not share
+    /// the budgets through the store (as `shared = false` in `[store]`): each
+    /// keeps its own limiter only, believing it owns the whole budget.
+    #[arg(long)]
+    no_store: bool,
     /// Admission policy: ours, gcra, gcra-at-limit, best-practice, none, oracle; or a
     /// comma-separated list of them (e.g. ours,oracle) to run each on the same
     /// traffic and seed and print them side by side per group: throughput while
@@ -250,6 +255,9 @@ fn run_command(args: RunArgs) -> ExitCode {
     }
     if args.no_headers {
         scenario.server.remaining_req = false;
+    }
+    if args.no_store {
+        scenario.set_store(false);
     }
     let models: Vec<ServerModel> = match args.server_model {
         Some(Models::All) => ServerModel::ALL.to_vec(),

@@ -340,6 +340,67 @@ pub struct Report {
     pub co_tenants: Vec<CoTenantReport>,
     /// Per server limit change: what we got after it.
     pub limit_changes: Vec<LimitChangeReport>,
+    /// Per process, when the scenario has several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessReport>,
+    /// Per group, with several processes: the most and least admitted to one
+    /// process among those that call the group.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<Spread>,
+    /// The shared store, when the processes shared the budgets through it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreReport>,
+}
+
+/// One process of a scenario with several.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProcessReport {
+    /// Its name (`process` in the scenario).
+    pub name: String,
+    /// Requests its clients wanted to make.
+    pub requests: u64,
+    /// Admitted and sent.
+    pub admitted: u64,
+    /// Answered 200.
+    pub ok: u64,
+    /// Answered 429.
+    pub status_429: u64,
+    /// Answered 418.
+    pub status_418: u64,
+    /// Waits of its admitted requests.
+    pub wait_ms: WaitMs,
+    /// Admitted per group, for the groups it got any in.
+    pub admitted_per_group: Vec<(String, u64)>,
+}
+
+/// How evenly the processes calling one group shared it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Spread {
+    /// The group.
+    pub group: String,
+    /// The processes that call it.
+    pub processes: usize,
+    /// The most requests admitted to one of them.
+    pub most: u64,
+    /// The least.
+    pub least: u64,
+    /// `least / most` (1: even).
+    pub least_of_most: f64,
+}
+
+/// What the shared store did.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct StoreReport {
+    /// The round trip to it, per decision and per report.
+    pub rtt_ms: f64,
+    /// Decisions asked by every process.
+    pub decisions: u64,
+    /// Of them, admissions.
+    pub admitted: u64,
+    /// Reports.
+    pub reports: u64,
+    /// Decisions per admission: the extra store load of waiting.
+    pub decisions_per_admission: f64,
 }
 
 fn fmt_ms(v: f64) -> String {
@@ -380,6 +441,60 @@ impl Report {
         } else {
             String::new()
         }
+    }
+
+    /// The table of processes and the spread between them (empty with one).
+    fn render_processes(&self) -> String {
+        let mut o = String::new();
+        if self.processes.is_empty() {
+            return o;
+        }
+        let _ = writeln!(o);
+        match &self.store {
+            Some(st) => {
+                let _ = writeln!(
+                    o,
+                    "processes sharing the budgets through a store ({} ms round trip): {} decisions for {} \
+                     admissions ({:.3} per admission), {} reports",
+                    st.rtt_ms, st.decisions, st.admitted, st.decisions_per_admission, st.reports
+                );
+            }
+            None => {
+                let _ = writeln!(o, "processes, each on its own limiter only (no shared store)");
+            }
+        }
+        let _ = writeln!(
+            o,
+            "{:<12} {:>8} {:>7} {:>5} {:>5} {:>8} {:>8}  admitted per group",
+            "process", "requests", "admit", "429", "418", "wait p50", "p99"
+        );
+        for p in &self.processes {
+            let per: Vec<String> = p
+                .admitted_per_group
+                .iter()
+                .map(|(g, n)| format!("{g} {n}"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "{:<12} {:>8} {:>7} {:>5} {:>5} {:>8} {:>8}  {}",
+                p.name,
+                p.requests,
+                p.admitted,
+                p.status_429,
+                p.status_418,
+                fmt_ms(p.wait_ms.p50),
+                fmt_ms(p.wait_ms.p99),
+                per.join(", ")
+            );
+        }
+        for s in &self.spread {
+            let _ = writeln!(
+                o,
+                "spread {}: most {} least {} admitted to one of {} processes (least/most {:.3})",
+                s.group, s.most, s.least, s.processes, s.least_of_most
+            );
+        }
+        o
     }
 
     /// The human-readable table.
@@ -501,6 +616,7 @@ impl Report {
                 );
             }
         }
+        o.push_str(&self.render_processes());
         o.push_str(&render_co_tenants(&self.co_tenants));
         o.push_str(&render_limit_changes(&self.limit_changes));
         let s = &self.sla;

@@ -11,6 +11,11 @@
 //!
 //! Clients do not retry: a refused or rejected request is counted and the
 //! client moves on to its next step.
+//!
+//! Each process of the scenario has its own admission (its own limiter);
+//! with several processes and a limiter, a request the local limiter
+//! admitted also asks the shared store ([`crate::store`]) before it is
+//! sent, and its response is reported to both.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -31,9 +36,11 @@ use crate::report::{
     ms as ms_of, Actors, Background, BreakerChange, GroupReport, LeastWaitMs, LocalRejections, RatioSpan,
     Report, Sla, Throughput, Violation, WaitMs,
 };
+use crate::report::{ProcessReport, Spread, StoreReport};
 use crate::rng::{Draws, LOAD_STREAMS};
 use crate::scenario::{Arrivals, Call, Scenario};
 use crate::server::{Reply, Server, ServerModel, Source};
+use crate::store::{Ending, Refusal, SharedStore, Turn, REPORT_POLL};
 
 /// What to run a scenario with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,12 +133,30 @@ impl GroupStats {
     }
 }
 
+/// One process's counts.
+#[derive(Default)]
+struct ProcessStats {
+    requests: u64,
+    admitted: u64,
+    ok: u64,
+    status_429: u64,
+    status_418: u64,
+    waits: Histogram,
+    /// Admitted per group.
+    per_group: Vec<u64>,
+}
+
 struct World {
     rt: SimRuntime,
     seed: u64,
     scenario: Scenario,
     server: RefCell<Server>,
-    admission: Admission,
+    /// One per process (one for all, for a policy without a limiter).
+    admissions: Vec<Admission>,
+    store: Option<RefCell<SharedStore>>,
+    /// One per process and group: whose turn it is to ask the store.
+    turns: Vec<Turn>,
+    processes: RefCell<Vec<ProcessStats>>,
     groups: RefCell<Vec<GroupStats>>,
     actors: RefCell<Actors>,
     seconds: RefCell<PerSecond>,
@@ -142,6 +167,10 @@ fn secs(t: Instant) -> f64 {
 }
 
 impl World {
+    fn admission(&self, process: usize) -> &Admission {
+        &self.admissions[process.min(self.admissions.len() - 1)]
+    }
+
     /// Records a breaker transition of the limiter's group `g`.
     fn note_transition(&self, g: Group, from: BreakerState, to: BreakerState, at: Instant) {
         let mut groups = self.groups.borrow_mut();
@@ -159,8 +188,9 @@ impl World {
 
     /// Notices breaker changes that happen lazily (open → half-open when
     /// the open period ends), which no feedback reports.
+    /// (The breaker columns follow the first process.)
     fn sample_breaker(&self, g: Group, now: Instant) {
-        let Admission::Limiter(l) = &self.admission else {
+        let Admission::Limiter(l) = &self.admissions[0] else {
             return;
         };
         let state = l.limiter().group(g).status(now).breaker;
@@ -172,8 +202,8 @@ impl World {
         }
     }
 
-    fn on_feedback(&self, g: Group, fb: &Feedback) {
-        if let Some(t) = fb.transition {
+    fn on_feedback(&self, process: usize, g: Group, fb: &Feedback) {
+        if let Some(t) = fb.transition.filter(|_| process == 0) {
             self.note_transition(g, t.from, t.to, t.at);
         }
         if let Some((_, after)) = fb.ratio_change {
@@ -185,14 +215,89 @@ impl World {
 }
 
 enum Ticket<'a> {
-    Permit(upbit_limiter_core::Permit<&'a upbit_limiter_core::RateLimiter<SimRuntime>>),
+    /// The local permit, and the store's ticket when the group is shared.
+    Permit(
+        upbit_limiter_core::Permit<&'a upbit_limiter_core::RateLimiter<SimRuntime>>,
+        Option<upbit_limiter_core::interval_log::Ticket>,
+    ),
     BestPractice(usize),
     Oracle,
     Unlimited,
 }
 
+/// Why a request was not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refused {
+    CircuitOpen,
+    Banned,
+    Timeout,
+}
+
+impl Refused {
+    fn of(e: &upbit_limiter_core::AcquireError) -> Self {
+        match e.reason() {
+            Reason::CircuitOpen | Reason::ForcedOpen => Self::CircuitOpen,
+            Reason::Banned => Self::Banned,
+            _ => Self::Timeout,
+        }
+    }
+}
+
+/// The store's admission for a request the local limiter of `process`
+/// admitted, as the Redis client asks for it: one asker per process and
+/// group, a decision a round trip away, a wait for the instant a denial
+/// names (or a bounded back-off while only requests in flight fill the
+/// window), within the group's waiter timeout from `requested`.
+async fn through_store(
+    w: &World,
+    store: &RefCell<SharedStore>,
+    process: usize,
+    g: Group,
+    requested: Instant,
+    waiter_timeout: Duration,
+) -> Result<upbit_limiter_core::interval_log::Ticket, Refused> {
+    let deadline = requested.saturating_add(waiter_timeout);
+    let _turn = w.turns[process * Group::COUNT + g.index()].take().await;
+    let rtt = store.borrow().rtt();
+    let up = Duration::from_nanos(rtt.as_nanos() / 2);
+    let down = rtt - up;
+    let mut poll = Duration::from_nanos(REPORT_POLL.as_nanos() / 8)
+        .max(Duration::from_micros(100))
+        .min(REPORT_POLL);
+    loop {
+        let arrives = w.rt.now() + up;
+        w.rt.sleep_until(arrives).await;
+        let Some(decision) = store.borrow_mut().decide(g, arrives) else {
+            return Err(Refused::Timeout);
+        };
+        w.rt.sleep_until(arrives + down).await;
+        let (retry_at, by_report) = match decision {
+            Ok(ticket) => return Ok(ticket),
+            Err(Refusal::Banned(_)) => return Err(Refused::Banned),
+            Err(Refusal::Paused(until)) => (until, false),
+            Err(Refusal::Full(d)) => (d.retry_at(), d.waits_for_report()),
+        };
+        let room_in = retry_at.saturating_duration_since(arrives);
+        let asked = w.rt.now();
+        if asked.saturating_add(room_in) > deadline && !by_report {
+            return Err(Refused::Timeout);
+        }
+        let sleep = if by_report {
+            let s = poll.min(room_in);
+            poll = poll.saturating_mul(2).min(REPORT_POLL);
+            s
+        } else {
+            room_in
+        };
+        if asked.saturating_add(sleep) > deadline {
+            return Err(Refused::Timeout);
+        }
+        w.rt.sleep_until(asked + sleep).await;
+    }
+}
+
 /// One request of ours, from wanting to send it to reporting its response.
-async fn request(w: &World, call: &Call, id: u64) {
+async fn request(w: &Rc<World>, call: &Call, id: u64, process: usize) {
     let g = call.group;
     let req = Request::http(&call.method, &call.path).correlation_id(id);
     let requested = w.rt.now();
@@ -207,8 +312,22 @@ async fn request(w: &World, call: &Call, id: u64) {
             s.busy_since = Some((requested, 0));
         }
     }
-    let ticket = match &w.admission {
-        Admission::Limiter(l) => l.acquire_request(req).await.map(Ticket::Permit),
+    w.processes.borrow_mut()[process].requests += 1;
+    let shared = w.store.as_ref().filter(|st| st.borrow().shares(g));
+    let ticket = match w.admission(process) {
+        Admission::Limiter(l) => match l.acquire_request(req).await {
+            Ok(permit) => match shared {
+                None => Ok(Ticket::Permit(permit, None)),
+                Some(store) => {
+                    let timeout = l.limiter().group(g).config().waiter_timeout;
+                    // A refusal drops the local permit: its request ends there.
+                    through_store(w, store, process, g, requested, timeout)
+                        .await
+                        .map(|t| Ticket::Permit(permit, Some(t)))
+                }
+            },
+            Err(e) => Err(Refused::of(&e)),
+        },
         Admission::BestPractice(bp) => {
             let idx = BestPractice::group_for(&call.method, &call.path);
             bp.acquire(&w.rt, idx).await;
@@ -247,15 +366,20 @@ async fn request(w: &World, call: &Call, id: u64) {
             Ok(_) => {
                 s.admitted += 1;
                 s.waits.record(sent - requested);
+                let mut procs = w.processes.borrow_mut();
+                let ps = &mut procs[process];
+                ps.admitted += 1;
+                ps.per_group[g.index()] += 1;
+                ps.waits.record(sent - requested);
             }
-            Err(e) if matches!(e.reason(), Reason::CircuitOpen | Reason::ForcedOpen) => {
-                s.rejections.circuit_open += 1
-            }
-            Err(e) if e.reason() == Reason::Banned => s.rejections.banned += 1,
-            Err(_) => s.rejections.timeout += 1,
+            Err(Refused::CircuitOpen) => s.rejections.circuit_open += 1,
+            Err(Refused::Banned) => s.rejections.banned += 1,
+            Err(Refused::Timeout) => s.rejections.timeout += 1,
         }
     }
-    w.sample_breaker(req.group, sent);
+    if process == 0 {
+        w.sample_breaker(req.group, sent);
+    }
     let Ok(ticket) = ticket else {
         return;
     };
@@ -265,7 +389,7 @@ async fn request(w: &World, call: &Call, id: u64) {
         Some(arrival) => {
             w.rt.sleep_until(arrival).await;
             let reply = w.server.borrow_mut().handle(arrival, g, Source::Ours);
-            if let Admission::Oracle(o) = &w.admission {
+            if let Admission::Oracle(o) = w.admission(process) {
                 o.arrived(g, arrival);
             }
             match reply.status {
@@ -307,25 +431,54 @@ async fn request(w: &World, call: &Call, id: u64) {
             Some(_) => {}
             None => s.no_response += 1,
         }
+        let mut procs = w.processes.borrow_mut();
+        let ps = &mut procs[process];
+        match reply.as_ref().map(|r| r.status) {
+            Some(200) => ps.ok += 1,
+            Some(429) => ps.status_429 += 1,
+            Some(418) => ps.status_418 += 1,
+            _ => {}
+        }
     }
     match ticket {
-        Ticket::Permit(permit) => {
+        Ticket::Permit(permit, store_ticket) => {
             let lg = permit.group();
             let response = match delivered {
                 Some(r) => {
                     let mut resp = Response::status(r.status);
-                    resp.remaining_req = r.remaining_req.as_deref();
+                    // `Remaining-Req` counts every sharer's requests: the
+                    // local limiter would read the others as foreign traffic
+                    // (the Redis limiter withholds it the same way).
+                    if store_ticket.is_none() {
+                        resp.remaining_req = r.remaining_req.as_deref();
+                    }
                     resp.body = r.body.as_deref();
                     resp
                 }
                 None => Response::no_response(),
             };
             let fb = permit.report_with_feedback(response);
-            w.on_feedback(lg, &fb);
-            w.sample_breaker(lg, now);
+            w.on_feedback(process, lg, &fb);
+            if process == 0 {
+                w.sample_breaker(lg, now);
+            }
+            if let Some(t) = store_ticket {
+                let ending = delivered.map_or(Ending::NoResponse, |r| Ending::Response(r.status));
+                let ban = fb.banned_until.max(fb.scope_ban_until);
+                let world = Rc::clone(w);
+                w.rt.spawn(async move {
+                    let Some(store) = world.store.as_ref() else {
+                        return;
+                    };
+                    let rtt = store.borrow().rtt();
+                    let at = world.rt.now() + Duration::from_nanos(rtt.as_nanos() / 2);
+                    world.rt.sleep_until(at).await;
+                    store.borrow_mut().report(g, t, ending, ban, at);
+                });
+            }
         }
         Ticket::BestPractice(idx) => {
-            if let (Some(r), Admission::BestPractice(bp)) = (delivered, &w.admission) {
+            if let (Some(r), Admission::BestPractice(bp)) = (delivered, w.admission(process)) {
                 if let Some(h) = &r.remaining_req {
                     bp.update_from_header(now, h);
                 }
@@ -367,7 +520,7 @@ async fn actor(w: Rc<World>, a: usize, i: u32, source: u32) {
     loop {
         for step in &spec.steps {
             for _ in 0..step.repeat {
-                request(&w, &step.call, request_id(source, n)).await;
+                request(&w, &step.call, request_id(source, n), spec.process).await;
                 n = n.wrapping_add(1);
                 if !step.gap.is_zero() {
                     let until = w.rt.now() + step.gap;
@@ -430,12 +583,13 @@ async fn load(w: Rc<World>, l: usize, source: u32) {
             n = n.wrapping_add(1);
             let world = Rc::clone(&w);
             let background = spec.background;
+            let process = spec.process;
             w.rt.spawn(async move {
                 let call = &world.scenario.loads[l].mix[k].0;
                 if background {
                     background_request(&world, call, id).await;
                 } else {
-                    request(&world, call, id).await;
+                    request(&world, call, id, process).await;
                 }
             });
         }
@@ -478,13 +632,26 @@ pub fn run(
     let wall = std::time::Instant::now();
     let mut ex = Executor::new();
     let rt = ex.runtime();
-    let admission = match opts.policy.limiter_config(scenario.preset) {
-        Some(cfg) => Admission::Limiter(Box::new(
-            RateLimiter::with_runtime(&cfg, rt.clone()).map_err(RunError::Config)?,
-        )),
-        None if opts.policy == Policy::BestPractice => Admission::BestPractice(Box::default()),
-        None if opts.policy == Policy::Oracle => Admission::Oracle(Box::default()),
-        None => Admission::Unlimited,
+    let processes = scenario.processes.len().max(1);
+    let config = opts.policy.limiter_config(scenario.preset);
+    let mut admissions = Vec::new();
+    for _ in 0..processes {
+        admissions.push(match &config {
+            Some(cfg) => Admission::Limiter(Box::new(
+                RateLimiter::with_runtime(cfg, rt.clone()).map_err(RunError::Config)?,
+            )),
+            None if opts.policy == Policy::BestPractice => Admission::BestPractice(Box::default()),
+            None if opts.policy == Policy::Oracle => Admission::Oracle(Box::default()),
+            None => Admission::Unlimited,
+        });
+    }
+    if opts.policy == Policy::Oracle {
+        // The clairvoyant books for every process at once: one for all.
+        admissions.truncate(1);
+    }
+    let store = match &config {
+        Some(cfg) if scenario.uses_store() => Some(RefCell::new(SharedStore::new(cfg, scenario.store.rtt))),
+        _ => None,
     };
     let mut server = Server::new(
         scenario.preset,
@@ -503,7 +670,17 @@ pub fn run(
         seed: opts.seed,
         scenario: scenario.clone(),
         server: RefCell::new(server),
-        admission,
+        admissions,
+        store,
+        turns: (0..processes * Group::COUNT).map(|_| Turn::default()).collect(),
+        processes: RefCell::new(
+            (0..processes)
+                .map(|_| ProcessStats {
+                    per_group: vec![0; Group::COUNT],
+                    ..ProcessStats::default()
+                })
+                .collect(),
+        ),
         groups: RefCell::new((0..Group::COUNT).map(|_| GroupStats::default()).collect()),
         actors: RefCell::new(Actors::default()),
         seconds: RefCell::new(PerSecond::new()),
@@ -551,7 +728,7 @@ pub fn run(
         all_waits.merge(&s.waits);
         background.requests += load.background_arrived;
         background.rejected += load.background_rejected;
-        let status = match &world.admission {
+        let status = match &world.admissions[0] {
             Admission::Limiter(l) => Some(l.limiter().group(g).status(end)),
             _ => None,
         };
@@ -623,6 +800,26 @@ pub fn run(
     let seconds = world.seconds.borrow();
     let co_tenants = budget::co_tenants(scenario, &seconds, traffic_end);
     let limit_changes = budget::limit_changes(scenario, &seconds, traffic_end);
+    let (processes, spread) = if scenario.processes.len() > 1 {
+        process_reports(scenario, &world.processes.borrow(), &groups)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let store = world.store.as_ref().map(|st| {
+        let st = st.borrow();
+        let c = st.counts();
+        StoreReport {
+            rtt_ms: ms_of(st.rtt()),
+            decisions: c.decisions,
+            admitted: c.admitted,
+            reports: c.reports,
+            decisions_per_admission: if c.admitted == 0 {
+                0.0
+            } else {
+                (c.decisions as f64 / c.admitted as f64 * 1000.0).round() / 1000.0
+            },
+        }
+    });
     Ok(Report {
         scenario: scenario.name.clone(),
         server_model: opts.model.as_str().to_owned(),
@@ -652,5 +849,74 @@ pub fn run(
         groups,
         co_tenants,
         limit_changes,
+        processes,
+        spread,
+        store,
     })
+}
+
+/// Per process: what it sent and waited; per group that saw traffic: the
+/// most and least any process got admitted.
+fn process_reports(
+    scenario: &Scenario,
+    stats: &[ProcessStats],
+    groups: &[GroupReport],
+) -> (Vec<ProcessReport>, Vec<Spread>) {
+    let processes = scenario
+        .processes
+        .iter()
+        .zip(stats)
+        .map(|(name, p)| ProcessReport {
+            name: name.clone(),
+            requests: p.requests,
+            admitted: p.admitted,
+            ok: p.ok,
+            status_429: p.status_429,
+            status_418: p.status_418,
+            wait_ms: WaitMs::from_histogram(&p.waits),
+            admitted_per_group: Group::ALL
+                .iter()
+                .filter(|g| p.per_group[g.index()] > 0)
+                .map(|g| (g.as_str().to_owned(), p.per_group[g.index()]))
+                .collect(),
+        })
+        .collect();
+    let spread = groups
+        .iter()
+        .filter_map(|gr| {
+            let g: Group = gr.group.parse().ok()?;
+            // Only the processes that call the group.
+            let counts: Vec<u64> = scenario
+                .processes
+                .iter()
+                .enumerate()
+                .filter(|(p, _)| calls(scenario, *p, g))
+                .map(|(p, _)| stats[p].per_group[g.index()])
+                .collect();
+            let most = *counts.iter().max()?;
+            let least = *counts.iter().min()?;
+            Some(Spread {
+                group: gr.group.clone(),
+                processes: counts.len(),
+                most,
+                least,
+                least_of_most: if most == 0 {
+                    1.0
+                } else {
+                    (least as f64 / most as f64 * 1000.0).round() / 1000.0
+                },
+            })
+        })
+        .collect();
+    (processes, spread)
+}
+
+/// Whether process `p` has a client that calls group `g`.
+fn calls(s: &Scenario, p: usize, g: Group) -> bool {
+    s.actors
+        .iter()
+        .any(|a| a.process == p && a.steps.iter().any(|st| st.call.group == g))
+        || s.loads
+            .iter()
+            .any(|l| !l.background && l.process == p && l.mix.iter().any(|(c, _)| c.group == g))
 }

@@ -40,8 +40,15 @@
 //! group = "order"
 //! limits = ["8/1s"]         # every window of the group: "N/<secs>s" or "N/<ms>ms"
 //!
+//! [store]                   # only with two or more processes (see below)
+//! rtt_ms = 0.2              # the round trip to the shared store, per decision and per report
+//! shared = true             # false: each process on its own limiter only (--no-store)
+//!
 //! [[actors]]                # closed loop: each actor runs its steps in order
 //! name = "trader"
+//! process = "a"             # the process it runs in (default "main"): each process has
+//!                           # its own limiter; with several, they share the budgets
+//!                           # through a simulated store (`src/store.rs`)
 //! count = 100               # identical actors
 //! start_s = 0
 //! stagger_ms = 0            # actor i starts at start_s + i * stagger_ms
@@ -66,6 +73,7 @@
 //! peak_length_s = 120       # ... for 120 s
 //! background = false        # true: another process on the same IP and pocket,
 //!                           # sending without any limiter (unknown to ours)
+//! process = "a"             # as for actors (not with `background = true`)
 //! mix = [ { call = "GET /v1/ticker", weight = 3 }, { call = "GET /v1/accounts" } ]
 //! ```
 
@@ -89,7 +97,7 @@ pub struct Builtin {
 }
 
 /// The built-in scenarios, in the order `list` shows them.
-pub const BUILTINS: [Builtin; 11] = [
+pub const BUILTINS: [Builtin; 12] = [
     Builtin {
         name: "market-shock",
         source: include_str!("../scenarios/market-shock.toml"),
@@ -133,6 +141,10 @@ pub const BUILTINS: [Builtin; 11] = [
     Builtin {
         name: "limit-change",
         source: include_str!("../scenarios/limit-change.toml"),
+    },
+    Builtin {
+        name: "shared-store",
+        source: include_str!("../scenarios/shared-store.toml"),
     },
 ];
 
@@ -216,6 +228,8 @@ pub struct Actor {
     pub until: Option<Duration>,
     /// The steps of one round.
     pub steps: Vec<Step>,
+    /// The process it runs in (an index into [`Scenario::processes`]).
+    pub process: usize,
 }
 
 /// How a load spaces its calls.
@@ -278,6 +292,9 @@ pub struct Load {
     pub mix: Vec<(Call, u32)>,
     /// Another process on the same IP and pocket, with no limiter.
     pub background: bool,
+    /// The process it runs in (an index into [`Scenario::processes`]; 0 for
+    /// a background load, which has no limiter).
+    pub process: usize,
 }
 
 impl Load {
@@ -359,6 +376,31 @@ pub struct LimitChange {
     pub limits: Vec<ServerLimit>,
 }
 
+/// The shared store the processes of a scenario go through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreSpec {
+    /// The round trip to the store, per decision and per report.
+    pub rtt: Duration,
+    /// Whether the processes share the budgets through it (else each has
+    /// only its own limiter, as without a shared store).
+    pub shared: bool,
+}
+
+/// The default round trip to the store: Redis on loopback under load.
+pub const DEFAULT_STORE_RTT: Duration = Duration::from_micros(200);
+
+impl Default for StoreSpec {
+    fn default() -> Self {
+        Self {
+            rtt: DEFAULT_STORE_RTT,
+            shared: true,
+        }
+    }
+}
+
+/// The name of the process of clients that name none.
+pub const DEFAULT_PROCESS: &str = "main";
+
 /// A whole scenario.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
@@ -382,6 +424,11 @@ pub struct Scenario {
     pub actors: Vec<Actor>,
     /// Open-loop traffic.
     pub loads: Vec<Load>,
+    /// The processes of our clients, in the order they first appear: each
+    /// has its own limiter.
+    pub processes: Vec<String>,
+    /// The shared store, used when there are several processes.
+    pub store: StoreSpec,
 }
 
 /// A scenario could not be loaded.
@@ -449,6 +496,35 @@ impl Scenario {
     /// Replaces the network's delay, jitter and stalls by `profile`'s.
     pub fn set_network(&mut self, profile: Profile) {
         self.network.set_profile(profile);
+    }
+
+    /// Whether the processes share the budgets through the store: several
+    /// of them, and the store not turned off.
+    pub fn uses_store(&self) -> bool {
+        self.store.shared && self.processes.len() > 1
+    }
+
+    /// Turns the shared store off (or on): each process keeps its own limiter.
+    pub fn set_store(&mut self, shared: bool) {
+        self.store.shared = shared;
+    }
+
+    /// Keeps only the clients of process `name` (and background loads), as
+    /// if it ran alone; `false` if there is no such process.
+    pub fn keep_process(&mut self, name: &str) -> bool {
+        let Some(p) = self.processes.iter().position(|n| n == name) else {
+            return false;
+        };
+        self.actors.retain(|a| a.process == p);
+        self.loads.retain(|l| l.background || l.process == p);
+        for a in &mut self.actors {
+            a.process = 0;
+        }
+        for l in &mut self.loads {
+            l.process = 0;
+        }
+        self.processes = vec![name.to_owned()];
+        true
     }
 
     /// Replaces the network jitter `J`.
@@ -628,6 +704,41 @@ struct RawScenario {
     actors: Vec<Spanned<RawActor>>,
     #[serde(default)]
     loads: Vec<Spanned<RawLoad>>,
+    store: Option<Spanned<RawStore>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default = "store_rtt")]
+    rtt_ms: Millis,
+    #[serde(default = "yes")]
+    shared: bool,
+}
+
+fn store_rtt() -> Millis {
+    Millis(DEFAULT_STORE_RTT)
+}
+fn yes() -> bool {
+    true
+}
+
+/// A process name: non-empty, without whitespace or control characters.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct ProcessName(String);
+
+impl TryFrom<String> for ProcessName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.is_empty() || s.len() > 64 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Err(format!(
+                "process `{s}`: a name of 1 to 64 characters without spaces (e.g. \"a\")"
+            ))
+        } else {
+            Ok(Self(s))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -774,6 +885,7 @@ struct RawActor {
     every_s: Option<Secs>,
     until_s: Option<Secs>,
     steps: Vec<RawStep>,
+    process: Option<ProcessName>,
 }
 
 fn count_one() -> Count {
@@ -812,6 +924,7 @@ struct RawLoad {
     mix: Vec<RawMix>,
     #[serde(default)]
     background: bool,
+    process: Option<ProcessName>,
 }
 
 fn poisson() -> Arrivals {
@@ -933,10 +1046,22 @@ impl RawScenario {
         }
         limit_changes.sort_by_key(|c| c.at);
 
+        let mut processes: Vec<String> = Vec::new();
+        let mut process_of = |name: Option<ProcessName>| {
+            let name = name.map_or_else(|| DEFAULT_PROCESS.to_owned(), |n| n.0);
+            match processes.iter().position(|p| *p == name) {
+                Some(i) => i,
+                None => {
+                    processes.push(name);
+                    processes.len() - 1
+                }
+            }
+        };
         let mut actors = Vec::new();
         for a in self.actors {
             let span = a.span();
             let a = a.into_inner();
+            let process = process_of(a.process);
             if a.steps.is_empty() {
                 return Err(at(span, format!("actor `{}` has no steps", a.name)));
             }
@@ -982,6 +1107,7 @@ impl RawScenario {
                         gap: s.gap_ms.0,
                     })
                     .collect(),
+                process,
             });
         }
 
@@ -990,6 +1116,19 @@ impl RawScenario {
             let span = l.span();
             let l = l.into_inner();
             let name = &l.name;
+            let process = match (l.background, l.process.clone()) {
+                (true, Some(_)) => {
+                    return Err(at(
+                        span,
+                        format!(
+                            "load `{name}`: a background load has no limiter, so no `process` \
+                             (it stands for another process already)"
+                        ),
+                    ))
+                }
+                (true, None) => 0,
+                (false, p) => process_of(p),
+            };
             if l.until_s.0 <= l.start_s.0 {
                 return Err(at(
                     span,
@@ -1075,8 +1214,30 @@ impl RawScenario {
                 peak,
                 mix: l.mix.into_iter().map(|m| (m.call, m.weight.0)).collect(),
                 background: l.background,
+                process,
             });
         }
+        if processes.is_empty() {
+            processes.push(DEFAULT_PROCESS.to_owned());
+        }
+        let store = match self.store {
+            None => StoreSpec::default(),
+            Some(st) => {
+                let span = st.span();
+                let st = st.into_inner();
+                if processes.len() < 2 {
+                    return Err(at(
+                        span,
+                        "`[store]` is shared by processes: give two or more clients different \
+                         `process` names",
+                    ));
+                }
+                StoreSpec {
+                    rtt: st.rtt_ms.0,
+                    shared: st.shared,
+                }
+            }
+        };
 
         Ok(Scenario {
             name: self.name,
@@ -1089,6 +1250,8 @@ impl RawScenario {
             limit_changes,
             actors,
             loads,
+            processes,
+            store,
         })
     }
 }
@@ -1162,6 +1325,7 @@ mod tests {
             }),
             mix: vec![(call, 1)],
             background: false,
+            process: 0,
         };
         let s = Duration::from_secs;
         assert_eq!(l.rate_at(s(5)), 0.0);

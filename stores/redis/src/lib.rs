@@ -100,7 +100,16 @@
 //! traffic, so it does not see the header): when the server counted more
 //! than all sharers can have sent, the difference plus one slot of the
 //! shortest window is reserved for everyone for two windows (the co-tenant
-//! estimate, shared). [`SharedLimiter::status`] reads the shared state.
+//! estimate, shared). A 429 also teaches a ceiling, as core's does (see
+//! core's `outside` module), but learned in the store from every sharer's
+//! requests: of the requests any sharer was admitted in the shortest window
+//! before the one that drew it, the adaptive reduction is kept, and the rest
+//! of the window's places are held back for every sharer for the group's
+//! `ceiling_hold`, then given back one per hold. The decision script holds
+//! back the larger of that and the co-tenant reserve. (The local limiters do
+//! not learn ceilings for shared groups: each sees only its own requests, and
+//! would read the other sharers' places as missing.)
+//! [`SharedLimiter::status`] reads the shared state.
 
 mod config;
 mod limiter;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Mutex;
 use tokio::time::Instant as TokioInstant;
-use upbit_limiter_tokio::upbit_limiter_core::upbit::RemainingReq;
+use upbit_limiter_tokio::upbit_limiter_core::upbit::{RemainingReq, Scope};
 use upbit_limiter_tokio::{
     AcquireError, Deadline, Endpoint, Feedback, Group, LimiterConfig, OwnedPermit, RateLimiter, Request,
     Response,
@@ -283,7 +283,17 @@ impl SharedLimiter {
                 .into());
             }
         }
-        let local = Arc::new(RateLimiter::new(limits).map_err(BuildError::Limits)?);
+        // A learned ceiling of a shared budget is learned by the store from
+        // every sharer's requests before the 429 (the local limiter sees only
+        // this process's, and would hold back the others' places as missing);
+        // the store holds it for the group's `ceiling_hold`.
+        let mut local_limits = limits.clone();
+        for g in Group::ALL {
+            if matches!(g.scope(), Scope::Ip | Scope::Pocket) {
+                local_limits.group_mut(g).ceiling_hold = Default::default();
+            }
+        }
+        let local = Arc::new(RateLimiter::new(&local_limits).map_err(BuildError::Limits)?);
         let client =
             redis::Client::open(shared.url.as_str()).map_err(|e| SharedConfigError::Url(e.to_string()))?;
         let manager = ConnectionManagerConfig::new()

@@ -16,6 +16,7 @@
 //! | `{P}:<scope>:<id>:<group>:meta` | hash | `seq` (ticket counter), `spec` (the limits every sharer must agree on) |
 //! | `{P}:<scope>:<id>:<group>:pause` | string | until when a 429 pauses the budget (µs) |
 //! | `{P}:<scope>:<id>:<group>:reserve` | hash | `n` slots of the shortest window left to traffic that does not go through the store, `until` (µs) |
+//! | `{P}:<scope>:<id>:<group>:ceiling` | hash | a ceiling learned from a 429: `n` places of the shortest window held back from `since` (µs) for `hold` (µs), then one fewer per `hold` |
 //! | `{P}:<scope>:<id>:ban` | string | until when a 418 bans the scope (µs) |
 //!
 //! Nothing expires by Redis TTL: every instant is compared with the scripts'
@@ -167,6 +168,10 @@ pub struct BudgetState {
     /// Slots of the shortest window left to traffic that does not go
     /// through the store, as some sharer's `Remaining-Req` showed (0: none).
     pub reserved: u64,
+    /// Places of the shortest window a 429 seen by some sharer holds back
+    /// for every sharer (a learned ceiling; 0: none). Decisions hold back the
+    /// larger of this and [`reserved`](Self::reserved).
+    pub ceiling: u64,
 }
 
 /// One budget's keys and the arguments its decisions send.
@@ -178,7 +183,12 @@ pub(crate) struct Budget {
     meta: String,
     pause: String,
     reserve: String,
+    ceiling: String,
     ban: String,
+    /// How long a learned ceiling is held (µs, 0: none learned), and the
+    /// share of the requests before a 429 it keeps (ppm).
+    ceiling_hold_us: u64,
+    reduction_ppm: u32,
     /// max_flight, spec, then the windows' (N, W) pairs.
     args: Vec<String>,
     pub(crate) longest_us: u64,
@@ -252,7 +262,10 @@ impl Budget {
             meta: format!("{base}:meta"),
             pause: format!("{base}:pause"),
             reserve: format!("{base}:reserve"),
+            ceiling: format!("{base}:ceiling"),
             ban: format!("{scope_base}:ban"),
+            ceiling_hold_us: micros_up(config.ceiling_hold.as_nanos()).min(TIME_LIMIT_US - 1),
+            reduction_ppm: config.adaptive.reduction.ppm(),
             args,
             longest_us: windows.iter().map(|w| w.1).max().unwrap_or(0),
             shortest_us,
@@ -346,7 +359,7 @@ fn parse_status(v: &Value) -> Result<BudgetState, StoreError> {
         .map(int)
         .collect::<Option<_>>()
         .ok_or(StoreError::MalformedReply)?;
-    let [now, epoch, counting, in_flight, ban, pause, reserved] = n.as_slice() else {
+    let [now, epoch, counting, in_flight, ban, pause, reserved, ceiling] = n.as_slice() else {
         return Err(StoreError::MalformedReply);
     };
     let u = |x: i64| u64::try_from(x).map_err(|_| StoreError::MalformedReply);
@@ -359,6 +372,7 @@ fn parse_status(v: &Value) -> Result<BudgetState, StoreError> {
         banned_until_us: u(*ban)?,
         paused_until_us: u(*pause)?,
         reserved: u(*reserved)?,
+        ceiling: u(*ceiling)?,
     })
 }
 
@@ -391,6 +405,7 @@ impl Store {
             .key(&budget.ban)
             .key(&budget.pause)
             .key(&budget.reserve)
+            .key(&budget.ceiling)
             .arg(explicit(now));
         for a in &budget.args {
             inv.arg(a);
@@ -421,6 +436,7 @@ impl Store {
             .key(&budget.ban)
             .key(&budget.pause)
             .key(&budget.reserve)
+            .key(&budget.ceiling)
             .arg(explicit(now))
             .arg(ticket)
             .arg(end.code())
@@ -429,6 +445,8 @@ impl Store {
             .arg(feedback.sec.map(|s| s.to_string()).unwrap_or_default())
             .arg(budget.shortest_us)
             .arg(budget.shortest_n)
+            .arg(budget.ceiling_hold_us)
+            .arg(budget.reduction_ppm)
             .invoke_async(&mut conn)
             .await?;
         match int(&reply) {
@@ -450,6 +468,7 @@ impl Store {
             .key(&budget.ban)
             .key(&budget.pause)
             .key(&budget.reserve)
+            .key(&budget.ceiling)
             .arg(explicit(now))
             .arg(budget.longest_us)
             .invoke_async(&mut conn)

@@ -364,3 +364,69 @@ async fn a_slow_redis_fails_closed_within_the_timeout_and_recovers() {
     }
     assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ceiling_learned_by_one_process_tightens_every_other() {
+    use upbit_limiter_tokio::Runtime as _;
+    let server = RedisServer::start();
+    let a = limiter(&server, "ceiling");
+    let b = limiter(&server, "ceiling");
+    // Three requests of each process settle in the ticker window.
+    for l in [&a, &b, &a, &b, &a, &b] {
+        l.acquire("GET", "/v1/ticker")
+            .await
+            .unwrap()
+            .report_and_wait(Response::status(200))
+            .await
+            .unwrap();
+    }
+    // The seventh draws a 429 in process a: the server holds fewer places
+    // than 10 per second for us.
+    a.acquire("GET", "/v1/ticker")
+        .await
+        .unwrap()
+        .report_and_wait(Response::status(429))
+        .await
+        .unwrap();
+    let reduction = u64::from(limits().group(Group::Ticker).adaptive.reduction.ppm());
+    let missing = 10 - 6 * reduction / 1_000_000;
+    let status = b.status().await.unwrap();
+    let ticker = status.iter().find(|s| s.group == Group::Ticker).unwrap();
+    assert_eq!(ticker.shared.ceiling, missing, "{:?}", ticker.shared);
+    // Learned from both processes' requests, in the store only: process a's
+    // own limiter, which saw only its 3, holds nothing back.
+    let now = a.local().runtime().now();
+    assert_eq!(a.local().limiter().group(Group::Ticker).status(now).reserve, 0);
+    // After the pause (one window) and once the six have left the window,
+    // process b gets only 10 - missing places in a second.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let room = 10u64.saturating_sub(missing).max(1);
+    let start = Instant::now();
+    for _ in 0..room {
+        b.acquire("GET", "/v1/ticker")
+            .await
+            .unwrap()
+            .report_and_wait(Response::status(200))
+            .await
+            .unwrap();
+    }
+    let e = b
+        .acquire_request(Request::http("GET", "/v1/ticker").timeout(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SharedError::Timeout {
+                waiting_for: WaitingFor::Room,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+}

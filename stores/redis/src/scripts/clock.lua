@@ -21,6 +21,18 @@ end
 
 local LIMIT = 4503599627370496 -- 2^52: far above any Redis TIME, below 2^53
 
+-- The places a learned ceiling (hash: n, since, hold) holds back at `now`: all
+-- n for the hold period, then one fewer per hold period (core's `outside`).
+local function ceiling_at(key, now)
+  local c = redis.call('HMGET', key, 'n', 'since', 'hold')
+  local n, since, hold = tonumber(c[1]), tonumber(c[2]), tonumber(c[3])
+  if n == nil or since == nil or hold == nil or n <= 0 or hold <= 0 then
+    return 0
+  end
+  local given_back = math.floor(math.max(now - since, 0) / hold)
+  return math.max(n - given_back, 0)
+end
+
 local function read_clock(clock_key, explicit)
   local raw
   if explicit ~= nil and explicit ~= '' then

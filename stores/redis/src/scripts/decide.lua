@@ -4,6 +4,7 @@
 -- KEYS[3] live (hash: ticket -> "s_i state")     KEYS[4] meta (hash: seq, spec)
 -- KEYS[5] the scope's ban (string: until)        KEYS[6] the budget's pause (string: until)
 -- KEYS[7] the budget's reserve for traffic of others (hash: n, until)
+-- KEYS[8] the budget's learned ceiling (hash: n, since, hold)
 -- ARGV[1] explicit now in us, or '' for Redis TIME (only the crate's own tests pass one)
 -- ARGV[2] max_flight in us      ARGV[3] spec (the limits and max_flight, as text)
 -- ARGV[4], ARGV[5], ... pairs (N, W in us), one per server window
@@ -25,7 +26,8 @@
 --
 -- Invariant (shared feedback): no admission while now < the scope's ban or
 -- the budget's pause; while now < the reserve's `until`, every window of the
--- shortest length admits only while fewer than max(N - n, 1) count.
+-- shortest length admits only while fewer than max(N - n, 1) count; the
+-- same with n the places a learned ceiling holds back, when it holds back more.
 --
 -- Reply: {1, ticket, now} or {0, reason, retry_at, now} with reason
 -- 1 full (settled requests: nothing admits before retry_at),
@@ -86,6 +88,9 @@ local reserve_until = tonumber(reserve[2]) or 0
 if now < reserve_until then
   reserved = tonumber(reserve[1]) or 0
 end
+local ceiling = ceiling_at(KEYS[8], now)
+local others = reserved
+reserved = math.max(reserved, ceiling)
 local function room(win)
   if win[2] == shortest then
     return math.max(win[1] - reserved, 1)
@@ -139,7 +144,10 @@ if full then
     end
     return at
   end
-  local function full_n(win)
+  local function after_reserve(win)
+    if win[2] == shortest then
+      return math.max(win[1] - ceiling, 1)
+    end
     return win[1]
   end
   local at = free_at(ends, room)
@@ -147,13 +155,14 @@ if full then
   if free_at(reported, room) < at then
     reason = 2
   end
-  if reserved > 0 then
-    -- The reserve ends at `reserve_until`: room then if the full N has it.
+  if others > ceiling then
+    -- The reserve ends at `reserve_until`: room then if what the ceiling
+    -- leaves (the full N without one) has it.
     local copy = {}
     for i, e in ipairs(ends) do
       copy[i] = e
     end
-    local unreserved = math.max(free_at(copy, full_n), reserve_until)
+    local unreserved = math.max(free_at(copy, after_reserve), reserve_until)
     if unreserved < at then
       at, reason = unreserved, 1
     end

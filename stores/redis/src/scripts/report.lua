@@ -2,11 +2,13 @@
 --
 -- KEYS[1] clock   KEYS[2] ends   KEYS[3] live   KEYS[4] the scope's ban   KEYS[5] the budget's pause
 -- KEYS[6] the budget's reserve for traffic of others (hash: n, until)
+-- KEYS[7] the budget's learned ceiling (hash: n, since, hold)
 -- ARGV[1] explicit now in us, or '' for Redis TIME (only the crate's own tests pass one)
 -- ARGV[2] ticket   ARGV[3] how it ended: 'r' response, 'u' no response, 'a' never sent
 -- ARGV[4] pause for this long (us, 0: none)   ARGV[5] ban the scope for this long (us, 0: none)
 -- ARGV[6] the server's Remaining-Req `sec` ('' none)
 -- ARGV[7] the shortest window W_s (us)   ARGV[8] its N (the `sec` capacity)
+-- ARGV[9] the ceiling's hold (us, 0: learn none)   ARGV[10] the adaptive reduction (ppm)
 --
 -- Invariant (core's interval log): only a current ticket changes anything.
 -- 'r' on a request in flight or unanswered sets e_i = now clamped into
@@ -27,6 +29,14 @@
 -- that does not go through this store. Then `external + 1` slots of the
 -- shortest window are reserved for 2 W_s (one of slack, as the local
 -- limiter keeps): the reserve only ever grows while it lasts.
+--
+-- Invariant (learned ceiling, core's `learn_ceiling` over every sharer): a
+-- 429 (a pause) to a current ticket admitted at s, when k requests of any
+-- sharer were admitted before it (a lower ticket number) in [s - W_s, s],
+-- holds back N_s - floor(k * reduction) places of the shortest window for
+-- every sharer: the larger of that and what an earlier ceiling still holds
+-- back, afresh for the hold, then one fewer per hold. It only ever holds
+-- back more than the rule without it, so the guarantee holds whatever it is.
 local now = read_clock(KEYS[1], ARGV[1])
 if now == nil then
   return redis.error_reply('upbit-limiter: time out of range')
@@ -73,6 +83,28 @@ if sec ~= nil and shortest ~= nil and capacity ~= nil and shortest > 0 and capac
       old_n = 0
     end
     redis.call('HSET', KEYS[6], 'n', int(math.max(reserve, old_n)), 'until', int(math.max(now + 2 * shortest, old_until)))
+  end
+end
+local hold, reduction = tonumber(ARGV[9]), tonumber(ARGV[10])
+if pause_for > 0 and hold ~= nil and reduction ~= nil and hold > 0 and hold < LIMIT
+    and reduction >= 0 and reduction <= 1000000 and capacity ~= nil and shortest ~= nil then
+  local seq = tonumber(string.match(ticket, '-(%d+)$'))
+  local epoch_of = string.match(ticket, '^(%d+)-')
+  local before = 0
+  local all = redis.call('HGETALL', KEYS[3])
+  for i = 1, #all, 2 do
+    local si = tonumber(string.match(all[i + 1], '^(%d+) '))
+    local qi = tonumber(string.match(all[i], '-(%d+)$'))
+    if si ~= nil and qi ~= nil and seq ~= nil and string.match(all[i], '^(%d+)-') == epoch_of
+        and qi < seq and si >= s - shortest and si <= s then
+      before = before + 1
+    end
+  end
+  local kept = math.floor(before * reduction / 1000000)
+  local missing = math.max(capacity - kept, 0)
+  local held = math.max(ceiling_at(KEYS[7], now), missing)
+  if held > 0 then
+    redis.call('HSET', KEYS[7], 'n', int(held), 'since', int(now), 'hold', int(hold))
   end
 end
 if kind == 'r' and (state == 'f' or state == 'u') then

@@ -579,3 +579,109 @@ async fn traffic_of_others_in_remaining_req_reserves_room_for_two_windows() {
         .unwrap());
     assert_eq!(store2.status(&quiet, Some(t + 2 * MS)).await.unwrap().reserved, 0);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_ceiling_learned_from_a_429_holds_back_places_for_every_sharer() {
+    let server = RedisServer::start();
+    let store = Store::new(connect(&server).await, "ceil");
+    let mf = 2 * S;
+    let config = group_config(&[ServerLimit::per_second(5)], mf);
+    let hold = micros_up(config.ceiling_hold.as_nanos());
+    let reduction = u64::from(config.adaptive.reduction.ppm());
+    assert!(hold > 0, "the presets hold a learned ceiling");
+    // Two processes on one budget: the same keys, each its own `Budget`.
+    let a = Budget::new("ceil", "ip", "pocket", Group::Order, &config).unwrap();
+    let b = Budget::new("ceil", "ip", "pocket", Group::Order, &config).unwrap();
+    let _ = store.decide(&a, Some(T0)).await.unwrap();
+    let t = opening(&a, mf);
+    let mut tickets = Vec::new();
+    for (i, budget) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let Decision::Admitted { ticket, .. } = store.decide(budget, Some(t + i as u64 * MS)).await.unwrap()
+        else {
+            panic!("closed");
+        };
+        tickets.push(ticket);
+    }
+    for (i, ticket) in tickets.iter().enumerate() {
+        assert!(store
+            .report(
+                &a,
+                ticket,
+                End::Response,
+                fb(0, 0),
+                Some(t + (10 + i as u64) * MS)
+            )
+            .await
+            .unwrap());
+    }
+    assert_eq!(store.status(&a, Some(t + 20 * MS)).await.unwrap().ceiling, 0);
+    let Decision::Admitted { ticket, .. } = store.decide(&b, Some(t + 20 * MS)).await.unwrap() else {
+        panic!("room for a fifth");
+    };
+    // Process b's fifth request draws a 429: the server had fewer places
+    // than 5. The sharers' 4 before it are what it surely holds for us;
+    // of them the reduction is kept, the rest is held back for everyone.
+    let at = t + 30 * MS;
+    assert!(store
+        .report(&b, &ticket, End::Response, fb(S, 0), Some(at))
+        .await
+        .unwrap());
+    let kept = 4 * reduction / 1_000_000;
+    let missing = 5 - kept;
+    assert!(missing >= 1);
+    let state = store.status(&a, Some(at + MS)).await.unwrap();
+    assert_eq!((state.ceiling, state.reserved), (missing, 0), "{state:?}");
+    // After the pause, and once the window is clear, process a gets only
+    // max(5 - missing, 1) places in a window.
+    let clear = at + 3 * S;
+    let room = 5u64.saturating_sub(missing).max(1);
+    for i in 0..room {
+        assert!(
+            matches!(
+                store.decide(&a, Some(clear + i * MS)).await.unwrap(),
+                Decision::Admitted { .. }
+            ),
+            "place {i} of {room}"
+        );
+    }
+    match store.decide(&a, Some(clear + room * MS)).await.unwrap() {
+        Decision::Denied {
+            wait: Wait::FullInFlight,
+            retry_at,
+            ..
+        } => assert_eq!(
+            retry_at,
+            clear + mf + S + 1,
+            "the first one's maximum flight, then its window"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Held for the hold, then one place fewer per hold.
+    assert_eq!(
+        store.status(&a, Some(at + hold - 1)).await.unwrap().ceiling,
+        missing
+    );
+    assert_eq!(
+        store.status(&a, Some(at + hold)).await.unwrap().ceiling,
+        missing - 1
+    );
+    assert_eq!(
+        store.status(&a, Some(at + missing * hold)).await.unwrap().ceiling,
+        0
+    );
+    // A budget whose configuration holds nothing learns nothing.
+    let mut none = config;
+    none.ceiling_hold = Duration::ZERO;
+    let c = Budget::new("ceil0", "ip", "pocket", Group::Order, &none).unwrap();
+    let store0 = Store::new(store.conn.clone(), "ceil0");
+    let _ = store0.decide(&c, Some(T0)).await.unwrap();
+    let Decision::Admitted { ticket, .. } = store0.decide(&c, Some(t)).await.unwrap() else {
+        panic!("closed");
+    };
+    assert!(store0
+        .report(&c, &ticket, End::Response, fb(S, 0), Some(t + MS))
+        .await
+        .unwrap());
+    let state = store0.status(&c, Some(t + 2 * MS)).await.unwrap();
+    assert_eq!((state.ceiling, state.paused_until_us), (0, t + MS + S));
+}
