@@ -469,6 +469,49 @@ impl SharedLimiter {
     }
 }
 
+impl SharedLimiter {
+    /// Reads the shared state of every shared group ([`status`](Self::status))
+    /// and publishes it through the `metrics` facade, labelled `group` and
+    /// `budget` (the IP's or the pocket's name in the store). Gauges, as every
+    /// sharer sees them: `upbit_limiter_shared_counting`,
+    /// `upbit_limiter_shared_in_flight`, `upbit_limiter_shared_reserved`,
+    /// `upbit_limiter_shared_ceiling` (places held back),
+    /// `upbit_limiter_shared_ban_remaining_seconds`,
+    /// `upbit_limiter_shared_pause_remaining_seconds`; this process's
+    /// counters: `upbit_limiter_shared_decisions_total`,
+    /// `upbit_limiter_shared_admitted_total`, `upbit_limiter_shared_store_errors_total`,
+    /// `upbit_limiter_shared_report_errors_total`. Call it as often as the
+    /// exporter should be current (each call runs one status script per group).
+    pub async fn record_metrics(&self) -> Result<Vec<SharedGroupStatus>, StoreError> {
+        let status = self.status().await?;
+        for s in &status {
+            let budget = match s.group.scope() {
+                upbit_limiter_tokio::Scope::Pocket => self.inner.config.pocket_id.clone(),
+                _ => self.inner.config.ip_id.clone(),
+            };
+            let labels = [("group", s.group.as_str().to_owned()), ("budget", budget)];
+            let b = &s.shared;
+            let left = |until_us: u64| match b.now_us {
+                Some(now) => until_us.saturating_sub(now) as f64 / 1e6,
+                None => 0.0,
+            };
+            metrics::gauge!("upbit_limiter_shared_counting", &labels).set(b.counting as f64);
+            metrics::gauge!("upbit_limiter_shared_in_flight", &labels).set(b.in_flight as f64);
+            metrics::gauge!("upbit_limiter_shared_reserved", &labels).set(b.reserved as f64);
+            metrics::gauge!("upbit_limiter_shared_ceiling", &labels).set(b.ceiling as f64);
+            metrics::gauge!("upbit_limiter_shared_ban_remaining_seconds", &labels)
+                .set(left(b.banned_until_us));
+            metrics::gauge!("upbit_limiter_shared_pause_remaining_seconds", &labels)
+                .set(left(b.paused_until_us));
+            metrics::counter!("upbit_limiter_shared_decisions_total", &labels).absolute(s.decisions);
+            metrics::counter!("upbit_limiter_shared_admitted_total", &labels).absolute(s.admitted);
+            metrics::counter!("upbit_limiter_shared_store_errors_total", &labels).absolute(s.store_errors);
+            metrics::counter!("upbit_limiter_shared_report_errors_total", &labels).absolute(s.report_errors);
+        }
+        Ok(status)
+    }
+}
+
 /// A granted request: send it, then [`report`](Self::report) its response.
 ///
 /// Reporting is synchronous, as with the local permit: the local limiter
