@@ -3,13 +3,15 @@
 //! responses (200, 429, 418 with or without a ban length, 5xx, timeouts, any
 //! `Remaining-Req`), configuration changes and the operator's switch.
 //!
-//! After every step, each group's admissions must fit a sliding window of
-//! `N` per `W + J` for each of its server windows (the Zero-429 bound at the
-//! send side), and nothing may panic.
+//! Every group runs on the GCRA policy. After every step, each group's
+//! admissions must fit a sliding window of `N` per `W + J` for each of its
+//! server windows (the Zero-429 bound at the send side), and nothing may
+//! panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use upbit_limiter_core::adaptive::Strategy;
+use upbit_limiter_core::limiter::Policy;
 use upbit_limiter_core::{
     Admission, Duration, Group, Instant, SyncLimiter, LimiterConfig, Preset, Response, ServerLimit,
 };
@@ -67,6 +69,8 @@ fuzz_target!(|data: &[u8]| {
     for g in Group::ALL {
         let pick = b.u8();
         let c = config.group_mut(g);
+        // The GCRA's bound (the interval log has its own target).
+        c.policy = Policy::Gcra;
         c.burst = burst_for(pick, c.limits.as_slice());
     }
     let Ok(limiter) = SyncLimiter::new(&config) else {
