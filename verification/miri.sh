@@ -5,7 +5,7 @@
 # more under Tree Borrows. Case counts are reduced under `cfg(miri)` where a
 # test would otherwise take minutes (the exhaustive classifier inputs, the
 # 1000-per-second re-spacing test, the thread stress loops); nothing is left
-# out. Bounded: CI gives it at most 10 minutes.
+# out. Bounded: CI gives it at most 10 minutes (about 8 here).
 #
 # Environment: CARGO_TARGET_DIR (default: target/miri).
 set -euo pipefail
