@@ -104,6 +104,12 @@ struct RunArgs {
     /// One-way network jitter J in milliseconds (delays are uniform in [d, d + J]).
     #[arg(long, value_name = "MS", value_parser = parse_jitter)]
     jitter_ms: Option<f64>,
+    /// The server's service time in milliseconds, the same for every request
+    /// (replaces the scenario's service times and their phases; with
+    /// `--network low-latency --service-ms 0` the round trip is the network's
+    /// alone).
+    #[arg(long, value_name = "MS")]
+    service_ms: Option<u64>,
     /// Seed of every random draw. Default: the scenario's.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -252,6 +258,9 @@ fn run_command(args: RunArgs) -> ExitCode {
     }
     if let Some(j) = args.jitter_ms {
         scenario.set_jitter(Duration::from_nanos((j * 1e6).round() as u64));
+    }
+    if let Some(ms) = args.service_ms {
+        scenario.set_service(Duration::from_millis(ms));
     }
     if args.no_headers {
         scenario.server.remaining_req = false;

@@ -532,6 +532,16 @@ impl Scenario {
         self.network.jitter = jitter;
     }
 
+    /// Makes the server answer every request after `service`, from the
+    /// start to the end (the scenario's service times and phases go).
+    pub fn set_service(&mut self, service: Duration) {
+        self.network.phases = vec![ServicePhase {
+            at: Duration::ZERO,
+            service,
+            service_jitter: Duration::ZERO,
+        }];
+    }
+
     /// The windows the server enforces for `group` at `t`: the preset's, or
     /// those of the last limit change at or before `t`.
     pub fn limits_at(&self, group: Group, t: Duration) -> Vec<ServerLimit> {
