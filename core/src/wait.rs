@@ -1209,6 +1209,22 @@ mod tests {
             at(1_000),
         );
         assert!(format!("{long}").ends_with("the ban ends in 2 h 5 min"), "{long}");
+        // Only a deadline that cannot be met is a timeout; each error keeps
+        // the instant it failed at.
+        assert!(e.is_timeout() && !banned.is_timeout() && !open.is_timeout() && !forced.is_timeout());
+        assert_eq!((e.failed_at(), banned.failed_at()), (at(1_113), at(1_000)));
+    }
+
+    #[test]
+    fn spans_change_unit_exactly_at_a_second_a_minute_and_an_hour() {
+        let human = |ms: u64| format!("{}", Human(core::time::Duration::from_millis(ms)));
+        assert_eq!(human(999), "999 ms");
+        assert_eq!(human(1_000), "1.0 s");
+        assert_eq!(human(59_940), "59.9 s");
+        assert_eq!(human(60_000), "1 min 0 s");
+        assert_eq!(human(3_599_000), "59 min 59 s");
+        assert_eq!(human(3_600_000), "1 h 0 min");
+        assert_eq!(format!("{}", Human(core::time::Duration::MAX)), "never");
     }
 
     #[test]
@@ -1238,6 +1254,8 @@ mod tests {
                 "{path}"
             );
         }
+        // The tail is compared from a character boundary, whatever comes before it.
+        assert!(is_private_websocket("가/websocket/v1/private"));
         // A private path outside the WebSocket group changes nothing.
         assert!(is_private_websocket("/v2/websocket/v1/private"));
         assert_eq!(Request::http("GET", "/v2/websocket/v1/private").scope, Scope::Ip);
@@ -1254,5 +1272,11 @@ mod tests {
         let e = Endpoint::new("GET", &long);
         assert!(e.as_str().len() <= Endpoint::CAPACITY && long.starts_with(e.path()));
         assert!(Endpoint::NONE.is_empty() && Endpoint::NONE.path().is_empty());
+        // Debug shows the text, quoted.
+        assert_eq!(format!("{e:?}"), format!("{:?}", e.as_str()));
+        assert_eq!(
+            format!("{:?}", Endpoint::new("GET", "/v1/ticker")),
+            "\"GET /v1/ticker\""
+        );
     }
 }

@@ -2,33 +2,17 @@
 //! groups, one shared budget for the IP groups, bans per pocket, and the
 //! pocket's name in errors.
 
+mod common;
+
 use std::sync::Arc;
+
+use common::Manual;
 
 use upbit_limiter_core::upbit::{PocketId, Scope};
 use upbit_limiter_core::{
-    AcquireError, Clock, Duration, Group, Instant, LimiterConfig, ManualClock, Permit, Preset, RateLimiter,
-    Reason, Request, Response, Runtime,
+    AcquireError, Duration, Group, Instant, LimiterConfig, ManualClock, Permit, Preset, RateLimiter, Reason,
+    Request, Response,
 };
-
-#[derive(Clone)]
-struct Manual(ManualClock);
-
-impl Runtime for Manual {
-    type Sleep = std::future::Pending<()>;
-    type Instant = Instant;
-    fn now(&self) -> Instant {
-        self.0.now()
-    }
-    fn sleep_until(&self, _deadline: Instant) -> Self::Sleep {
-        std::future::pending()
-    }
-    fn core_instant(&self, at: Instant) -> Instant {
-        at
-    }
-    fn runtime_instant(&self, at: Instant) -> Instant {
-        at
-    }
-}
 
 type Limiter = RateLimiter<Manual>;
 type Owned = Permit<Arc<Limiter>>;

@@ -1,0 +1,105 @@
+//! The order of the wait queue: a request never jumps the waiters queued
+//! before it, and an event that moves every waiter's turn (a 429) wakes the
+//! queue's head, which then fails at once when its deadline can no longer
+//! be met.
+
+mod common;
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use common::Manual;
+use upbit_limiter_core::limiter::Policy;
+use upbit_limiter_core::{
+    Duration, Group, Instant, LimiterConfig, ManualClock, Preset, RateLimiter, Reason, Request, Response,
+};
+
+const TICKER: &str = "/v1/ticker";
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct Count(AtomicUsize);
+
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn limiter(policy: Policy) -> (RateLimiter<Manual>, ManualClock) {
+    let mut config = LimiterConfig::preset(Preset::Korea);
+    config.group_mut(Group::Ticker).policy = policy;
+    let clock = ManualClock::starting_at(Instant::from_nanos(10_000_000_000));
+    (
+        RateLimiter::with_runtime(&config, Manual(clock.clone())).unwrap(),
+        clock,
+    )
+}
+
+#[test]
+fn a_new_request_never_jumps_a_queued_waiter() {
+    for policy in [Policy::IntervalLog, Policy::Gcra] {
+        let (l, clock) = limiter(policy);
+        // Fill the group and answer every request at once.
+        let mut admitted = 0;
+        while let Ok(p) = l.try_acquire("GET", TICKER) {
+            p.report(Response::status(200));
+            admitted += 1;
+        }
+        assert!(admitted > 0, "{policy:?}");
+        let waker = Waker::from(Arc::new(Count::default()));
+        let mut cx = Context::from_waker(&waker);
+        let mut first = pin!(l.acquire("GET", TICKER));
+        assert!(
+            first.as_mut().poll(&mut cx).is_pending(),
+            "{policy:?}: the group is full"
+        );
+        // Long enough for a place to be free again, and the waiter not yet
+        // polled: a newcomer must not take its place.
+        clock.advance(Duration::from_secs(2));
+        let newcomer = l.try_acquire("GET", TICKER);
+        assert!(newcomer.is_err(), "{policy:?}: a new request jumped the queue");
+        match first.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(p)) => p.report(Response::status(200)),
+            other => panic!("{policy:?}: the queued waiter should go first: {other:?}"),
+        }
+        // With nobody queued, the next request goes as soon as there is room.
+        clock.advance(Duration::from_secs(2));
+        assert!(l.try_acquire("GET", TICKER).is_ok(), "{policy:?}");
+    }
+}
+
+#[test]
+fn a_429_wakes_the_head_which_fails_at_once_when_its_deadline_cannot_be_met() {
+    // On the GCRA the head's turn is a known instant (on the interval log
+    // a window full of requests in flight has no earliest instant to miss).
+    let (l, clock) = limiter(Policy::Gcra);
+    let mut held = Vec::new();
+    while let Ok(p) = l.try_acquire("GET", TICKER) {
+        held.push(p);
+    }
+    let count = Arc::new(Count::default());
+    let waker = Waker::from(count.clone());
+    let mut cx = Context::from_waker(&waker);
+    let request = Request::http("GET", TICKER).timeout(core::time::Duration::from_millis(300));
+    let mut waiter = pin!(l.acquire_request(request));
+    assert!(waiter.as_mut().poll(&mut cx).is_pending());
+    let woken = count.0.load(Ordering::SeqCst);
+    clock.advance(Duration::from_millis(50));
+    // A 429 pauses the group for longer than the waiter's deadline allows.
+    held.pop().unwrap().report(Response::status(429));
+    assert!(
+        count.0.load(Ordering::SeqCst) > woken,
+        "the 429 moved every turn but did not wake the head"
+    );
+    match waiter.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(e)) => {
+            assert!(matches!(e.reason(), Reason::Timeout { .. }), "{e}");
+            assert_eq!(e.failed_at(), l.now(), "failed when woken, not at its deadline");
+        }
+        other => panic!("the head should fail at once: {other:?}"),
+    };
+}
