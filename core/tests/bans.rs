@@ -187,3 +187,31 @@ fn a_zero_retry_after_is_not_a_zero_ban() {
     let fb = l.on_response(&a, Response::status(418).with_retry_after("0"), at(1_000));
     assert_eq!(fb.banned_until, Some(at(51_000)));
 }
+
+#[test]
+fn a_ban_refuses_the_gcra_groups_as_banned_on_their_fast_path_too() {
+    // The GCRA admits lock-free while nothing is in force; a ban must close
+    // that path and name itself, for the banned group and its scope's others.
+    let mut config = LimiterConfig::preset(Preset::Korea);
+    for g in upbit_limiter_core::Group::ALL {
+        config.group_mut(g).policy = upbit_limiter_core::limiter::Policy::Gcra;
+    }
+    let l = SyncLimiter::new(&config).unwrap();
+    // Warm the fast path of orderbook, then ban the IP through ticker.
+    assert!(l.try_acquire("GET", "/v1/orderbook", at(500)).is_ok());
+    let a = l.try_acquire("GET", "/v1/ticker", at(1_000)).unwrap();
+    l.on_response(&a, Response::status(418).with_retry_after("30"), at(1_010));
+    for t in [2_000, 15_000, 31_000] {
+        assert_eq!(
+            banned(&l, "GET", "/v1/ticker", at(t)),
+            Some(at(31_010)),
+            "at {t} ms"
+        );
+        assert_eq!(
+            banned(&l, "GET", "/v1/orderbook", at(t)),
+            Some(at(31_010)),
+            "at {t} ms"
+        );
+    }
+    assert!(l.try_acquire("GET", "/v1/orderbook", at(31_010)).is_ok());
+}
