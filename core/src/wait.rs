@@ -540,10 +540,19 @@ impl<R: Runtime> RateLimiter<R> {
         let budget = self.budget(scope);
         let fb = budget.on_response(admission, response, now);
         if scope == Scope::Ip && budget.ip_ban_pauses_pocket_groups() {
+            let shared = &self.ip_budget_owner().ip_ban_until;
             if let Some(until) = fb.scope_ban_until.or(fb.banned_until) {
-                self.ip_budget_owner()
-                    .ip_ban_until
-                    .fetch_max(until.as_nanos(), Ordering::AcqRel);
+                shared.fetch_max(until.as_nanos(), Ordering::AcqRel);
+            }
+            if let Some(hold) = fb.ban_lifted {
+                // The IP's probe passed: the hold it set ends now (a longer
+                // ban recorded since is kept).
+                let _ = shared.compare_exchange(
+                    hold.as_nanos(),
+                    now.as_nanos(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
             }
         }
         fb
@@ -560,17 +569,38 @@ impl<R: Runtime> RateLimiter<R> {
     }
 
     /// Before a pocket-group decision: applies an IP ban that pauses pocket
-    /// groups, if one was seen through another pocket since the last look.
+    /// groups, if one was seen through another pocket since the last look,
+    /// and ends the one applied if the IP's probe has passed since.
+    ///
+    /// (A waiter already queued in a pocket group when the probe passes
+    /// learns of it with the pocket's next decision, or when its ban ends.)
     fn sync_ip_ban(&self, scope: Scope, now: Instant) {
         if scope != Scope::Pocket {
             return;
         }
         let until = self.ip_budget_owner().ip_ban_until.load(Ordering::Acquire);
-        if until <= now.as_nanos() || until <= self.ip_ban_applied.load(Ordering::Acquire) {
+        let applied = self.ip_ban_applied.load(Ordering::Acquire);
+        let pocket_groups = || Group::ALL.into_iter().filter(|g| g.scope() == Scope::Pocket);
+        if until < applied {
+            // Lifted early: the applied ban's hold ends (once per lift).
+            if self
+                .ip_ban_applied
+                .compare_exchange(applied, until, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                for g in pocket_groups() {
+                    self.limiter
+                        .group(g)
+                        .lift_scope_ban(Instant::from_nanos(applied), now);
+                }
+            }
+            return;
+        }
+        if until <= now.as_nanos() || until == applied {
             return;
         }
         self.ip_ban_applied.fetch_max(until, Ordering::AcqRel);
-        for g in Group::ALL.into_iter().filter(|g| g.scope() == Scope::Pocket) {
+        for g in pocket_groups() {
             self.limiter
                 .group(g)
                 .ban_scope_until(Instant::from_nanos(until), now);

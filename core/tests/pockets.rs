@@ -161,6 +161,8 @@ fn an_ip_ban_bans_the_ip_groups_of_every_pocket_and_by_setting_their_pocket_grou
         permit.report(Response::status(418).with_retry_after("30"));
         clock.advance(Duration::from_millis(10));
         for l in [&main, &sub] {
+            // The pocket group first: its own decision must see the IP ban.
+            let order = l.clone().try_acquire_owned(Request::http("POST", "/v1/orders"));
             let e = l
                 .clone()
                 .try_acquire_owned(Request::http("GET", "/v1/orderbook"))
@@ -169,7 +171,6 @@ fn an_ip_ban_bans_the_ip_groups_of_every_pocket_and_by_setting_their_pocket_grou
             // The IP's groups belong to no pocket.
             assert_eq!(e.pocket(), None);
             assert!(e.to_string().starts_with("group orderbook"), "{e}");
-            let order = l.clone().try_acquire_owned(Request::http("POST", "/v1/orders"));
             match (pause, order) {
                 (false, order) => assert!(order.is_ok(), "{:?}", l.pocket()),
                 (true, Err(e)) => {
@@ -216,4 +217,38 @@ fn an_unnamed_limiter_names_no_pocket() {
         .unwrap_err();
     assert_eq!((e.reason(), e.pocket()), (Reason::Banned, None));
     assert!(e.to_string().starts_with("group order (POST /v1/orders)"), "{e}");
+}
+
+#[test]
+fn with_the_setting_every_pockets_groups_run_again_when_the_ips_probe_passes() {
+    let mut config = LimiterConfig::preset(Preset::Korea);
+    config.ip_ban_pauses_pocket_groups = true;
+    let (main, sub, clock) = two_pockets(&config);
+    // A ban of unknown length, seen through the sub-pocket.
+    let permit = sub
+        .clone()
+        .try_acquire_owned(Request::http("GET", "/v1/ticker"))
+        .unwrap();
+    clock.advance(Duration::from_millis(10));
+    permit.report(Response::status(418).with_body(r#"{"error":{"name":418,"message":"I'm a teapot"}}"#));
+    for l in [&main, &sub] {
+        let e = l
+            .clone()
+            .try_acquire_owned(Request::http("POST", "/v1/orders"))
+            .unwrap_err();
+        assert_eq!(e.reason(), Reason::Banned, "{:?}", l.pocket());
+    }
+    // The IP's probe goes when the first wait ends, and passes.
+    clock.advance(Duration::from_secs(50));
+    let probe = main
+        .clone()
+        .try_acquire_owned(Request::http("GET", "/v1/ticker"))
+        .unwrap();
+    clock.advance(Duration::from_millis(40));
+    probe.report(Response::status(200));
+    // Orders go again from both pockets, long before the hold would end.
+    for l in [&main, &sub, &main] {
+        let order = l.clone().try_acquire_owned(Request::http("POST", "/v1/orders"));
+        assert!(order.is_ok(), "{:?}: {:?}", l.pocket(), order.err());
+    }
 }
