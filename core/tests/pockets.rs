@@ -231,7 +231,8 @@ fn with_the_setting_every_pockets_groups_run_again_when_the_ips_probe_passes() {
         .unwrap();
     clock.advance(Duration::from_millis(10));
     permit.report(Response::status(418).with_body(r#"{"error":{"name":418,"message":"I'm a teapot"}}"#));
-    for l in [&main, &sub] {
+    // Each pocket's first decision applies the ban, and the next ones keep it.
+    for l in [&main, &sub, &main, &sub] {
         let e = l
             .clone()
             .try_acquire_owned(Request::http("POST", "/v1/orders"))
