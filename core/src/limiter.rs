@@ -1116,9 +1116,10 @@ impl GroupLimiter {
         // A penalty, a ban or a breaker transition moves every waiter's turn:
         // wake the head now (the wake travels down the queue), so that a
         // waiter whose deadline can no longer be met fails at once and a
-        // ban or an open breaker fails them fast.
+        // ban or an open breaker fails them fast. (A lifted ban wakes
+        // nobody: a ban fails every waiter it meets, so none waits through
+        // one.)
         let moved = matches!(response.status, Some(429 | 418))
-            || fb.ban_lifted.is_some()
             || fb.header_tightened
             || fb.transition.is_some()
             || fb.ratio_change.is_some();
@@ -1683,6 +1684,23 @@ mod tests {
     const T: Duration = Duration::from_micros(110_001);
 
     #[test]
+    fn a_round_trip_longer_than_the_margin_is_flagged_and_one_of_exactly_the_margin_is_not() {
+        let g = ticker_gcra();
+        let margin = g.config().margin;
+        let a = g.try_acquire(at(1_000)).unwrap();
+        let fb = g.on_response(&a, Response::status(200), at(1_000) + margin);
+        assert!(!fb.round_trip_over_margin);
+        let b = g.try_acquire(at(3_000)).unwrap();
+        let fb = g.on_response(
+            &b,
+            Response::status(200),
+            at(3_000) + margin + Duration::from_nanos(1),
+        );
+        assert!(fb.round_trip_over_margin);
+        assert_eq!(g.status(at(4_000)).counters.round_trips_over_margin, 1);
+    }
+
+    #[test]
     fn preset_ticker_admits_one_per_110_001_us() {
         let g = ticker_gcra();
         let a = g.try_acquire(at(1_000)).unwrap();
@@ -2163,6 +2181,18 @@ mod interval_log_policy {
         cfg.policy = Policy::IntervalLog;
         cfg.max_flight = Duration::from_secs(5);
         GroupLimiter::new(Group::Ticker, cfg).unwrap()
+    }
+
+    #[test]
+    fn the_status_names_the_throttle_the_log_runs_under() {
+        // The server's own rate, burst N: 10 per 100 ms for ticker, 12 per
+        // 1/12 s (rounded up to the microsecond) for orders.
+        let q = ticker_log().status(at(0)).quota;
+        assert_eq!((q.interval(), q.burst()), (Duration::from_millis(100), 10));
+        let order =
+            GroupLimiter::new(Group::Order, GroupConfig::preset(Preset::Korea, Group::Order)).unwrap();
+        let q = order.status(at(0)).quota;
+        assert_eq!((q.interval(), q.burst()), (Duration::from_micros(83_334), 12));
     }
 
     #[test]

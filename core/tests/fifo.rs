@@ -76,7 +76,14 @@ fn a_new_request_never_jumps_a_queued_waiter() {
 fn a_429_wakes_the_head_which_fails_at_once_when_its_deadline_cannot_be_met() {
     // On the GCRA the head's turn is a known instant (on the interval log
     // a window full of requests in flight has no earliest instant to miss).
-    let (l, clock) = limiter(Policy::Gcra);
+    let mut config = LimiterConfig::preset(Preset::Korea);
+    let ticker = config.group_mut(Group::Ticker);
+    ticker.policy = Policy::Gcra;
+    // The ratio drops only after three 429s in a row: the wake must come
+    // from the 429 itself, not from a rate change.
+    ticker.adaptive.error_threshold = 3;
+    let clock = ManualClock::starting_at(Instant::from_nanos(10_000_000_000));
+    let l = RateLimiter::with_runtime(&config, Manual(clock.clone())).unwrap();
     let mut held = Vec::new();
     while let Ok(p) = l.try_acquire("GET", TICKER) {
         held.push(p);
@@ -90,7 +97,11 @@ fn a_429_wakes_the_head_which_fails_at_once_when_its_deadline_cannot_be_met() {
     let woken = count.0.load(Ordering::SeqCst);
     clock.advance(Duration::from_millis(50));
     // A 429 pauses the group for longer than the waiter's deadline allows.
-    held.pop().unwrap().report(Response::status(429));
+    let fb = held.pop().unwrap().report_with_feedback(Response::status(429));
+    assert_eq!(
+        (fb.ratio_change, fb.transition, fb.header_tightened),
+        (None, None, false)
+    );
     assert!(
         count.0.load(Ordering::SeqCst) > woken,
         "the 429 moved every turn but did not wake the head"
@@ -102,4 +113,89 @@ fn a_429_wakes_the_head_which_fails_at_once_when_its_deadline_cannot_be_met() {
         }
         other => panic!("the head should fail at once: {other:?}"),
     };
+}
+
+#[test]
+fn a_late_head_gets_one_interval_before_the_waiters_behind_it_wake_it() {
+    let (l, clock) = limiter(Policy::Gcra);
+    let interval = l.group(Group::Ticker).status(l.now()).interval;
+    let _held = l.try_acquire("GET", TICKER).unwrap();
+    let head_wakes = Arc::new(Count::default());
+    let head_waker = Waker::from(head_wakes.clone());
+    let other = Waker::from(Arc::new(Count::default()));
+    let mut head = pin!(l.acquire("GET", TICKER));
+    let mut behind = pin!(l.acquire("GET", TICKER));
+    assert!(head
+        .as_mut()
+        .poll(&mut Context::from_waker(&head_waker))
+        .is_pending());
+    assert!(behind
+        .as_mut()
+        .poll(&mut Context::from_waker(&other))
+        .is_pending());
+    // The head's turn comes and it is not polled (a busy executor). Half an
+    // interval late it is left alone...
+    clock.advance(Duration::from_nanos(interval.as_nanos() * 3 / 2));
+    let before = head_wakes.0.load(Ordering::SeqCst);
+    assert!(behind
+        .as_mut()
+        .poll(&mut Context::from_waker(&other))
+        .is_pending());
+    assert_eq!(
+        head_wakes.0.load(Ordering::SeqCst),
+        before,
+        "woken before its grace ran out"
+    );
+    // ...and more than an interval late, the waiter behind wakes it.
+    clock.advance(interval);
+    assert!(behind
+        .as_mut()
+        .poll(&mut Context::from_waker(&other))
+        .is_pending());
+    assert!(
+        head_wakes.0.load(Ordering::SeqCst) > before,
+        "a late head was never woken"
+    );
+}
+
+/// The wakes `waker` has had.
+fn wakes(count: &Arc<Count>) -> usize {
+    count.0.load(Ordering::SeqCst)
+}
+
+#[test]
+fn a_header_that_tightens_the_gcra_without_a_rate_change_wakes_the_head() {
+    let (l, clock) = limiter(Policy::Gcra);
+    let full = "group=market; min=1800; sec=0";
+    let next = || loop {
+        match l.try_acquire("GET", TICKER) {
+            Ok(p) => return p,
+            Err(_) => clock.advance(Duration::from_millis(5)),
+        }
+    };
+    // One of ours, then a header: the server's window is full, nine places
+    // used by others. Our share drops (a rate change).
+    let a = next();
+    clock.advance(Duration::from_millis(10));
+    let fb = a.report_with_feedback(Response::status(200).with_remaining_req(full));
+    assert!(fb.ratio_change.is_some() && fb.header_tightened);
+    // The next one at that share, then the same header: others still use
+    // nine places (no rate change), and the full window is waited out.
+    let b = next();
+    let count = Arc::new(Count::default());
+    let waker = Waker::from(count.clone());
+    let mut waiter = pin!(l.acquire("GET", TICKER));
+    assert!(waiter
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    let before = wakes(&count);
+    clock.advance(Duration::from_millis(10));
+    let fb = b.report_with_feedback(Response::status(200).with_remaining_req(full));
+    assert!(fb.header_tightened);
+    assert_eq!(
+        (fb.ratio_change, fb.transition, fb.ban_lifted),
+        (None, None, None)
+    );
+    assert!(wakes(&count) > before, "the tightening did not wake the head");
 }
