@@ -1,7 +1,7 @@
-//! The order of the wait queue: a request never jumps the waiters queued
-//! before it, and an event that moves every waiter's turn (a 429) wakes the
-//! queue's head, which then fails at once when its deadline can no longer
-//! be met.
+//! Waiting through the async front: the queue's order (a request never
+//! jumps the waiters queued before it), the events that wake its head (a
+//! 429, a tightening header, a head that is late), deadlines kept to the
+//! instant, and clock regressions counted where they are real.
 
 mod common;
 
@@ -119,6 +119,7 @@ fn a_429_wakes_the_head_which_fails_at_once_when_its_deadline_cannot_be_met() {
 fn a_late_head_gets_one_interval_before_the_waiters_behind_it_wake_it() {
     let (l, clock) = limiter(Policy::Gcra);
     let interval = l.group(Group::Ticker).status(l.now()).interval;
+    let start = l.now();
     let _held = l.try_acquire("GET", TICKER).unwrap();
     let head_wakes = Arc::new(Count::default());
     let head_waker = Waker::from(head_wakes.clone());
@@ -134,28 +135,23 @@ fn a_late_head_gets_one_interval_before_the_waiters_behind_it_wake_it() {
         .poll(&mut Context::from_waker(&other))
         .is_pending());
     // The head's turn comes and it is not polled (a busy executor). Half an
-    // interval late it is left alone...
-    clock.advance(Duration::from_nanos(interval.as_nanos() * 3 / 2));
-    let before = head_wakes.0.load(Ordering::SeqCst);
-    assert!(behind
-        .as_mut()
-        .poll(&mut Context::from_waker(&other))
-        .is_pending());
-    assert_eq!(
-        head_wakes.0.load(Ordering::SeqCst),
-        before,
-        "woken before its grace ran out"
-    );
+    // interval late, and exactly one interval late, it is left alone...
+    let before = wakes(&head_wakes);
+    for late in [interval.as_nanos() / 2, interval.as_nanos()] {
+        clock.set(start + interval + Duration::from_nanos(late));
+        assert!(behind
+            .as_mut()
+            .poll(&mut Context::from_waker(&other))
+            .is_pending());
+        assert_eq!(wakes(&head_wakes), before, "woken {late} ns late");
+    }
     // ...and more than an interval late, the waiter behind wakes it.
-    clock.advance(interval);
+    clock.advance(Duration::from_nanos(1));
     assert!(behind
         .as_mut()
         .poll(&mut Context::from_waker(&other))
         .is_pending());
-    assert!(
-        head_wakes.0.load(Ordering::SeqCst) > before,
-        "a late head was never woken"
-    );
+    assert!(wakes(&head_wakes) > before, "a late head was never woken");
 }
 
 /// The wakes `waker` has had.
@@ -198,4 +194,111 @@ fn a_header_that_tightens_the_gcra_without_a_rate_change_wakes_the_head() {
         (None, None, None)
     );
     assert!(wakes(&count) > before, "the tightening did not wake the head");
+}
+
+#[test]
+fn a_head_waiting_for_reports_fails_at_its_deadline_to_the_instant() {
+    let (l, clock) = limiter(Policy::IntervalLog);
+    let mut held = Vec::new();
+    while let Ok(p) = l.try_acquire("GET", TICKER) {
+        held.push(p);
+    }
+    let deadline = l.now() + Duration::from_millis(300);
+    let waker = Waker::from(Arc::new(Count::default()));
+    let mut cx = Context::from_waker(&waker);
+    let mut waiter = pin!(l.acquire_request(Request::http("GET", TICKER).deadline(deadline)));
+    assert!(
+        waiter.as_mut().poll(&mut cx).is_pending(),
+        "every place is in flight"
+    );
+    clock.set(deadline - Duration::from_nanos(1));
+    assert!(
+        waiter.as_mut().poll(&mut cx).is_pending(),
+        "a report could still make room"
+    );
+    clock.set(deadline);
+    match waiter.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(e)) => assert!(e.is_timeout() && e.failed_at() == deadline, "{e}"),
+        other => panic!("still waiting at its deadline: {other:?}"),
+    };
+    drop(held);
+}
+
+#[test]
+fn a_waiter_behind_the_head_fails_at_its_deadline_even_when_its_turn_is_due() {
+    let (l, clock) = limiter(Policy::IntervalLog);
+    let mut held = Vec::new();
+    while let Ok(p) = l.try_acquire("GET", TICKER) {
+        held.push(p);
+    }
+    let waker = Waker::from(Arc::new(Count::default()));
+    let mut cx = Context::from_waker(&waker);
+    let deadline = l.now() + Duration::from_millis(2_000);
+    let mut head = pin!(l.acquire("GET", TICKER));
+    let mut behind = pin!(l.acquire_request(Request::http("GET", TICKER).deadline(deadline)));
+    assert!(head.as_mut().poll(&mut cx).is_pending());
+    assert!(behind.as_mut().poll(&mut cx).is_pending());
+    // Every place is answered; a window later there is room for both, but
+    // the head has not come for its place yet when the one behind is polled
+    // at its deadline.
+    clock.advance(Duration::from_millis(10));
+    for p in held.drain(..) {
+        p.report(Response::status(200));
+    }
+    clock.set(deadline);
+    match behind.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(e)) => assert!(e.is_timeout(), "{e}"),
+        other => panic!("still waiting at its deadline: {other:?}"),
+    };
+    assert!(matches!(head.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+}
+
+#[test]
+fn a_waiter_that_leaves_early_does_not_count_against_those_behind_it() {
+    let (l, clock) = limiter(Policy::Gcra);
+    let interval = l.group(Group::Ticker).status(l.now()).interval;
+    let _held = l.try_acquire("GET", TICKER).unwrap();
+    let waker = Waker::from(Arc::new(Count::default()));
+    let mut cx = Context::from_waker(&waker);
+    let mut head = pin!(l.acquire("GET", TICKER));
+    assert!(head.as_mut().poll(&mut cx).is_pending());
+    let mut leaving = Box::pin(l.acquire("GET", TICKER));
+    assert!(leaving.as_mut().poll(&mut cx).is_pending());
+    // Third in line: its turn is two intervals away, its deadline only
+    // allows for one waiter ahead once the second has left.
+    // (Its ticket still says two are ahead: the exact count must be taken.)
+    drop(leaving);
+    let deadline = l.now() + interval + interval + Duration::from_millis(1);
+    let mut last = pin!(l.acquire_request(Request::http("GET", TICKER).deadline(deadline)));
+    assert!(
+        last.as_mut().poll(&mut cx).is_pending(),
+        "counted a waiter that has left"
+    );
+    clock.advance(Duration::from_millis(1));
+    assert!(
+        last.as_mut().poll(&mut cx).is_pending(),
+        "counted a waiter that has left"
+    );
+}
+
+#[test]
+fn only_a_clock_that_really_goes_back_counts_as_a_regression() {
+    let (l, clock) = limiter(Policy::IntervalLog);
+    let regressions =
+        |l: &RateLimiter<Manual>| l.group(Group::Ticker).status(l.now()).counters.clock_regressions;
+    let t = l.now();
+    l.try_acquire("GET", TICKER)
+        .unwrap()
+        .report(Response::status(200));
+    // The same instant again is no regression.
+    l.try_acquire("GET", TICKER)
+        .unwrap()
+        .report(Response::status(200));
+    assert_eq!(regressions(&l), 0);
+    // Each reading behind what the group has seen is one.
+    clock.set(t - Duration::from_millis(1));
+    let permit = l.try_acquire("GET", TICKER);
+    assert_eq!(regressions(&l), 1);
+    drop(permit);
+    assert_eq!(regressions(&l), 2);
 }
