@@ -1189,10 +1189,11 @@ impl GroupLimiter {
             admission.at.saturating_add(margin),
         );
         let external = used.saturating_sub(ours);
-        let before = (c.ratio(now), c.outside.reserve(now));
+        // (A rising reserve is also the only way a header lowers the ratio.)
+        let before = c.outside.reserve(now);
         let others = u32::try_from(external).unwrap_or(u32::MAX);
         c.outside.observe(now, others);
-        if c.ratio(now) < before.0 || c.outside.reserve(now) > before.1 {
+        if c.outside.reserve(now) > before {
             fb.header_tightened = true;
         }
         if let Some(log) = c.log.as_mut() {
@@ -1309,8 +1310,9 @@ impl GroupLimiter {
     pub fn lift_scope_ban(&self, hold: Instant, now: Instant) {
         let now = self.observe(now);
         let wake = self.control.with(|c| {
-            if c.scope_ban_until <= hold && c.scope_ban_until > now {
-                c.scope_ban_until = now;
+            // (Scope bans only rise, so a shorter one is this hold lifted before.)
+            if c.scope_ban_until == hold {
+                c.scope_ban_until = hold.min(now);
             }
             self.publish(c, now);
             c.queue.bump_generation()
@@ -1698,6 +1700,38 @@ mod tests {
         );
         assert!(fb.round_trip_over_margin);
         assert_eq!(g.status(at(4_000)).counters.round_trips_over_margin, 1);
+    }
+
+    #[test]
+    fn a_header_that_changes_nothing_is_no_tightening() {
+        let g = ticker_gcra();
+        let full = "group=market; min=1800; sec=0";
+        let a = g.try_acquire(at(1_000)).unwrap();
+        let b = g.try_acquire(at(1_000) + T).unwrap();
+        let t = at(1_000) + T + Duration::from_millis(10);
+        // Nine places used by others: the share and the TAT both tighten.
+        let fb = g.on_response(&a, Response::status(200).with_remaining_req(full), t);
+        assert!(fb.header_tightened && fb.ratio_change.is_some());
+        // The same full window at the same instant, fewer others than already
+        // held back: nothing moves, nothing is flagged.
+        let fb = g.on_response(&b, Response::status(200).with_remaining_req(full), t);
+        assert!(!fb.header_tightened && fb.ratio_change.is_none(), "{fb:?}");
+        assert_eq!(g.status(t).counters.header_tightenings, 1);
+    }
+
+    #[test]
+    fn lifting_a_scope_hold_keeps_a_longer_ban() {
+        let g = ticker_gcra();
+        let banned = |t: u64| matches!(g.try_acquire(at(t)), Err(Denied::Banned { .. }));
+        // The hold of a ban of unknown length, lifted when its probe passes.
+        g.ban_scope_until(at(50_000), at(1_000));
+        assert!(banned(2_000));
+        g.lift_scope_ban(at(50_000), at(3_000));
+        assert!(!banned(3_000));
+        // A longer ban recorded since the hold is kept.
+        g.ban_scope_until(at(90_000), at(4_000));
+        g.lift_scope_ban(at(50_000), at(5_000));
+        assert!(banned(6_000) && banned(89_999) && !banned(90_000));
     }
 
     #[test]
@@ -2181,6 +2215,24 @@ mod interval_log_policy {
         cfg.policy = Policy::IntervalLog;
         cfg.max_flight = Duration::from_secs(5);
         GroupLimiter::new(Group::Ticker, cfg).unwrap()
+    }
+
+    #[test]
+    fn a_429_keeps_a_share_of_only_the_admissions_of_the_window_before_it() {
+        let g = ticker_log();
+        // Three long before, answered.
+        for _ in 0..3 {
+            let a = g.try_acquire(at(0)).unwrap();
+            g.on_response(&a, Response::status(200), at(10));
+        }
+        // Four in the window before the one that draws a 429.
+        let recent: std::vec::Vec<Admission> = (0..5).map(|_| g.try_acquire(at(3_000)).unwrap()).collect();
+        for a in &recent[..4] {
+            g.on_response(a, Response::status(200), at(3_010));
+        }
+        g.on_response(&recent[4], Response::status(429), at(3_020));
+        // Kept: 4 x 0.8 = 3 (rounded down) of 10; the other 7 are held back.
+        assert_eq!(g.status(at(3_020)).reserve, 7);
     }
 
     #[test]

@@ -211,6 +211,11 @@ fn a_head_waiting_for_reports_fails_at_its_deadline_to_the_instant() {
         waiter.as_mut().poll(&mut cx).is_pending(),
         "every place is in flight"
     );
+    let shown = format!("{waiter:?}");
+    assert!(
+        shown.starts_with("Acquire {") && shown.contains("Queued"),
+        "{shown}"
+    );
     clock.set(deadline - Duration::from_nanos(1));
     assert!(
         waiter.as_mut().poll(&mut cx).is_pending(),
