@@ -307,3 +307,94 @@ fn only_a_clock_that_really_goes_back_counts_as_a_regression() {
     drop(permit);
     assert_eq!(regressions(&l), 2);
 }
+
+#[test]
+fn a_permit_dropped_unreported_ends_its_request_at_the_drop() {
+    let (l, clock) = limiter(Policy::IntervalLog);
+    let mut held = Vec::new();
+    while let Ok(p) = l.try_acquire_request(Request::http("GET", TICKER).correlation_id(7)) {
+        held.push(p);
+    }
+    let shown = format!("{:?}", held[0]);
+    assert!(
+        shown.starts_with("Permit {") && shown.contains("correlation_id: Some(7)"),
+        "{shown}"
+    );
+    assert_eq!(held[0].correlation_id(), Some(7));
+    // Dropped without a report: each request counts as having reached the
+    // server at the drop, so a window later there is room again (not only
+    // after the maximum flight time).
+    clock.advance(Duration::from_millis(10));
+    let dropped = l.now();
+    drop(held);
+    clock.set(dropped + Duration::from_secs(1));
+    assert!(
+        l.try_acquire("GET", TICKER).is_err(),
+        "the window still counts them"
+    );
+    clock.set(dropped + Duration::from_secs(1) + Duration::from_nanos(1));
+    assert!(
+        l.try_acquire("GET", TICKER).is_ok(),
+        "a dropped permit stayed in flight"
+    );
+    assert!(l.group(Group::Ticker).status(l.now()).counters.unreported >= 10);
+    // A reported permit is not counted again when it is dropped.
+    let before = l.group(Group::Ticker).status(l.now()).counters.unreported;
+    l.try_acquire("GET", TICKER)
+        .unwrap()
+        .report(Response::status(200));
+    assert_eq!(l.group(Group::Ticker).status(l.now()).counters.unreported, before);
+}
+
+/// A runtime whose timers have always fired, on a clock that moves 1 µs at
+/// each reading: a waiter's every step names a new instant to sleep until.
+#[derive(Clone, Default)]
+struct Hasty {
+    clock: ManualClock,
+    sleeps: Arc<AtomicUsize>,
+}
+
+impl upbit_limiter_core::Runtime for Hasty {
+    type Sleep = std::future::Ready<()>;
+    type Instant = Instant;
+    fn now(&self) -> Instant {
+        use upbit_limiter_core::Clock;
+        self.clock.advance(Duration::from_micros(1));
+        self.clock.now()
+    }
+    fn sleep_until(&self, _deadline: Instant) -> Self::Sleep {
+        self.sleeps.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(())
+    }
+    fn core_instant(&self, at: Instant) -> Instant {
+        at
+    }
+    fn runtime_instant(&self, at: Instant) -> Instant {
+        at
+    }
+}
+
+#[test]
+fn a_timer_that_keeps_firing_early_makes_the_waiter_yield_not_spin() {
+    let mut config = LimiterConfig::preset(Preset::Korea);
+    config.group_mut(Group::Ticker).policy = Policy::Gcra;
+    let rt = Hasty {
+        clock: ManualClock::starting_at(Instant::from_nanos(10_000_000_000)),
+        ..Hasty::default()
+    };
+    let l = RateLimiter::with_runtime(&config, rt.clone()).unwrap();
+    let _held = l.try_acquire("GET", TICKER).unwrap();
+    let count = Arc::new(Count::default());
+    let waker = Waker::from(count.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut head = pin!(l.acquire("GET", TICKER));
+    let mut behind = pin!(l.acquire("GET", TICKER));
+    assert!(head.as_mut().poll(&mut cx).is_pending());
+    let (sleeps, wakes_before) = (rt.sleeps.load(Ordering::SeqCst), wakes(&count));
+    // Behind the head, each step sleeps until a moment after `now`; the
+    // timer is always done at once. After three sleeps the poll yields: it
+    // wakes itself and returns.
+    assert!(behind.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(rt.sleeps.load(Ordering::SeqCst) - sleeps, 3);
+    assert!(wakes(&count) > wakes_before, "a yielding waiter must wake itself");
+}
