@@ -1116,13 +1116,12 @@ impl GroupLimiter {
         // A penalty, a ban or a breaker transition moves every waiter's turn:
         // wake the head now (the wake travels down the queue), so that a
         // waiter whose deadline can no longer be met fails at once and a
-        // ban or an open breaker fails them fast. (A lifted ban wakes
-        // nobody: a ban fails every waiter it meets, so none waits through
-        // one.)
-        let moved = matches!(response.status, Some(429 | 418))
-            || fb.header_tightened
-            || fb.transition.is_some()
-            || fb.ratio_change.is_some();
+        // ban or an open breaker fails them fast. (A response changes the
+        // ratio only by a 429, a 418 or a tightening header. A lifted ban
+        // wakes nobody: a ban fails every waiter it meets, so none waits
+        // through one.)
+        let moved =
+            matches!(response.status, Some(429 | 418)) || fb.header_tightened || fb.transition.is_some();
         if moved {
             c.queue.bump_generation()
         } else if ended {
