@@ -2027,6 +2027,33 @@ mod tests {
     }
 
     #[test]
+    fn the_status_flags_an_unsafe_quota_only_when_one_is_in_force_and_a_ban_only_while_it_lasts() {
+        // `allow_unsafe` alone changes nothing; with an explicit quota beyond
+        // the server's limit it is in force.
+        let mut cfg = gcra_config(Group::Ticker);
+        cfg.allow_unsafe = true;
+        let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
+        assert!(!g.status(at(0)).unsafe_override);
+        cfg.quota = Some(Quota::new_unchecked(Duration::from_millis(100), 10));
+        let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
+        assert!(g.status(at(0)).unsafe_override);
+        let mut safe = gcra_config(Group::Ticker);
+        safe.quota = Some(Quota::new_unchecked(Duration::from_millis(200), 1));
+        assert!(
+            !GroupLimiter::new(Group::Ticker, safe)
+                .unwrap()
+                .status(at(0))
+                .unsafe_override
+        );
+        // A ban shows until the instant it ends, not at it.
+        let g = ticker_gcra();
+        let a = g.try_acquire(at(1_000)).unwrap();
+        g.on_response(&a, Response::status(418).with_retry_after("30"), at(1_010));
+        assert_eq!(g.status(at(31_009)).banned_until, Some(at(31_010)));
+        assert_eq!(g.status(at(31_010)).banned_until, None);
+    }
+
+    #[test]
     fn allow_unsafe_relaxes_only_the_server_check_never_sanity() {
         for (quota, expected) in [
             (Quota::new_unchecked(Duration::ZERO, 1), QuotaError::ZeroInterval),
