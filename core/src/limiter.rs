@@ -2262,6 +2262,53 @@ mod interval_log_policy {
     }
 
     #[test]
+    fn a_change_that_leaves_the_log_alone_keeps_what_it_counts_and_holds_nothing() {
+        let g = ticker_log();
+        let admitted: std::vec::Vec<Admission> = (0..10).map(|_| g.try_acquire(at(0)).unwrap()).collect();
+        let mut cfg = g.config();
+        cfg.waiter_timeout = Duration::from_secs(7);
+        g.set_config(cfg, at(5)).unwrap();
+        // Still the same ten in flight...
+        assert!(matches!(g.try_acquire(at(6)), Err(Denied::InFlight { .. })));
+        for a in &admitted {
+            g.on_response(a, Response::status(200), at(10));
+        }
+        // ...and room again one window after their reports.
+        assert!(g.try_acquire(at(1_010)).is_err());
+        assert!(g.try_acquire(at(1_010) + Duration::from_nanos(1)).is_ok());
+    }
+
+    #[test]
+    fn a_new_log_holds_until_the_old_ones_requests_cannot_count_and_only_if_there_were_any() {
+        // Limits lowered at run time: the new log starts empty, so the group
+        // holds until every request admitted before could no longer count
+        // (maximum flight time plus the longest window, after the last one
+        // seen), then keeps the new limit.
+        let g = ticker_log();
+        let _in_flight: std::vec::Vec<Admission> = (0..10).map(|_| g.try_acquire(at(0)).unwrap()).collect();
+        let mut cfg = g.config();
+        cfg.limits = Limits::new(&[ServerLimit::new(5, Duration::from_secs(1))]).unwrap();
+        g.set_config(cfg, at(20)).unwrap();
+        let hold_ends = at(20) + cfg.max_flight + Duration::from_secs(1) + Duration::from_nanos(1);
+        assert!(g.try_acquire(at(21)).is_err());
+        assert!(g.try_acquire(hold_ends - Duration::from_millis(1)).is_err());
+        // Then five per window (answered at once), at the new limit's pace.
+        let mut after = 0;
+        for ms in 0..1_000 {
+            let t = hold_ends + Duration::from_millis(ms);
+            if let Ok(a) = g.try_acquire(t) {
+                g.on_response(&a, Response::status(200), t);
+                after += 1;
+            }
+        }
+        assert_eq!(after, 5, "the new limit, after the hold");
+        // A group that admitted nothing switches at once.
+        let fresh = ticker_log();
+        fresh.set_config(cfg, at(20)).unwrap();
+        assert!(fresh.try_acquire(at(21)).is_ok());
+    }
+
+    #[test]
     fn the_status_names_the_throttle_the_log_runs_under() {
         // The server's own rate, burst N: 10 per 100 ms for ticker, 12 per
         // 1/12 s (rounded up to the microsecond) for orders.
