@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Mutation testing of the decision paths (cargo-mutants): every mutant of
 # quota, gcra, limiter, queue and wait (and the interval log when present)
-# must be caught by core's tests and the verification crate's regression
-# tests. Survivors that are equivalent to the original are listed, with why,
-# in verification/README.md ("Mutation testing"); cargo-mutants skips them
-# through the `mutants.toml` exclusions.
+# must be caught by core's tests, the tokio adapter's (the async front's
+# behaviour) and the verification crate's. Survivors that are equivalent to
+# the original are listed, with why, in verification/README.md ("Mutation
+# testing"); cargo-mutants skips them through the `mutants.toml` exclusions.
 #
-#   verification/mutants.sh              every mutant of the decision paths, core's and
-#                                        this crate's tests (long: hours here)
+#   verification/mutants.sh              every mutant of the decision paths, core's, the
+#                                        tokio adapter's and this crate's tests (long: hours)
 #   verification/mutants.sh --quick ...  core's tests only (CI, with --in-diff F: only
 #                                        the mutants on lines a diff touches)
 #
@@ -22,7 +22,7 @@ files=()
 for f in quota gcra limiter queue wait interval_log; do
     [ -f "core/src/$f.rs" ] && files+=(--file "core/src/$f.rs")
 done
-tests=(--test-package upbit-limiter-core --test-package upbit-limiter-verification)
+tests=(--test-package upbit-limiter-core --test-package upbit-limiter-tokio --test-package upbit-limiter-verification)
 if [ "${1:-}" = "--quick" ]; then
     shift
     tests=(--test-package upbit-limiter-core)
