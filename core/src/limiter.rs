@@ -2137,6 +2137,94 @@ mod tests {
     }
 
     #[test]
+    fn quick_switches_beyond_what_the_ring_remembers_stay_within_the_limit() {
+        // 1000 per second: a full window at burst 1 (the fastest interval)
+        // holds far more admissions than the ring keeps. Each switch that
+        // follows, however quickly, must still count them: re-spaced at a
+        // slower interval they fill the window, and the loosest configuration
+        // that ran within a window bounds what the ring forgot.
+        // (A burst of 500 first, then a switch to burst 1: the burst is what
+        // the ring forgot, and only the old burst in the bound counts it.)
+        let schedules: [(u32, &[u32]); 6] = [
+            (1, &[500]),
+            (1, &[2, 500]),
+            (1, &[500, 250]),
+            (1, &[250, 2, 500]),
+            (500, &[1]),
+            (500, &[1, 500]),
+        ];
+        for (start, bursts) in schedules {
+            let mut cfg = gcra_config(Group::Ticker);
+            cfg.limits = Limits::new(&[ServerLimit::new(1_000, Duration::from_secs(1))]).unwrap();
+            cfg.burst = start;
+            let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
+            let mut admitted = std::vec::Vec::new();
+            let mut now = at(1_000);
+            let mut run_until = |until: Instant, now: &mut Instant| {
+                while *now < until {
+                    match g.try_acquire(*now) {
+                        Ok(a) => admitted.push(a.at),
+                        Err(d) => *now = d.retry_at(),
+                    }
+                }
+            };
+            let fill = if cfg!(miri) || start > 1 {
+                at(1_300)
+            } else {
+                at(2_200)
+            };
+            run_until(fill, &mut now);
+            for &burst in bursts {
+                cfg.burst = burst;
+                g.set_config(cfg, now).unwrap();
+                run_until(now + Duration::from_millis(20), &mut now);
+            }
+            run_until(
+                now + Duration::from_millis(if cfg!(miri) { 200 } else { 1_500 }),
+                &mut now,
+            );
+            // The most in any window of the server's length plus the margin.
+            let window = Duration::from_millis(1_100);
+            let mut from = 0;
+            for (last, &t) in admitted.iter().enumerate() {
+                while admitted[from] + window <= t {
+                    from += 1;
+                }
+                assert!(
+                    last - from < 1_000,
+                    "{start} -> {bursts:?}: {} admissions in the window ending {t:?}",
+                    last - from + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_switch_re_spaces_only_what_was_admitted_within_a_window() {
+        // A long history at full speed, then a much slower quota: only the
+        // admissions that could still count (the last window and margin)
+        // are re-spaced, not the whole ring of recent ones.
+        let g = ticker_gcra();
+        let mut now = at(1_000);
+        while now < at(20_000) {
+            match g.try_acquire(now) {
+                Ok(_) => {}
+                Err(d) => now = d.retry_at(),
+            }
+        }
+        let mut cfg = gcra_config(Group::Ticker);
+        cfg.quota = Some(Quota::new(Duration::from_secs(2), 1).unwrap());
+        g.set_config(cfg, now).unwrap();
+        // About ten admissions in the span, each worth 2 s now.
+        let next = match g.try_acquire(now) {
+            Ok(a) => a.at,
+            Err(d) => d.retry_at(),
+        };
+        assert!(next - now <= Duration::from_secs(21), "{:?}", next - now);
+        assert!(next - now >= Duration::from_secs(15), "{:?}", next - now);
+    }
+
+    #[test]
     fn a_switch_to_a_slower_quota_respaces_by_admissions_not_slots() {
         // One admission, then a switch to burst 5 (interval 1.1 s / 6): the
         // replay of that one admission leaves the new burst available.
