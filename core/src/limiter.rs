@@ -2200,6 +2200,80 @@ mod tests {
     }
 
     #[test]
+    fn random_switch_schedules_never_exceed_the_limit() {
+        // A seeded search over run-time switches on a 1000-per-second group
+        // (more per window than the ring of recent admissions keeps): a
+        // starting burst, greedy or spaced admissions, one to four switches
+        // (bursts, or explicit quotas) a random while apart. No window of the
+        // server's length plus the margin may hold more than 1000. (It found
+        // the schedules where the loosest configuration of the last window,
+        // and the old burst in the bound of what the ring forgot, matter.)
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let bursts = [1u32, 2, 10, 100, 250, 500, 900, 999];
+        let mut tightest = 0;
+        for case in 0..if cfg!(miri) { 2 } else { 3_000 } {
+            let mut cfg = gcra_config(Group::Ticker);
+            cfg.limits = Limits::new(&[ServerLimit::new(1_000, Duration::from_secs(1))]).unwrap();
+            cfg.burst = bursts[rnd(8) as usize];
+            let g = GroupLimiter::new(Group::Ticker, cfg).unwrap();
+            let mut admitted = std::vec::Vec::new();
+            let mut now = at(1_000_000);
+            // 0: as soon as allowed; 1, 2: up to 3 or 6 ms between requests.
+            let spacing = rnd(3);
+            let mut run = |until: Instant, now: &mut Instant, rnd: &mut dyn FnMut(u64) -> u64| {
+                while *now < until {
+                    match g.try_acquire(*now) {
+                        Ok(a) => {
+                            admitted.push(a.at);
+                            *now = *now + Duration::from_micros(rnd(3_000 * spacing + 1));
+                        }
+                        Err(d) => *now = d.retry_at().max(*now + Duration::from_nanos(1)),
+                    }
+                }
+            };
+            run(now + Duration::from_millis(rnd(1_500)), &mut now, &mut rnd);
+            let mut schedule = std::vec::Vec::new();
+            for _ in 0..1 + rnd(4) {
+                if rnd(4) == 0 {
+                    let interval = Duration::from_micros(1_100 + rnd(20_000));
+                    cfg.quota = Some(Quota::new_unchecked(interval, 1 + rnd(50) as u32));
+                } else {
+                    cfg.quota = None;
+                    cfg.burst = bursts[rnd(8) as usize];
+                }
+                if g.set_config(cfg, now).is_ok() {
+                    schedule.push((cfg.burst, cfg.quota));
+                }
+                run(now + Duration::from_millis(rnd(200)), &mut now, &mut rnd);
+            }
+            run(now + Duration::from_secs(2), &mut now, &mut rnd);
+            let window = Duration::from_millis(1_100);
+            let mut first = 0;
+            for (last, &t) in admitted.iter().enumerate() {
+                while admitted[first] + window <= t {
+                    first += 1;
+                }
+                tightest = tightest.max(last - first + 1);
+                assert!(
+                    last - first < 1_000,
+                    "case {case}: {} in a window, switches {schedule:?}",
+                    last - first + 1
+                );
+            }
+        }
+        // The search reaches the limit itself (it is not too timid to tell).
+        if !cfg!(miri) {
+            assert_eq!(tightest, 1_000);
+        }
+    }
+
+    #[test]
     fn a_switch_re_spaces_only_what_was_admitted_within_a_window() {
         // A long history at full speed, then a much slower quota: only the
         // admissions that could still count (the last window and margin)
