@@ -2231,7 +2231,7 @@ mod tests {
                     match g.try_acquire(*now) {
                         Ok(a) => {
                             admitted.push(a.at);
-                            *now = *now + Duration::from_micros(rnd(3_000 * spacing + 1));
+                            *now += Duration::from_micros(rnd(3_000 * spacing + 1));
                         }
                         Err(d) => *now = d.retry_at().max(*now + Duration::from_nanos(1)),
                     }
