@@ -1684,6 +1684,21 @@ mod tests {
     /// rounded up to the microsecond.
     const T: Duration = Duration::from_micros(110_001);
 
+    /// The most of the sorted `admitted` instants in any window of length
+    /// `window` (half-open), and where such a window ends: two pointers.
+    fn most_in_a_window(admitted: &[Instant], window: Duration) -> (usize, Option<Instant>) {
+        let (mut first, mut most) = (0, (0, None));
+        for (last, &t) in admitted.iter().enumerate() {
+            while admitted[first] + window <= t {
+                first += 1;
+            }
+            if last - first + 1 > most.0 {
+                most = (last - first + 1, Some(t));
+            }
+        }
+        most
+    }
+
     #[test]
     fn a_round_trip_longer_than_the_margin_is_flagged_and_one_of_exactly_the_margin_is_not() {
         let g = ticker_gcra();
@@ -2118,19 +2133,8 @@ mod tests {
                 Err(d) => now = d.retry_at(),
             }
         }
-        // Two pointers over the sorted instants: the most in any window.
-        let window = Duration::from_millis(1_100);
-        let mut first = 0;
-        for (last, &t) in admitted.iter().enumerate() {
-            while admitted[first] + window <= t {
-                first += 1;
-            }
-            assert!(
-                last - first < 1_000,
-                "{} admissions in the window ending {t:?}",
-                last - first + 1
-            );
-        }
+        let (most, at) = most_in_a_window(&admitted, Duration::from_millis(1_100));
+        assert!(most <= 1_000, "{most} admissions in the window ending {at:?}");
         // The switch costs about one new interval, not a window.
         let waited = first_after.unwrap() - switched;
         assert!(waited <= Duration::from_millis(5), "{waited:?}");
@@ -2184,18 +2188,11 @@ mod tests {
                 &mut now,
             );
             // The most in any window of the server's length plus the margin.
-            let window = Duration::from_millis(1_100);
-            let mut from = 0;
-            for (last, &t) in admitted.iter().enumerate() {
-                while admitted[from] + window <= t {
-                    from += 1;
-                }
-                assert!(
-                    last - from < 1_000,
-                    "{start} -> {bursts:?}: {} admissions in the window ending {t:?}",
-                    last - from + 1
-                );
-            }
+            let (most, at) = most_in_a_window(&admitted, Duration::from_millis(1_100));
+            assert!(
+                most <= 1_000,
+                "{start} -> {bursts:?}: {most} admissions in the window ending {at:?}"
+            );
         }
     }
 
@@ -2253,19 +2250,12 @@ mod tests {
                 run(now + Duration::from_millis(rnd(200)), &mut now, &mut rnd);
             }
             run(now + Duration::from_secs(2), &mut now, &mut rnd);
-            let window = Duration::from_millis(1_100);
-            let mut first = 0;
-            for (last, &t) in admitted.iter().enumerate() {
-                while admitted[first] + window <= t {
-                    first += 1;
-                }
-                tightest = tightest.max(last - first + 1);
-                assert!(
-                    last - first < 1_000,
-                    "case {case}: {} in a window, switches {schedule:?}",
-                    last - first + 1
-                );
-            }
+            let (most, _) = most_in_a_window(&admitted, Duration::from_millis(1_100));
+            tightest = tightest.max(most);
+            assert!(
+                most <= 1_000,
+                "case {case}: {most} in a window, switches {schedule:?}"
+            );
         }
         // The search reaches the limit itself (it is not too timid to tell).
         if !cfg!(miri) {

@@ -43,6 +43,17 @@ fn take_all(limiter: &Arc<Limiter>, request: Request, held: &mut Vec<Owned>) -> 
     }
 }
 
+/// A quotation request through `pocket`, answered 10 ms later with `ban`
+/// (a 418 for the IP).
+fn ban_ip_through(pocket: &Arc<Limiter>, clock: &ManualClock, ban: Response<'_>) {
+    let permit = pocket
+        .clone()
+        .try_acquire_owned(Request::http("GET", "/v1/ticker"))
+        .unwrap();
+    clock.advance(Duration::from_millis(10));
+    permit.report(ban);
+}
+
 fn count(limiter: &Arc<Limiter>, request: Request, held: &mut Vec<Owned>) -> usize {
     take_all(limiter, request, held).unwrap_or(0)
 }
@@ -153,12 +164,7 @@ fn an_ip_ban_bans_the_ip_groups_of_every_pocket_and_by_setting_their_pocket_grou
         let mut config = LimiterConfig::preset(Preset::Korea);
         config.ip_ban_pauses_pocket_groups = pause;
         let (main, sub, clock) = two_pockets(&config);
-        let permit = sub
-            .clone()
-            .try_acquire_owned(Request::http("GET", "/v1/ticker"))
-            .unwrap();
-        clock.advance(Duration::from_millis(10));
-        permit.report(Response::status(418).with_retry_after("30"));
+        ban_ip_through(&sub, &clock, Response::status(418).with_retry_after("30"));
         clock.advance(Duration::from_millis(10));
         for l in [&main, &sub] {
             // The pocket group first: its own decision must see the IP ban.
@@ -225,12 +231,11 @@ fn with_the_setting_every_pockets_groups_run_again_when_the_ips_probe_passes() {
     config.ip_ban_pauses_pocket_groups = true;
     let (main, sub, clock) = two_pockets(&config);
     // A ban of unknown length, seen through the sub-pocket.
-    let permit = sub
-        .clone()
-        .try_acquire_owned(Request::http("GET", "/v1/ticker"))
-        .unwrap();
-    clock.advance(Duration::from_millis(10));
-    permit.report(Response::status(418).with_body(r#"{"error":{"name":418,"message":"I'm a teapot"}}"#));
+    ban_ip_through(
+        &sub,
+        &clock,
+        Response::status(418).with_body(r#"{"error":{"name":418,"message":"I'm a teapot"}}"#),
+    );
     // Each pocket's first decision applies the ban, and the next ones keep it.
     for l in [&main, &sub, &main, &sub] {
         let e = l
