@@ -733,6 +733,14 @@ impl Adaptive {
         self.first_step = self.first_step.max(self.anchor + self.config.recovery_delay);
     }
 
+    /// The server's answers show that we have been alone on the budget since
+    /// before the latest 429: the reduction it caused is lifted at `now`.
+    pub fn end_reduction(&mut self, now: Instant) {
+        self.observe(now);
+        self.base = Ratio::ONE;
+        self.consecutive_429 = 0;
+    }
+
     /// Records `now` and returns the instant to act at (never earlier than seen).
     fn observe(&mut self, now: Instant) -> Instant {
         self.last_seen = self.last_seen.max(now);
@@ -784,6 +792,19 @@ mod tests {
         assert_eq!(ppm(a.on_429(at(10))), 800_000);
         assert_eq!(ppm(a.ratio(at(10))), 800_000);
         assert_eq!(a.consecutive_429(), 1);
+    }
+
+    #[test]
+    fn ending_the_reduction_restores_full_speed_and_the_count() {
+        let mut a = Adaptive::new(AdaptiveConfig::conservative()).unwrap();
+        a.on_429(at(10));
+        a.on_429(at(11));
+        a.end_reduction(at(20));
+        assert_eq!(a.ratio(at(20)), Ratio::ONE);
+        assert_eq!(a.consecutive_429(), 0);
+        assert_eq!(a.next_change(at(20)), None);
+        // The next 429 reduces from full speed again.
+        assert_eq!(ppm(a.on_429(at(30))), 800_000);
     }
 
     #[test]

@@ -178,6 +178,20 @@ impl fmt::Display for Denial {
     }
 }
 
+/// Our requests a server counted in its window when one of them arrived, as
+/// far as their intervals tell ([`IntervalLog::counted_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// Taking each reported request to have arrived half-way through its
+    /// round trip, and one not answered yet to have been sent with the same
+    /// delay as this one: the count when delays are symmetric.
+    pub likely: u32,
+    /// Every request whose interval allows an arrival in the window: the most
+    /// a server counting a window of that length can have counted (unless a
+    /// slot was reused while this request was in flight).
+    pub at_most: u32,
+}
+
 /// An admitted request: hand it back with exactly one of
 /// [`report`](IntervalLog::report), [`no_response`](IntervalLog::no_response)
 /// or [`abandon`](IntervalLog::abandon) (or with none: it then counts until
@@ -498,6 +512,45 @@ impl IntervalLog {
         at
     }
 
+    /// How many of the log's requests, `ticket`'s included, the server
+    /// counted in a window of length `window` ending at the arrival of
+    /// `ticket`'s request; `None` unless `ticket` is current and reported.
+    /// Only an estimate of our part of a server's count (the rule never uses
+    /// it): see [`Counted`].
+    pub fn counted_with(&self, ticket: Ticket, window: Duration) -> Option<Counted> {
+        let slots = &self.slots[..usize::from(self.len)];
+        let own = slots.get(usize::from(ticket.slot))?;
+        if own.generation != ticket.generation
+            || own.start != ticket.admitted_at
+            || own.state != State::Reported
+        {
+            return None;
+        }
+        let half = |s: &Slot| Duration::from_nanos((s.end - s.start).as_nanos() / 2);
+        let arrival = own.start.saturating_add(half(own));
+        let from = arrival.saturating_sub(window);
+        let earliest = own.start.saturating_sub(window);
+        let mut counted = Counted {
+            likely: 0,
+            at_most: 0,
+        };
+        for s in slots.iter().filter(|s| s.state != State::Free) {
+            // A request that reached the server in [s_i, e_i] may be in the
+            // window of one that arrived in [s_j, r_j].
+            if s.start <= own.end && s.end > earliest {
+                counted.at_most += 1;
+            }
+            let at = match s.state {
+                State::Reported => s.start.saturating_add(half(s)),
+                _ => s.start.saturating_add(half(own)),
+            };
+            if at > from && at <= arrival {
+                counted.likely += 1;
+            }
+        }
+        Some(counted)
+    }
+
     /// The slot of `ticket` if it is current and in one of `states`.
     fn current(&mut self, ticket: Ticket, states: &[State]) -> Option<&mut Slot> {
         let slot = self.slots[..usize::from(self.len)].get_mut(usize::from(ticket.slot))?;
@@ -566,6 +619,46 @@ mod tests {
 
     fn per_sec(n: u32) -> ServerLimit {
         ServerLimit::per_second(n)
+    }
+
+    #[test]
+    fn counted_with_takes_each_arrival_half_way_through_its_round_trip() {
+        let mut l = log(&[per_sec(10)], 5_000);
+        let w = Duration::from_secs(1);
+        let n = |likely, at_most| Some(Counted { likely, at_most });
+        let a = l.try_admit(at(0)).unwrap();
+        assert!(l.report(a, at(100))); // arrived at 50, in [0, 100]
+        let b = l.try_admit(at(200)).unwrap();
+        assert!(l.report(b, at(260))); // at 230, in [200, 260]
+        let c = l.try_admit(at(1_000)).unwrap(); // in flight
+        let e = l.try_admit(at(1_050)).unwrap();
+        assert!(l.abandon(e, at(1_050))); // never sent
+        let d = l.try_admit(at(1_100)).unwrap();
+        assert_eq!(l.counted_with(d, w), None, "not reported yet");
+        assert!(l.report(d, at(1_140))); // at 1 120, 20 ms each way
+                                         // Likely the window (120, 1 120]: b, c (sent with d's delay: 1 020)
+                                         // and d. At most, every request that may have arrived after 100 (d
+                                         // was sent at 1 100) and before 1 140: a only just misses it.
+        assert_eq!(l.counted_with(d, w), n(3, 3));
+        assert_eq!(l.counted_with(c, w), None, "c is not reported");
+        // The window is open at its start: b at 230 is out of (230, 1 230],
+        // but may have arrived after 200.
+        let f = l.try_admit(at(1_200)).unwrap();
+        assert!(l.report(f, at(1_260)));
+        assert_eq!(l.counted_with(f, w), n(3, 4));
+        // A stale ticket says nothing.
+        let stale = Ticket {
+            generation: d.generation.wrapping_add(1),
+            ..d
+        };
+        assert_eq!(l.counted_with(stale, w), None);
+        // Requests sent after this one's response are not in its window.
+        assert_eq!(l.counted_with(b, w), n(2, 2));
+        let g = l.try_admit(at(1_300)).unwrap();
+        assert!(l.report(g, at(2_101)));
+        // Likely at 1 700 (c sent with g's 400 ms: 1 400); at most, what may
+        // have arrived after 300 (g's window may start there): c, d, f, g.
+        assert_eq!(l.counted_with(g, w), n(4, 4));
     }
 
     #[test]

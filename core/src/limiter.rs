@@ -1149,9 +1149,12 @@ impl GroupLimiter {
 
     /// `Remaining-Req` sync. The server says `sec` requests remain in its
     /// window after this one, so it counted `N - sec` there. Our own part of
-    /// that is at most our admissions sent within one window plus the jitter
-    /// margin around this one (from the ring of recent admissions; with
-    /// jitter, any of them may have arrived inside the server's window).
+    /// that is, on an interval-log group, the log's estimate of what the
+    /// server counted when this request arrived (each arrival half-way
+    /// through its round trip, [`IntervalLog::counted_with`]); on a GCRA
+    /// group, our admissions sent within one window plus the jitter margin
+    /// around this one (from the ring of recent admissions; with jitter, any
+    /// of them may have arrived inside the server's window).
     /// Usage we cannot explain comes from another process on the same IP or
     /// pocket: while it lasts, our share of the budget shrinks to what it
     /// leaves (`(N - X) / N`, as a ratio on the emission interval), and the
@@ -1183,15 +1186,28 @@ impl GroupLimiter {
         let capacity = u64::from(c.capacity());
         let used = capacity.saturating_sub(u64::from(header.sec));
         let margin = c.config.margin;
-        let ours = self.admitted_between(
-            admission.at.saturating_sub(window).saturating_sub(margin),
-            admission.at.saturating_add(margin),
-        );
-        let external = used.saturating_sub(ours);
+        let counted = match (c.log.as_ref(), admission.ticket) {
+            (Some(log), Some(ticket)) => log.counted_with(ticket, window),
+            _ => None,
+        };
+        let external = match counted {
+            // Others only if even the most of ours the server can have
+            // counted leaves some unexplained (a client alone never sees a
+            // neighbour); then as many as the likely count leaves.
+            Some(ours) if used > u64::from(ours.at_most) => used.saturating_sub(u64::from(ours.likely)),
+            Some(_) => 0,
+            None => used.saturating_sub(self.admitted_between(
+                admission.at.saturating_sub(window).saturating_sub(margin),
+                admission.at.saturating_add(margin),
+            )),
+        };
         // (A rising reserve is also the only way a header lowers the ratio.)
         let before = c.outside.reserve(now);
         let others = u32::try_from(external).unwrap_or(u32::MAX);
-        c.outside.observe(now, others);
+        if c.outside.observe(now, others) && c.log.is_some() {
+            // Alone on the budget for a while: the log alone keeps us within it.
+            c.adaptive.end_reduction(now);
+        }
         if c.outside.reserve(now) > before {
             fb.header_tightened = true;
         }
@@ -2549,6 +2565,66 @@ mod interval_log_policy {
     /// Admits as many as the group takes at `now`.
     fn burst(g: &GroupLimiter, now: Instant) -> std::vec::Vec<Admission> {
         core::iter::from_fn(|| g.try_acquire(now).ok()).collect()
+    }
+
+    #[test]
+    fn a_header_shows_others_only_if_our_intervals_cannot_explain_the_count() {
+        let g = ticker_log();
+        // a took 900 ms: likely it arrived at 450, but it may have arrived
+        // as late as 900, inside b's window.
+        let a = g.try_acquire(at(0)).unwrap();
+        g.on_response(&a, Response::status(200), at(900));
+        let b = g.try_acquire(at(1_460)).unwrap();
+        let fb = g.on_response(
+            &b,
+            Response::status(200).with_remaining_req("group=ticker; sec=8"),
+            at(1_480),
+        );
+        assert!(!fb.header_tightened, "two counted: both may be ours");
+        assert_eq!(g.status(at(1_480)).reserve, 0);
+        // Four counted where at most three were ours: someone else's for
+        // sure, as many as the likely count of ours (b and c) leaves.
+        let c = g.try_acquire(at(1_470)).unwrap();
+        let fb = g.on_response(
+            &c,
+            Response::status(200).with_remaining_req("group=ticker; sec=6"),
+            at(1_490),
+        );
+        assert!(fb.header_tightened);
+        assert_eq!(g.status(at(1_490)).reserve, 2);
+    }
+
+    #[test]
+    fn a_co_tenants_429_is_forgotten_once_headers_show_it_gone() {
+        let g = ticker_log();
+        let first: std::vec::Vec<_> = (0..6).map(|_| g.try_acquire(at(0)).unwrap()).collect();
+        // Of our six, the server counted ten: four are someone else's.
+        g.on_response(
+            &first[0],
+            Response::status(200).with_remaining_req("group=ticker; sec=0"),
+            at(20),
+        );
+        g.on_response(&first[1], Response::status(429), at(20));
+        for a in &first[2..] {
+            g.on_response(a, Response::status(200), at(20));
+        }
+        let held = g.status(at(20));
+        assert!(held.reserve >= 4, "{}", held.reserve);
+        assert!(held.ratio < Ratio::ONE);
+        // Alone again: each header shows only our own request.
+        let alone = || Response::status(200).with_remaining_req("group=ticker; sec=9");
+        for t in [1_200, 2_300, 3_400] {
+            let a = g.try_acquire(at(t)).unwrap();
+            g.on_response(&a, alone(), at(t + 10));
+            let s = g.status(at(t + 10));
+            assert_eq!((s.reserve, s.ratio), (held.reserve, held.ratio), "at {t}");
+        }
+        // Three windows of them: the ceiling and the reduction are gone.
+        let a = g.try_acquire(at(4_500)).unwrap();
+        g.on_response(&a, alone(), at(4_510));
+        let s = g.status(at(4_510));
+        assert_eq!((s.reserve, s.ratio), (0, Ratio::ONE));
+        assert_eq!(burst(&g, at(5_600)).len(), 10);
     }
 
     #[test]

@@ -13,15 +13,23 @@
 //!   the last [`WINDOWS`] windows (the current one and the two before), so a
 //!   co-tenant that varies is covered by its recent peaks, and one that stops
 //!   is forgotten three windows after its last request seen.
-//! - **A 429 without that evidence teaches a ceiling**: the places the 429
-//!   showed missing are held back for the hold period (the group's
+//! - **A 429 teaches a ceiling**: the places the 429 showed missing are
+//!   held back for the hold period (the group's
 //!   [`ceiling_hold`](crate::GroupConfig::ceiling_hold), 24 h by default),
 //!   then given back one at a time, one per hold period: a probe upwards
 //!   that costs at most one 429 per hold if the server's limit is still
-//!   lower. Headers do not end it: on some server models (calendar
-//!   windows, token buckets) a header right after a window turns shows
-//!   room that a lower limit does not have, and trusting it drew a 429
-//!   every few windows in the simulator.
+//!   lower.
+//! - **Headers end a ceiling that others explain**: if headers showed
+//!   others while the ceiling is held (before the 429 or after it), the 429
+//!   was theirs; once every header of [`WINDOWS`] windows shows nobody else
+//!   (and no 429 came), they are gone and the ceiling ends
+//!   ([`observe`](OutsideUse::observe) says so, and the limiter lifts the
+//!   adaptive reduction the 429 caused). A ceiling no header explained
+//!   (a lower limit, as far as we can tell) is held: on some servers
+//!   (calendar windows, token buckets) headers show room that a lower limit
+//!   does not have. And headers get one chance: a 429 within
+//!   [`PROBATION_WINDOWS`] windows of their ending a ceiling teaches one
+//!   that only its hold ends.
 //!
 //! Everything is a pure function of the state and `now`: nothing runs by
 //! itself, and a clock going backwards reads as "no time passed".
@@ -30,6 +38,10 @@ use crate::time::{Duration, Instant};
 
 /// How many windows the estimate remembers.
 pub const WINDOWS: usize = 3;
+
+/// Windows after headers ended a ceiling in which a 429 teaches one that
+/// headers cannot end.
+pub const PROBATION_WINDOWS: u64 = 20;
 
 /// The largest observation made in one window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,6 +61,18 @@ pub struct OutsideUse {
     /// Places a 429 showed missing, and since when they are held back.
     ceiling: u32,
     ceiling_since: Instant,
+    /// Whether others were seen while the ceiling is held: their use, not a
+    /// lower limit, explains it, and it ends when they are gone.
+    ceiling_explained: bool,
+    /// A ceiling that headers cannot end: learned soon after headers ended
+    /// one, they misled us once (a server whose headers show room that a
+    /// lower limit does not have).
+    ceiling_locked: bool,
+    /// When headers last ended a ceiling.
+    ended_at: Option<Instant>,
+    /// Since when every header has shown nobody else (`None`: the last one
+    /// showed someone, or a 429 came after it).
+    quiet_since: Option<Instant>,
     latest: Instant,
 }
 
@@ -62,6 +86,10 @@ impl OutsideUse {
             buckets: [Bucket { window: 0, most: 0 }; WINDOWS],
             ceiling: 0,
             ceiling_since: Instant::ZERO,
+            ceiling_explained: false,
+            ceiling_locked: false,
+            ended_at: None,
+            quiet_since: None,
             latest: Instant::ZERO,
         }
     }
@@ -83,9 +111,25 @@ impl OutsideUse {
     }
 
     /// A header showed `others` requests in the server's window that were
-    /// not ours, at `now`.
-    pub fn observe(&mut self, now: Instant, others: u32) {
+    /// not ours, at `now`. Returns whether every header of the last
+    /// [`WINDOWS`] windows showed nobody else, with no 429 in that time: we
+    /// are alone on the budget, and a learned ceiling is forgotten.
+    pub fn observe(&mut self, now: Instant, others: u32) -> bool {
         let now = self.observe_now(now);
+        let mut alone = false;
+        if others == 0 {
+            let quiet_since = *self.quiet_since.get_or_insert(now);
+            let quiet_for = self.window.saturating_mul(WINDOWS as u64);
+            if now - quiet_since >= quiet_for && self.ceiling_explained && self.ceiling_at(now) > 0 {
+                // The 429 was someone else's doing, and they are gone.
+                self.ceiling = 0;
+                self.ended_at = Some(now);
+                alone = true;
+            }
+        } else {
+            self.quiet_since = None;
+            self.ceiling_explained |= !self.ceiling_locked;
+        }
         let window = self.window_of(now);
         match self.buckets.iter_mut().find(|b| b.window == window) {
             Some(b) => b.most = b.most.max(others),
@@ -95,14 +139,23 @@ impl OutsideUse {
                 }
             }
         }
+        alone
     }
 
     /// A 429 at `now` showed `missing` places fewer than we counted on.
     pub fn on_429(&mut self, now: Instant, missing: u32) {
         let now = self.observe_now(now);
+        self.quiet_since = None;
         if self.hold.is_zero() {
             return;
         }
+        let probation = self.window.saturating_mul(PROBATION_WINDOWS);
+        if self.ended_at.is_some_and(|at| now - at < probation) {
+            self.ceiling_locked = true;
+        } else if self.ceiling_at(now) == 0 {
+            self.ceiling_locked = false;
+        }
+        self.ceiling_explained = !self.ceiling_locked && self.seen(now) > 0;
         self.ceiling = self.ceiling_at(now).max(missing);
         self.ceiling_since = now;
     }
@@ -121,16 +174,19 @@ impl OutsideUse {
 
     /// The places to hold back for others at `now`.
     pub fn reserve(&self, now: Instant) -> u32 {
+        self.seen(now).max(self.ceiling_at(now))
+    }
+
+    /// The most requests of others seen in one window of the last [`WINDOWS`].
+    fn seen(&self, now: Instant) -> u32 {
         let now = now.max(self.latest);
         let window = self.window_of(now);
-        let seen = self
-            .buckets
+        self.buckets
             .iter()
             .filter(|b| b.window <= window && window - b.window < WINDOWS as u64)
             .map(|b| b.most)
             .max()
-            .unwrap_or(0);
-        seen.max(self.ceiling_at(now))
+            .unwrap_or(0)
     }
 
     /// The next window boundary after `now`, where what others were seen
@@ -208,6 +264,88 @@ mod tests {
             o.observe(at(ms), 0);
         }
         assert_eq!(o.reserve(at(7_195_000)), 3);
+    }
+
+    #[test]
+    fn a_ceiling_others_explain_ends_when_headers_show_them_gone() {
+        let mut o = estimate();
+        // Others are seen, then a 429: their use explains it.
+        o.observe(at(0), 3);
+        o.on_429(at(100), 5);
+        assert_eq!(o.reserve(at(100)), 5);
+        // Headers showing nobody else, but not yet for three windows.
+        assert!(!o.observe(at(1_000), 0));
+        assert!(!o.observe(at(3_999), 0));
+        assert_eq!(o.reserve(at(3_999)), 5);
+        // Three windows of them: alone, and the ceiling is gone.
+        assert!(o.observe(at(4_000), 0));
+        assert_eq!(o.reserve(at(4_000)), 0);
+        // Said once: nothing is left to end.
+        assert!(!o.observe(at(4_100), 0));
+        // A sighting in between starts the quiet span afresh.
+        let mut o = estimate();
+        o.observe(at(0), 3);
+        o.on_429(at(100), 5);
+        o.observe(at(1_000), 0);
+        o.observe(at(2_500), 1);
+        assert!(!o.observe(at(4_000), 0));
+        assert!(!o.observe(at(6_999), 0));
+        assert!(o.observe(at(7_000), 0));
+        // So does a 429.
+        let mut o = estimate();
+        o.observe(at(0), 3);
+        o.on_429(at(100), 5);
+        o.observe(at(1_000), 0);
+        o.on_429(at(2_000), 5);
+        assert!(!o.observe(at(4_500), 0));
+        assert!(o.observe(at(7_500), 0));
+    }
+
+    #[test]
+    fn others_seen_after_the_429_explain_it_too() {
+        // A co-tenant's first burst: the 429 comes before any header shows it.
+        let mut o = estimate();
+        o.on_429(at(0), 4);
+        o.observe(at(500), 2);
+        o.observe(at(1_000), 0);
+        assert!(o.observe(at(4_000), 0));
+        assert_eq!(o.reserve(at(4_000)), 0);
+    }
+
+    #[test]
+    fn a_429_soon_after_headers_ended_a_ceiling_teaches_one_they_cannot_end() {
+        let mut o = estimate();
+        o.observe(at(0), 3);
+        o.on_429(at(100), 5);
+        o.observe(at(100), 0);
+        assert!(o.observe(at(3_100), 0));
+        assert_eq!(o.reserve(at(3_100)), 0);
+        // The headers misled us: the next 429 within the probation locks the
+        // ceiling, sightings or not, for its hold.
+        let soon = 3_100 + PROBATION_WINDOWS * 1_000 - 1;
+        o.on_429(at(soon), 4);
+        o.observe(at(soon + 100), 2);
+        for k in 1..=10 {
+            assert!(!o.observe(at(soon + k * 1_000), 0));
+        }
+        assert_eq!(o.reserve(at(soon + 10_000)), 4);
+        assert_eq!(o.reserve(at(soon + 3_599_999)), 4);
+        // Once that ceiling is given back, a new one may be explained again.
+        o.on_429(at(soon + 4 * 3_600_000), 2);
+        o.observe(at(soon + 4 * 3_600_000 + 100), 1);
+        o.observe(at(soon + 4 * 3_600_000 + 100), 0);
+        assert!(o.observe(at(soon + 4 * 3_600_000 + 3_100), 0));
+        // A 429 after the probation is not locked either.
+        let mut o = estimate();
+        o.observe(at(0), 3);
+        o.on_429(at(100), 5);
+        o.observe(at(100), 0);
+        assert!(o.observe(at(3_100), 0));
+        let late = 3_100 + PROBATION_WINDOWS * 1_000;
+        o.on_429(at(late), 4);
+        o.observe(at(late + 100), 2);
+        o.observe(at(late + 100), 0);
+        assert!(o.observe(at(late + 3_100), 0));
     }
 
     #[test]
