@@ -27,6 +27,23 @@
 //! `N` per `W`: each holds no more than a sliding window does). Groups with
 //! several windows keep the condition for each.
 //!
+//! # Why no rule that knows only the intervals admits more
+//!
+//! Every denial is necessary. When the log denies at `t`, some window `(N,
+//! W)` has `N` earlier requests with `e_i >= t - W`. Each may have reached
+//! the server at `max(s_i, t - W)`, which lies in `[s_i, e_i]`: nothing the
+//! client saw rules it out. With the new request arriving at once, `N + 1`
+//! arrivals would lie in the closed window `[t - W, t]`, and what was
+//! admitted before stays within the limit however it arrived (the proof
+//! above). So any policy that is Zero-429 for every delay consistent with
+//! the admissions and reports must deny there too, given the same history.
+//! (Within a half-open window the one exception is `e_i = t - W`
+//! exactly.) Only other knowledge can admit sooner: a bound on delays (the
+//! GCRA's margin), or the server's own count in `Remaining-Req`, which this
+//! rule does not use. The simulator's clairvoyant `oracle` policy, which
+//! knows every delay, shows what that knowledge is worth; the brute-force
+//! test below checks that the log denies exactly when the rule does.
+//!
 //! The proof needs `s_j` to be no earlier than any instant the log used
 //! before (an entry dropped at `t` had `e_i < t - W`): the log reads a clock
 //! going backwards as "no time passed" and keeps a high-water mark.
