@@ -137,6 +137,11 @@ fuzz_target!(|data: &[u8]| {
                     0 | 1 => {
                         if budget.log.report(ticket, now) {
                             budget.arrivals.push(between(s, t.min(bound), k));
+                            // The estimate of our part of a server's count:
+                            // the likely count never exceeds the most.
+                            let window = Duration::from_millis(u64::from(k) * 8);
+                            let c = budget.log.counted_with(ticket, window).expect("just reported");
+                            assert!(c.likely <= c.at_most, "{c:?}");
                         } else {
                             // Stale: its slot was reused after it stopped counting.
                             budget.arrivals.push(between(s, bound, k));
