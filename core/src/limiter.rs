@@ -1149,9 +1149,11 @@ impl GroupLimiter {
 
     /// `Remaining-Req` sync. The server says `sec` requests remain in its
     /// window after this one, so it counted `N - sec` there. Our own part of
-    /// that is, on an interval-log group, the log's estimate of what the
-    /// server counted when this request arrived (each arrival half-way
-    /// through its round trip, [`IntervalLog::counted_with`]); on a GCRA
+    /// that is, on an interval-log group, read from our requests' intervals
+    /// ([`IntervalLog::counted_with`]): usage counts as someone else's only
+    /// if even the most of ours the server can have counted leaves some
+    /// unexplained, and then as much as the likely count of ours (each
+    /// arrival half-way through its round trip) leaves; on a GCRA
     /// group, our admissions sent within one window plus the jitter margin
     /// around this one (from the ring of recent admissions; with jitter, any
     /// of them may have arrived inside the server's window).

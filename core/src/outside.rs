@@ -111,9 +111,10 @@ impl OutsideUse {
     }
 
     /// A header showed `others` requests in the server's window that were
-    /// not ours, at `now`. Returns whether every header of the last
-    /// [`WINDOWS`] windows showed nobody else, with no 429 in that time: we
-    /// are alone on the budget, and a learned ceiling is forgotten.
+    /// not ours, at `now`. Returns `true` when this ends a ceiling that
+    /// others explained: every header of the last [`WINDOWS`] windows showed
+    /// nobody else, and no 429 came in that time (we are alone on the budget
+    /// again).
     pub fn observe(&mut self, now: Instant, others: u32) -> bool {
         let now = self.observe_now(now);
         let mut alone = false;
