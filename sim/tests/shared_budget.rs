@@ -235,3 +235,44 @@ fn the_limit_change_builtin_runs_shortened() {
     );
     assert!(r.render().contains("12/1s -> 8/1s"));
 }
+
+/// Ours: ticker saturated for 120 s through the limiter; another process:
+/// 2 a second (20 % of the limit) from 20 s to 60 s. Its first burst draws a
+/// 429 that teaches a ceiling; the headers showed it, so when they show it
+/// gone the ceiling and the adaptive reduction end, and the group is back at
+/// its own rate within a few windows (a day later, with a ceiling held for
+/// its whole hold).
+const COMES_AND_GOES: &str = r#"
+name = "comes-and-goes"
+[[loads]]
+name = "ours"
+until_s = 120
+arrivals = "uniform"
+per_minute = [1200]
+mix = [{ call = "GET /v1/ticker" }]
+
+[[loads]]
+name = "other"
+background = true
+start_s = 20
+until_s = 60
+arrivals = "uniform"
+per_minute = [120]
+mix = [{ call = "GET /v1/ticker?markets=KRW-ETH" }]
+"#;
+
+#[test]
+fn a_co_tenant_that_leaves_gives_the_budget_back_within_a_few_windows() {
+    let s = scenario(&format!("{COMES_AND_GOES}{NO_BLOCKS}"));
+    for model in [ServerModel::Sliding, ServerModel::Fixed, ServerModel::Anchored] {
+        let r = go(&s, model, Policy::Ours);
+        let c = &r.co_tenants[0];
+        assert!(c.rejected_first_10s > 0, "{model}: {c:?}");
+        assert_eq!(c.rejected_after_stop, 0, "{model}: {c:?}");
+        let back = c.back_to_95pct_of_alone_windows;
+        assert!(
+            back.is_some_and(|w| w <= 6.0),
+            "{model}: back after {back:?} windows: {c:?}"
+        );
+    }
+}
