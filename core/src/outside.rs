@@ -267,6 +267,14 @@ mod tests {
         assert_eq!(o.reserve(at(7_195_000)), 3);
     }
 
+    /// Others seen at 0, then a 429 at 100 ms showing five places missing.
+    fn explained_ceiling() -> OutsideUse {
+        let mut o = estimate();
+        o.observe(at(0), 3);
+        o.on_429(at(100), 5);
+        o
+    }
+
     #[test]
     fn a_ceiling_others_explain_ends_when_headers_show_them_gone() {
         let mut o = estimate();
@@ -284,18 +292,14 @@ mod tests {
         // Said once: nothing is left to end.
         assert!(!o.observe(at(4_100), 0));
         // A sighting in between starts the quiet span afresh.
-        let mut o = estimate();
-        o.observe(at(0), 3);
-        o.on_429(at(100), 5);
+        let mut o = explained_ceiling();
         o.observe(at(1_000), 0);
         o.observe(at(2_500), 1);
         assert!(!o.observe(at(4_000), 0));
         assert!(!o.observe(at(6_999), 0));
         assert!(o.observe(at(7_000), 0));
         // So does a 429.
-        let mut o = estimate();
-        o.observe(at(0), 3);
-        o.on_429(at(100), 5);
+        let mut o = explained_ceiling();
         o.observe(at(1_000), 0);
         o.on_429(at(2_000), 5);
         assert!(!o.observe(at(4_500), 0));
@@ -315,9 +319,7 @@ mod tests {
 
     #[test]
     fn a_429_soon_after_headers_ended_a_ceiling_teaches_one_they_cannot_end() {
-        let mut o = estimate();
-        o.observe(at(0), 3);
-        o.on_429(at(100), 5);
+        let mut o = explained_ceiling();
         o.observe(at(100), 0);
         assert!(o.observe(at(3_100), 0));
         assert_eq!(o.reserve(at(3_100)), 0);
@@ -337,9 +339,7 @@ mod tests {
         o.observe(at(soon + 4 * 3_600_000 + 100), 0);
         assert!(o.observe(at(soon + 4 * 3_600_000 + 3_100), 0));
         // A 429 after the probation is not locked either.
-        let mut o = estimate();
-        o.observe(at(0), 3);
-        o.on_429(at(100), 5);
+        let mut o = explained_ceiling();
         o.observe(at(100), 0);
         assert!(o.observe(at(3_100), 0));
         let late = 3_100 + PROBATION_WINDOWS * 1_000;
