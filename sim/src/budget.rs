@@ -16,6 +16,12 @@
 //! - `rejected_while_running`: ours rejected from then until it stops;
 //! - `rejected_after_stop`: ours rejected from its stop until the next
 //!   co-tenant on the group starts (or the traffic ends);
+//! - `their_429s`: other processes' requests answered 429 from its start to
+//!   its stop. The limiter never sees them, yet they count towards the
+//!   unit's 418 as much as ours: a co-tenant refused often enough has the
+//!   whole IP or pocket blocked;
+//! - `blocked_s`: the seconds of that span in which the group answered
+//!   anyone 418 (the unit was blocked);
 //! - `ours_per_s`, from 10 s after its start to its end, beside the free
 //!   capacity `free_per_s`: the group's limit per second minus the other
 //!   processes' actual arrival rate in that span (`co_tenant_per_s`), and
@@ -54,14 +60,25 @@ pub enum Tally {
     Rejected,
     /// A request of another process arrived (whatever the answer).
     Background,
+    /// A request of another process was answered 429: the window was full.
+    /// It counts towards the unit's 418 as much as one of ours, and we never
+    /// see it.
+    BackgroundRefused,
+    /// A request (ours or another process's) was answered 418: the unit was
+    /// blocked.
+    Blocked,
 }
 
 impl Tally {
+    const COUNT: usize = 5;
+
     const fn index(self) -> usize {
         match self {
             Self::Ok => 0,
             Self::Rejected => 1,
             Self::Background => 2,
+            Self::BackgroundRefused => 3,
+            Self::Blocked => 4,
         }
     }
 }
@@ -69,7 +86,7 @@ impl Tally {
 /// Counts per group and per second of virtual time, by [`Tally`].
 #[derive(Clone, Debug, Default)]
 pub struct PerSecond {
-    groups: Vec<Vec<[u32; 3]>>,
+    groups: Vec<Vec<[u32; Tally::COUNT]>>,
 }
 
 fn second_of(at: Instant) -> usize {
@@ -89,7 +106,7 @@ impl PerSecond {
         let secs = &mut self.groups[group.index()];
         let s = second_of(at);
         if s >= secs.len() {
-            secs.resize(s + 1, [0; 3]);
+            secs.resize(s + 1, [0; Tally::COUNT]);
         }
         secs[s][what.index()] = secs[s][what.index()].saturating_add(1);
     }
@@ -109,6 +126,11 @@ impl PerSecond {
         let to = usize::try_from(to).unwrap_or(usize::MAX).min(secs.len());
         secs.get(from..to.max(from))
             .map_or(0, |s| s.iter().map(|c| u64::from(c[what.index()])).sum())
+    }
+
+    /// How many of the seconds `[from, to)` counted at least one `what`.
+    pub fn seconds_with(&self, group: Group, what: Tally, from: u64, to: u64) -> u64 {
+        (from..to).filter(|&s| self.at(group, what, s) > 0).count() as u64
     }
 
     /// The mean count of `what` per second over `[from, to)`; `None` if empty.
@@ -150,6 +172,13 @@ pub struct CoTenantReport {
     /// Ours rejected from its stop until the next co-tenant of the group
     /// started, or the traffic ended.
     pub rejected_after_stop: u64,
+    /// Its own requests (and other processes') answered 429 from its start to
+    /// its stop: refused because the window was full, each counting towards
+    /// the unit's 418 like one of ours, and never seen by the limiter.
+    pub their_429s: u64,
+    /// Seconds from its start to its stop in which the group answered a
+    /// request (ours or another process's) 418: the unit was blocked.
+    pub blocked_s: u64,
     /// Seconds from its stop to the end of the first whole second with at
     /// least 95 % of `limit_per_s` of our requests answered 200.
     pub back_to_95pct_of_limit_s: Option<f64>,
@@ -317,6 +346,8 @@ pub fn co_tenants(scenario: &Scenario, per: &PerSecond, end: Duration) -> Vec<Co
                 rejected_first_10s: per.sum(g, Tally::Rejected, s0, run_from.min(stop)),
                 rejected_while_running: per.sum(g, Tally::Rejected, from, to),
                 rejected_after_stop: per.sum(g, Tally::Rejected, after.0, after.1),
+                their_429s: per.sum(g, Tally::BackgroundRefused, s0, stop),
+                blocked_s: per.seconds_with(g, Tally::Blocked, s0, stop),
                 back_to_95pct_of_limit_s: back_limit_s,
                 back_to_95pct_of_limit_windows: back_limit_w,
                 alone_per_s: alone.map(round),
@@ -400,7 +431,7 @@ pub fn render_co_tenants(rows: &[CoTenantReport]) -> String {
     );
     let _ = writeln!(
         o,
-        "{:<22} {:<10} {:<11} {:>13} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>14} {:>14}",
+        "{:<22} {:<10} {:<11} {:>13} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>6} {:>14} {:>14}",
         "co-tenant",
         "group",
         "arrivals",
@@ -413,6 +444,8 @@ pub fn render_co_tenants(rows: &[CoTenantReport]) -> String {
         "rej 10s",
         "rej then",
         "rej after",
+        "their429",
+        "418 s",
         "95% limit s(W)",
         "95% alone s(W)"
     );
@@ -428,7 +461,7 @@ pub fn render_co_tenants(rows: &[CoTenantReport]) -> String {
         };
         let _ = writeln!(
             o,
-            "{:<22} {:<10} {:<11} {:>13} {:>7.2} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>14} {:>14}",
+            "{:<22} {:<10} {:<11} {:>13} {:>7.2} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>6} {:>14} {:>14}",
             r.load,
             r.group,
             arrivals,
@@ -441,6 +474,8 @@ pub fn render_co_tenants(rows: &[CoTenantReport]) -> String {
             r.rejected_first_10s,
             r.rejected_while_running,
             r.rejected_after_stop,
+            r.their_429s,
+            r.blocked_s,
             back(r.back_to_95pct_of_limit_s, r.back_to_95pct_of_limit_windows),
             back(r.back_to_95pct_of_alone_s, r.back_to_95pct_of_alone_windows),
         );
@@ -448,7 +483,9 @@ pub fn render_co_tenants(rows: &[CoTenantReport]) -> String {
     let _ = writeln!(
         o,
         "rej 10s: in its first 10 s; rej then: from then to its stop (rates over that span too); rej after: from its \
-         stop to the next co-tenant or the end; 95% limit/alone: seconds (windows) from its stop to the end of the first \
+         stop to the next co-tenant or the end; their429: other processes' requests answered 429 while it ran \
+         (unseen by the limiter, they count towards the unit's 418); 418 s: seconds of that span in which anyone got a \
+         418; 95% limit/alone: seconds (windows) from its stop to the end of the first \
          second with 95 % of the limit / of our rate alone before the first co-tenant"
     );
     o
@@ -522,6 +559,13 @@ mod tests {
         assert_eq!(p.sum(Group::Order, Tally::Background, 0, 10), 1);
         assert_eq!(p.rate(Group::Ticker, Tally::Ok, 2, 4), Some(1.0));
         assert_eq!(p.rate(Group::Ticker, Tally::Ok, 4, 4), None);
+        // Seconds with at least one, not the count in them.
+        p.record(Group::Order, s(4), Tally::Blocked);
+        p.record(Group::Order, s(4), Tally::Blocked);
+        p.record(Group::Order, s(6), Tally::Blocked);
+        assert_eq!(p.seconds_with(Group::Order, Tally::Blocked, 0, 10), 2);
+        assert_eq!(p.seconds_with(Group::Order, Tally::Blocked, 5, 6), 0);
+        assert_eq!(p.seconds_with(Group::Ticker, Tally::Blocked, 0, 10), 0);
     }
 
     #[test]

@@ -392,10 +392,17 @@ async fn request(w: &Rc<World>, call: &Call, id: u64, process: usize) {
             if let Admission::Oracle(o) = w.admission(process) {
                 o.arrived(g, arrival);
             }
-            match reply.status {
-                200 => w.seconds.borrow_mut().record(g, arrival, Tally::Ok),
-                429 | 418 => w.seconds.borrow_mut().record(g, arrival, Tally::Rejected),
-                _ => {}
+            {
+                let mut seconds = w.seconds.borrow_mut();
+                match reply.status {
+                    200 => seconds.record(g, arrival, Tally::Ok),
+                    429 => seconds.record(g, arrival, Tally::Rejected),
+                    418 => {
+                        seconds.record(g, arrival, Tally::Rejected);
+                        seconds.record(g, arrival, Tally::Blocked);
+                    }
+                    _ => {}
+                }
             }
             if matches!(reply.status, 429 | 418) {
                 let mut groups = w.groups.borrow_mut();
@@ -496,12 +503,17 @@ async fn background_request(w: &World, call: &Call, id: u64) {
     let trip = w.scenario.network.trip(w.seed, id, w.rt.now());
     if let Some(arrival) = trip.arrival {
         w.rt.sleep_until(arrival).await;
-        w.server
+        let reply = w
+            .server
             .borrow_mut()
             .handle(arrival, call.group, Source::Background);
-        w.seconds
-            .borrow_mut()
-            .record(call.group, arrival, Tally::Background);
+        let mut seconds = w.seconds.borrow_mut();
+        seconds.record(call.group, arrival, Tally::Background);
+        match reply.status {
+            429 => seconds.record(call.group, arrival, Tally::BackgroundRefused),
+            418 => seconds.record(call.group, arrival, Tally::Blocked),
+            _ => {}
+        }
     }
 }
 

@@ -113,9 +113,30 @@ fn a_co_tenant_without_limiter_costs_us_429s_only_while_it_runs() {
     assert_eq!(c.back_to_95pct_of_alone_s, Some(1.0));
     assert_eq!(c.back_to_95pct_of_alone_windows, Some(1.0));
     assert_eq!(c.back_to_95pct_of_limit_s, None);
+    // Its own 429s: with no blocks, every rejection of theirs is one, and
+    // all of them fell while it ran (it sent nothing else).
+    assert!(c.their_429s > 0, "{c:?}");
+    assert_eq!(c.their_429s, r.background.rejected);
+    assert_eq!(c.blocked_s, 0);
     let text = r.render();
     assert!(text.contains("co-tenants"), "{text}");
     assert!(text.contains("other"), "{text}");
+}
+
+#[test]
+fn the_co_tenants_429s_block_the_ip_though_we_never_see_them() {
+    // The same traffic with Upbit's escalation (a block after 10 429s to the
+    // IP within 60 s): the other process's 429s count too, and soon the IP
+    // is blocked, for ours and theirs alike.
+    let r = go(&scenario(CROWDED), ServerModel::Sliding, Policy::None);
+    let c = &r.co_tenants[0];
+    assert!(c.their_429s > 0, "{c:?}");
+    assert!(
+        c.their_429s < r.background.rejected,
+        "some of theirs got a 418: {c:?}"
+    );
+    assert!(c.blocked_s > 0 && c.blocked_s <= 20, "{c:?}");
+    assert_eq!(r.groups[0].status_418 > 0, c.blocked_s > 0);
 }
 
 #[test]
@@ -130,6 +151,8 @@ fn the_co_tenant_rows_are_in_the_json() {
         "free_per_s",
         "back_to_95pct_of_limit_s",
         "back_to_95pct_of_limit_windows",
+        "their_429s",
+        "blocked_s",
     ] {
         assert!(row.get(key).is_some(), "{key}: {row}");
     }
