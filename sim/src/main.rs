@@ -122,6 +122,11 @@ struct RunArgs {
     /// keeps its own limiter only, believing it owns the whole budget.
     #[arg(long)]
     no_store: bool,
+    /// Drops our own clients and keeps the other processes' loads
+    /// (`background = true`): what a co-tenant gets by itself, the baseline
+    /// for the co-tenant table's `their429` and `418 s`.
+    #[arg(long)]
+    others_only: bool,
     /// Admission policy: ours, gcra, gcra-at-limit, best-practice, none, oracle; or a
     /// comma-separated list of them (e.g. ours,oracle) to run each on the same
     /// traffic and seed and print them side by side per group: throughput while
@@ -267,6 +272,9 @@ fn run_command(args: RunArgs) -> ExitCode {
     }
     if args.no_store {
         scenario.set_store(false);
+    }
+    if args.others_only {
+        scenario.keep_others_only();
     }
     let models: Vec<ServerModel> = match args.server_model {
         Some(Models::All) => ServerModel::ALL.to_vec(),

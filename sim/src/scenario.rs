@@ -527,6 +527,14 @@ impl Scenario {
         true
     }
 
+    /// Drops our clients and keeps the background loads: what the other
+    /// processes get by themselves, the baseline for a co-tenant's 429s and
+    /// blocks (a co-tenant that is refused without us is refused with us).
+    pub fn keep_others_only(&mut self) {
+        self.actors.clear();
+        self.loads.retain(|l| l.background);
+    }
+
     /// Replaces the network jitter `J`.
     pub fn set_jitter(&mut self, jitter: Duration) {
         self.network.jitter = jitter;

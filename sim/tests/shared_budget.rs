@@ -140,6 +140,43 @@ fn the_co_tenants_429s_block_the_ip_though_we_never_see_them() {
 }
 
 #[test]
+fn without_us_the_co_tenant_alone_is_never_refused_below_the_limit() {
+    // 8 a second on a 10/s ticker, by itself: nothing of ours, none of its
+    // requests refused. So every 429 it got in the runs above was ours to
+    // prevent.
+    let mut s = scenario(CROWDED);
+    s.keep_others_only();
+    let r = go(&s, ServerModel::Sliding, Policy::Ours);
+    let c = &r.co_tenants[0];
+    assert_eq!(r.total_requests, 0);
+    assert_eq!(c.co_tenant_per_s, Some(8.0));
+    assert_eq!(
+        (c.their_429s, c.blocked_s, r.background.rejected),
+        (0, 0, 0),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn a_poisson_co_tenant_at_70_percent_has_itself_blocked_without_us() {
+    // The built-in Poisson co-tenant at 70 % of the limit: a Poisson(7)
+    // count reaches 10 in 17 % of one-second windows, so by itself it draws
+    // enough 429s to block the IP and the pocket for much of its 180 s.
+    // No limiter on our side can keep those 418s away.
+    let mut s = Scenario::builtin("co-tenant-poisson").unwrap().unwrap();
+    s.keep_others_only();
+    let r = go(&s, ServerModel::Sliding, Policy::Ours);
+    assert_eq!(r.total_requests, 0);
+    for c in &r.co_tenants {
+        if c.load.starts_with("co-tenant-70pct") {
+            assert!(c.their_429s >= 10 && c.blocked_s >= 60, "{c:?}");
+        } else {
+            assert_eq!(c.blocked_s, 0, "{c:?}");
+        }
+    }
+}
+
+#[test]
 fn the_co_tenant_rows_are_in_the_json() {
     let (r, _) = crowded();
     let v = serde_json::to_value(&r).unwrap();
