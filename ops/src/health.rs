@@ -8,6 +8,8 @@
 //! | wait p95 | warning | recent p95 wait `> max_wait_p95` | 100 ms |
 //! | token utilisation | warning | recent utilisation `> max_utilisation` | 0.95 |
 //! | TAT drift | warning | recent mean drift / emission interval `> max_tat_drift` | 0.05 |
+//! | round trips over the margin | warning | recent round trips longer than the jitter margin `> max_round_trips_over_margin` (GCRA groups: delays may vary by more than Zero-429 assumes there) | 0 |
+//! | places held back for others | warning | `reserve > max_reserve`: headers or a 429 showed use that is not ours (another program on the IP or pocket, or a lower server limit); Zero-429 needs every program on a budget behind one limiter, and their 429s count towards the 418 of the IP or pocket too | 0 |
 //!
 //! Every comparison is strictly "above": a value equal to its threshold is fine.
 //! A waiter is *stalled* when it is still pending more than `stall_grace`
@@ -41,6 +43,11 @@ pub struct Thresholds {
     /// Warning above this mean admission lateness, as a share of the emission
     /// interval (default: 0.05).
     pub max_tat_drift: f64,
+    /// Warning above this many recent round trips longer than the jitter
+    /// margin (default: 0, any).
+    pub max_round_trips_over_margin: u32,
+    /// Warning above this many places held back for others (default: 0, any).
+    pub max_reserve: u32,
     /// The window recent statistics (waits, utilisation, drift) cover.
     pub window: Duration,
 }
@@ -56,6 +63,8 @@ impl Default for Thresholds {
             max_wait_p95: Duration::from_millis(100),
             max_utilisation: 0.95,
             max_tat_drift: 0.05,
+            max_round_trips_over_margin: 0,
+            max_reserve: 0,
             window: Duration::from_secs(10),
         }
     }
@@ -107,6 +116,10 @@ pub enum Check {
     Utilisation,
     /// Recent TAT drift.
     TatDrift,
+    /// Recent round trips longer than the jitter margin.
+    RoundTripsOverMargin,
+    /// Places held back for others.
+    Reserve,
 }
 
 /// One threshold exceeded.
@@ -212,6 +225,24 @@ pub fn evaluate(status: &Status, thresholds: &Thresholds) -> HealthReport {
                     "TAT drift",
                 );
             }
+            if r.round_trips_over_margin > u64::from(t.max_round_trips_over_margin) {
+                fire(
+                    Level::Warning,
+                    Check::RoundTripsOverMargin,
+                    r.round_trips_over_margin as f64,
+                    f64::from(t.max_round_trips_over_margin),
+                    "round trips over the jitter margin",
+                );
+            }
+        }
+        if g.reserve > t.max_reserve {
+            fire(
+                Level::Warning,
+                Check::Reserve,
+                f64::from(g.reserve),
+                f64::from(t.max_reserve),
+                "places held back for others",
+            );
         }
     }
     let level = reasons.iter().map(|r| r.level).max().unwrap_or(Level::Ok);

@@ -76,7 +76,14 @@ struct GroupTrack {
     samples: Ring,
     last_ratio: AtomicU32,
     last_breaker: AtomicU8,
+    /// When the last [`LONG_TRIPS_KEPT`] round trips longer than the jitter
+    /// margin were reported (nanoseconds; 0: none), for the recent count.
+    long_trips: [AtomicU64; LONG_TRIPS_KEPT],
+    long_trips_seen: AtomicU64,
 }
+
+/// The most round trips over the margin the recent window counts.
+pub(crate) const LONG_TRIPS_KEPT: usize = 32;
 
 /// Every group's [`GroupTrack`], and the few settings the acquire path reads
 /// (as atomics, so that it takes no lock shared between groups).
@@ -132,7 +139,16 @@ impl GroupTrack {
             samples: Ring::default(),
             last_ratio: AtomicU32::new(Ratio::ONE.ppm()),
             last_breaker: AtomicU8::new(breaker_code(BreakerState::Closed)),
+            long_trips: std::array::from_fn(|_| AtomicU64::new(0)),
+            long_trips_seen: AtomicU64::new(0),
         }
+    }
+
+    /// A round trip longer than the margin was reported at `now`.
+    fn long_trip(&self, now: Instant) {
+        let n = self.long_trips_seen.fetch_add(1, Ordering::Relaxed);
+        self.long_trips[(n % LONG_TRIPS_KEPT as u64) as usize]
+            .store(now.as_nanos().max(1), Ordering::Relaxed);
     }
 
     fn recent(&self, now: Instant, window: Duration, quota: &Quota, ratio: Ratio) -> Recent {
@@ -154,8 +170,16 @@ impl GroupTrack {
         } else {
             drift_total as f64 / drifts.len() as f64 / interval.as_nanos().max(1) as f64
         };
+        let after = before(now, window).map_or(0, Instant::as_nanos);
+        let long_trips = self
+            .long_trips
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .filter(|&t| t > after && t <= now.as_nanos())
+            .count() as u64;
         Recent {
             window,
+            round_trips_over_margin: long_trips,
             admissions: in_window.len() as u64,
             waited: in_window.iter().filter(|x| !x.waited.is_zero()).count() as u64,
             utilisation: if capacity == 0 {
@@ -619,6 +643,9 @@ impl<R: Runtime> Instrumented<R> {
     fn observe_feedback(&self, group: Group, fb: &Feedback, now: Instant) {
         let track = self.tracker.group(group);
         let series = self.tracker.series(group);
+        if fb.round_trip_over_margin {
+            track.long_trip(now);
+        }
         if let Some((from, to)) = fb.ratio_change {
             track.sync_ratio(series, from);
             track.sync_ratio(series, to);

@@ -372,6 +372,10 @@ pub struct Recent {
     /// The window covered.
     #[serde(rename = "window_ms", serialize_with = "ser::ms")]
     pub window: Duration,
+    /// Round trips longer than the jitter margin reported in the window (a
+    /// GCRA group's assumption seen failing; the last 32 are kept, so at
+    /// most 32).
+    pub round_trips_over_margin: u64,
     /// Admissions in the window.
     pub admissions: u64,
     /// Of those, how many had to wait.

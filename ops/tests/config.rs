@@ -276,7 +276,7 @@ fn good_inputs_produce_the_intended_configuration() {
             Some(
                 "[health]\nmax_consecutive_429 = 3\nmax_queue_depth = 10\nmax_stalled_waiters = 1\n\
                  stall_grace_ms = 500\nmax_wait_p95_ms = 250\nmax_utilisation = 0.9\nmax_tat_drift = 0.1\n\
-                 window_ms = 30000\n[emergency]\nrecovery_delay_ms = 900000\n",
+                 max_round_trips_over_margin = 2\nmax_reserve = 1\nwindow_ms = 30000\n[emergency]\nrecovery_delay_ms = 900000\n",
             ),
             &[("UPBIT_RATE_LIMIT_HEALTH_MAX_QUEUE_DEPTH", "20")],
             |c| {
@@ -290,6 +290,8 @@ fn good_inputs_produce_the_intended_configuration() {
                         max_wait_p95: Duration::from_millis(250),
                         max_utilisation: 0.9,
                         max_tat_drift: 0.1,
+                        max_round_trips_over_margin: 2,
+                        max_reserve: 1,
                         window: Duration::from_secs(30),
                     }
                 );

@@ -129,6 +129,34 @@ async fn every_threshold_flips_exactly_where_it_is_set() {
         (Level::Warning, vec![Check::TatDrift])
     );
 
+    let long_trips = |n: u64| {
+        move |r: &mut upbit_limiter_ops::status::GroupReport| {
+            r.recent.as_mut().unwrap().round_trips_over_margin = n;
+        }
+    };
+    assert_eq!(eval(&t, g, long_trips(0)), ok);
+    assert_eq!(
+        eval(&t, g, long_trips(1)),
+        (Level::Warning, vec![Check::RoundTripsOverMargin])
+    );
+
+    assert_eq!(eval(&t, g, |r| r.reserve = 0), ok);
+    assert_eq!(
+        eval(&t, g, |r| r.reserve = 1),
+        (Level::Warning, vec![Check::Reserve])
+    );
+    let tolerant = Thresholds {
+        max_round_trips_over_margin: 3,
+        max_reserve: 2,
+        ..Thresholds::default()
+    };
+    assert_eq!(eval(&tolerant, g, long_trips(3)), ok);
+    assert_eq!(eval(&tolerant, g, |r| r.reserve = 2), ok);
+    assert_eq!(
+        eval(&tolerant, g, |r| r.reserve = 3),
+        (Level::Warning, vec![Check::Reserve])
+    );
+
     // Critical outranks warning; every reason is listed.
     let (level, checks) = eval(&t, g, |r| {
         r.consecutive_429 = 3;
@@ -185,7 +213,13 @@ async fn a_second_429_in_a_row_is_critical() {
         }
     };
     send(429).await;
-    assert_eq!(limiter.health().level, Level::Ok, "one 429 is at the threshold");
+    // One 429 is at the threshold; the ceiling it taught holds places back,
+    // a warning of its own.
+    let checks = |l: &Instrumented| -> (Level, Vec<Check>) {
+        let h = l.health();
+        (h.level, h.reasons.iter().map(|r| r.check).collect())
+    };
+    assert_eq!(checks(&limiter), (Level::Warning, vec![Check::Reserve]));
     send(429).await;
     let health = limiter.health();
     assert_eq!(health.level, Level::Critical);
@@ -194,9 +228,68 @@ async fn a_second_429_in_a_row_is_critical() {
     send(201).await;
     // A success ends the streak. (The 429s' cool-downs made that last
     // caller wait over a second: the p95 wait is a warning now.)
+    assert_eq!(
+        checks(&limiter),
+        (Level::Warning, vec![Check::WaitP95, Check::Reserve])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_round_trip_longer_than_the_margin_warns_for_one_window() {
+    // The ticker on the GCRA: its 100 ms margin is the assumption.
+    let limiter: Instrumented = Instrumented::new(&gcra()).unwrap();
+    let checks = |l: &Instrumented| -> Vec<Check> { l.health().reasons.iter().map(|r| r.check).collect() };
+    let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    tokio::time::advance(std::time::Duration::from_millis(100)).await;
+    permit.report(Response::status(200));
+    assert_eq!(
+        checks(&limiter),
+        vec![],
+        "a round trip of exactly the margin is fine"
+    );
+    let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    tokio::time::advance(std::time::Duration::from_millis(250)).await;
+    permit.report(Response::status(200));
     let health = limiter.health();
-    let checks: Vec<Check> = health.reasons.iter().map(|r| r.check).collect();
-    assert_eq!((health.level, checks), (Level::Warning, vec![Check::WaitP95]));
+    assert_eq!(health.level, Level::Warning);
+    assert_eq!(
+        (
+            health.reasons[0].check,
+            health.reasons[0].group,
+            health.reasons[0].value
+        ),
+        (Check::RoundTripsOverMargin, Group::Ticker, 1.0)
+    );
+    assert_eq!(
+        health.reasons[0].message,
+        "ticker: round trips over the jitter margin 1 is above 0"
+    );
+    // It counts in the recent window (10 s) only.
+    tokio::time::advance(std::time::Duration::from_secs(10)).await;
+    assert_eq!(checks(&limiter), vec![]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn headers_showing_others_on_the_budget_warn_while_places_are_held_back() {
+    // The shipped configuration: the ticker on the interval log. One request
+    // of ours, and the server counted all ten places: nine are someone
+    // else's.
+    let limiter: Instrumented = Instrumented::new(&OpsConfig::default()).unwrap();
+    let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    tokio::time::advance(std::time::Duration::from_millis(20)).await;
+    permit.report(Response::status(200).with_remaining_req("group=ticker; min=600; sec=0"));
+    let health = limiter.health();
+    let reserve: Vec<_> = health
+        .reasons
+        .iter()
+        .filter(|r| r.check == Check::Reserve)
+        .collect();
+    assert_eq!(reserve.len(), 1, "{health:?}");
+    assert_eq!((reserve[0].group, reserve[0].value), (Group::Ticker, 9.0));
+    assert_eq!(health.level, Level::Warning);
+    // Three windows without a sighting: nothing held back, no warning.
+    tokio::time::advance(std::time::Duration::from_secs(3)).await;
+    assert!(limiter.health().reasons.iter().all(|r| r.check != Check::Reserve));
 }
 
 /// Spawns `n` waiters on `group` with a far deadline and lets them queue.
@@ -396,8 +489,18 @@ fn a_plain_core_limiter_has_a_status_and_health_too() {
     assert_eq!(status.totals.status_429, 2);
     let health = evaluate(&status, &Thresholds::default());
     assert_eq!(health.level, Level::Critical);
-    assert_eq!(health.reasons.len(), 1);
-    assert_eq!(health.reasons[0].message, "order: consecutive 429s 2 is above 1");
+    let messages: Vec<&str> = health.reasons.iter().map(|r| r.message.as_str()).collect();
+    // The 429s taught a ceiling: the places the server showed missing are
+    // held back, and that says the budget is not ours alone.
+    let reserve = order.reserve;
+    assert!(reserve > 0);
+    assert_eq!(
+        messages,
+        [
+            "order: consecutive 429s 2 is above 1".to_owned(),
+            format!("order: places held back for others {reserve} is above 0"),
+        ]
+    );
 }
 
 /// tokio's clock, with a timer that always fires 10 ms late.

@@ -423,6 +423,8 @@ simple_fields!(HEALTH_FIELDS: Thresholds {
     "max_wait_p95_ms", "MAX_WAIT_P95_MS" => max_wait_p95: parse_millis;
     "max_utilisation", "MAX_UTILISATION" => max_utilisation: parse_non_negative;
     "max_tat_drift", "MAX_TAT_DRIFT" => max_tat_drift: parse_non_negative;
+    "max_round_trips_over_margin", "MAX_ROUND_TRIPS_OVER_MARGIN" => max_round_trips_over_margin: parse_u32;
+    "max_reserve", "MAX_RESERVE" => max_reserve: parse_u32;
     "window_ms", "WINDOW_MS" => window: parse_positive_millis;
 });
 
