@@ -76,6 +76,7 @@ struct GroupTrack {
     samples: Ring,
     last_ratio: AtomicU32,
     last_breaker: AtomicU8,
+    last_reserve: AtomicU32,
     /// When the last [`LONG_TRIPS_KEPT`] round trips longer than the jitter
     /// margin were reported (nanoseconds; 0: none), for the recent count.
     long_trips: [AtomicU64; LONG_TRIPS_KEPT],
@@ -139,6 +140,7 @@ impl GroupTrack {
             samples: Ring::default(),
             last_ratio: AtomicU32::new(Ratio::ONE.ppm()),
             last_breaker: AtomicU8::new(breaker_code(BreakerState::Closed)),
+            last_reserve: AtomicU32::new(0),
             long_trips: std::array::from_fn(|_| AtomicU64::new(0)),
             long_trips_seen: AtomicU64::new(0),
         }
@@ -202,6 +204,15 @@ impl GroupTrack {
             if let Some(prev) = Ratio::from_ppm(prev) {
                 telemetry::ratio_changed(series, prev, ratio);
             }
+        }
+    }
+
+    /// Notes the places held back for others seen now; reports their coming
+    /// and going.
+    fn sync_reserve(&self, series: Series, reserve: u32) {
+        let prev = self.last_reserve.swap(reserve, Ordering::AcqRel);
+        if prev != reserve {
+            telemetry::reserve_changed(series, prev, reserve);
         }
     }
 
@@ -572,6 +583,7 @@ impl<R: Runtime> Instrumented<R> {
                 if self.publishes(g) {
                     track.sync_ratio(report.series(), s.ratio);
                     track.sync_breaker(report.series(), s.breaker);
+                    track.sync_reserve(report.series(), s.reserve);
                     if publish {
                         telemetry::record_group_state(&report, now);
                         telemetry::record_pending(report.series(), pending.waiting, pending.stalled);
@@ -628,6 +640,7 @@ impl<R: Runtime> Instrumented<R> {
         let series = self.tracker.series(group);
         track.sync_ratio(series, s.ratio);
         track.sync_breaker(series, s.breaker);
+        track.sync_reserve(series, s.reserve);
         let pending = pending_of(&waiters, now, self.tracker.stall_grace());
         let report = group_report(
             self.limiter.pocket().copied(),

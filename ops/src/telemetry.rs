@@ -63,6 +63,9 @@ pub mod names {
     pub const CONSECUTIVE_429: &str = "upbit_limiter_consecutive_429";
     /// Gauge `{group}`: the adaptive rate ratio.
     pub const RATE_RATIO: &str = "upbit_limiter_rate_ratio";
+    /// Gauge `{group}`: places of the shortest window held back for others
+    /// (what `Remaining-Req` showed others using, or a limit learned from a 429).
+    pub const RESERVED_PLACES: &str = "upbit_limiter_reserved_places";
     /// Gauge `{group}`: requests per second allowed now (quota times ratio).
     pub const EFFECTIVE_RATE: &str = "upbit_limiter_effective_rate";
     /// Gauge `{group}`: the quota's burst.
@@ -236,7 +239,7 @@ pub fn describe() {
         Unit::Seconds,
         "Lateness of a waited admission: actual admission minus the instant the TAT made it conform."
     );
-    let gauges: [(&'static str, &'static str); 15] = [
+    let gauges: [(&'static str, &'static str); 16] = [
         (QUEUE_DEPTH, "Waiters queued (pending acquisitions)."),
         (
             STALLED_WAITERS,
@@ -244,6 +247,10 @@ pub fn describe() {
         ),
         (CONSECUTIVE_429, "429 responses in a row."),
         (RATE_RATIO, "Adaptive rate ratio (1 = full quota)."),
+        (
+            RESERVED_PLACES,
+            "Places of the shortest window held back for others (use the server counted that is not ours).",
+        ),
         (
             EFFECTIVE_RATE,
             "Requests per second allowed now (quota rate times ratio).",
@@ -329,6 +336,7 @@ pub(crate) fn record_group_state(g: &GroupReport, at: Instant) {
     }
     gauge!(CONSECUTIVE_429, labels.clone()).set(f64::from(g.consecutive_429));
     gauge!(RATE_RATIO, labels.clone()).set(g.ratio);
+    gauge!(RESERVED_PLACES, labels.clone()).set(f64::from(g.reserve));
     gauge!(EFFECTIVE_RATE, labels.clone()).set(g.quota.effective_rate);
     gauge!(BURST, labels.clone()).set(f64::from(g.quota.burst));
     set_breaker(series, g.breaker);
@@ -455,6 +463,22 @@ pub fn on_feedback(series: impl Into<Series>, feedback: &Feedback, now: Instant)
         tracing::warn!(target: "upbit_limiter", group, pocket,
             "round trip longer than the jitter margin: one-way delays may vary by more than the GCRA assumes \
              (a larger margin_ms, or policy = \"interval-log\", which needs no such assumption)");
+    }
+}
+
+/// The places `group` holds back for others changed: a warning when some
+/// are held back where none were (the budget is not ours alone), info when
+/// none are any more.
+pub fn reserve_changed(series: impl Into<Series>, from: u32, to: u32) {
+    let series = series.into();
+    gauge!(names::RESERVED_PLACES, series.labels()).set(f64::from(to));
+    let (group, pocket) = (series.group.as_str(), series.pocket_name());
+    if from == 0 && to > 0 {
+        tracing::warn!(target: "upbit_limiter", group, pocket, places = to,
+            "places held back for others: the server counted requests that are not ours (another program on this \
+             IP or pocket, or a limit below the preset); Zero-429 needs every program on a budget behind one limiter");
+    } else if to == 0 {
+        tracing::info!(target: "upbit_limiter", group, pocket, "nothing held back for others any more");
     }
 }
 

@@ -126,6 +126,9 @@ fn a_report_publishes_its_group_at_once() {
         );
         permit.report(Response::status(429));
         assert_eq!(v.gauge("upbit_limiter_rate_ratio{group=\"order\"}"), 0.8);
+        // The 429 taught a ceiling: the places it showed missing are held back.
+        assert!(v.gauge("upbit_limiter_reserved_places{group=\"order\"}") > 0.0);
+        assert_eq!(v.gauge("upbit_limiter_reserved_places{group=\"ticker\"}"), 0.0);
         assert_eq!(v.gauge("upbit_limiter_consecutive_429{group=\"order\"}"), 1.0);
         assert_eq!(v.counter("upbit_limiter_http_429_total{group=\"order\"}"), 1);
         assert_eq!(v.counter("upbit_limiter_responses_total{group=\"order\"}"), 1);

@@ -211,3 +211,26 @@ async fn a_pockets_spans_and_events_name_it_for_its_own_groups() {
     let line = one(&out.take(), "rate ratio lowered");
     assert!(!line.contains("pocket="), "{line}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn others_on_the_budget_warn_when_they_appear_and_inform_when_they_go() {
+    let (out, _guard) = capture();
+    let limiter: Instrumented = Instrumented::new(&OpsConfig::default()).unwrap();
+    // One request of ours, and the server counted all ten places.
+    let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    tokio::time::advance(std::time::Duration::from_millis(20)).await;
+    permit.report(Response::status(200).with_remaining_req("group=ticker; min=600; sec=0"));
+    let line = one(&out.take(), "places held back for others");
+    assert!(line.starts_with(" WARN acquire{group=\"ticker\""), "{line}");
+    assert!(line.contains("places=9"), "{line}");
+    // More of the same says nothing new.
+    let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    permit.report(Response::status(200).with_remaining_req("group=ticker; min=600; sec=0"));
+    assert!(out.take().iter().all(|l| !l.contains("held back")));
+    // Three windows without a sighting: they are gone, said at the next look.
+    tokio::time::advance(std::time::Duration::from_secs(3)).await;
+    let _ = limiter.status();
+    let line = one(&out.take(), "nothing held back for others any more");
+    assert!(line.starts_with(" INFO "), "{line}");
+    assert!(line.contains("group=\"ticker\""), "{line}");
+}
