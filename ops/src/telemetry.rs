@@ -473,12 +473,15 @@ pub fn reserve_changed(series: impl Into<Series>, from: u32, to: u32) {
     let series = series.into();
     gauge!(names::RESERVED_PLACES, series.labels()).set(f64::from(to));
     let (group, pocket) = (series.group.as_str(), series.pocket_name());
-    if from == 0 && to > 0 {
-        tracing::warn!(target: "upbit_limiter", group, pocket, places = to,
+    match (from, to) {
+        (0, 1..) => tracing::warn!(target: "upbit_limiter", group, pocket, places = to,
             "places held back for others: the server counted requests that are not ours (another program on this \
-             IP or pocket, or a limit below the preset); Zero-429 needs every program on a budget behind one limiter");
-    } else if to == 0 {
-        tracing::info!(target: "upbit_limiter", group, pocket, "nothing held back for others any more");
+             IP or pocket, or a limit below the preset); Zero-429 needs every program on a budget behind one limiter"),
+        (1.., 0) => {
+            tracing::info!(target: "upbit_limiter", group, pocket, "nothing held back for others any more")
+        }
+        // More or fewer places, or none before and after: nothing new to say.
+        _ => {}
     }
 }
 

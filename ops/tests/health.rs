@@ -264,6 +264,11 @@ async fn a_round_trip_longer_than_the_margin_warns_for_one_window() {
         health.reasons[0].message,
         "ticker: round trips over the jitter margin 1 is above 0"
     );
+    // Each one counts.
+    let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    tokio::time::advance(std::time::Duration::from_millis(250)).await;
+    permit.report(Response::status(200));
+    assert_eq!(limiter.health().reasons[0].value, 2.0);
     // It counts in the recent window (10 s) only.
     tokio::time::advance(std::time::Duration::from_secs(10)).await;
     assert_eq!(checks(&limiter), vec![]);

@@ -227,6 +227,16 @@ async fn others_on_the_budget_warn_when_they_appear_and_inform_when_they_go() {
     let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
     permit.report(Response::status(200).with_remaining_req("group=ticker; min=600; sec=0"));
     assert!(out.take().iter().all(|l| !l.contains("held back")));
+    // Fewer of them in the next window: still held back, nothing new to say
+    // when the nine fall out of the last three windows and four stay.
+    tokio::time::advance(std::time::Duration::from_millis(1_500)).await;
+    let permit = limiter.acquire("GET", "/v1/ticker").await.unwrap();
+    tokio::time::advance(std::time::Duration::from_millis(20)).await;
+    permit.report(Response::status(200).with_remaining_req("group=ticker; min=600; sec=5"));
+    tokio::time::advance(std::time::Duration::from_millis(1_500)).await;
+    let status = limiter.status();
+    assert_eq!(status.group(Group::Ticker).unwrap().reserve, 4);
+    assert!(out.take().iter().all(|l| !l.contains("held back")));
     // Three windows without a sighting: they are gone, said at the next look.
     tokio::time::advance(std::time::Duration::from_secs(3)).await;
     let _ = limiter.status();
