@@ -27,7 +27,7 @@ use crate::adaptive::{Adaptive, AdaptiveConfig, AdaptiveConfigError, Ratio};
 use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Transition};
 use crate::gcra::{decide, tat_allowing, Params, TatCell};
 use crate::interval_log::{Denial, IntervalLog, IntervalLogError, Ticket};
-use crate::outside::OutsideUse;
+use crate::outside::{OutsideUse, Sighting};
 use crate::queue::WaitQueue;
 use crate::quota::{Quota, QuotaError, ServerLimit};
 use crate::stats::{CounterSnapshot, Counters, WaitHistogram};
@@ -1158,9 +1158,9 @@ impl GroupLimiter {
     /// around this one (from the ring of recent admissions; with jitter, any
     /// of them may have arrived inside the server's window).
     /// Usage we cannot explain comes from another process on the same IP or
-    /// pocket: while it lasts, our share of the budget shrinks to what it
-    /// leaves (`(N - X) / N`, as a ratio on the emission interval), and the
-    /// share expires two windows after the last header that showed it. Our
+    /// pocket, or from a lower limit: its places are held back for others
+    /// ([`crate::outside`], which also reads the header against a ceiling a
+    /// 429 taught, and holds that ceiling afresh on a full window). Our
     /// own traffic is already bounded by the quota, so a client alone at full
     /// rate, which routinely sees `sec=0` on a sliding window, is never slowed
     /// by its own echo. A `sec=0` that others share in pauses the group for a
@@ -1188,25 +1188,33 @@ impl GroupLimiter {
         let capacity = u64::from(c.capacity());
         let used = capacity.saturating_sub(u64::from(header.sec));
         let margin = c.config.margin;
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         let counted = match (c.log.as_ref(), admission.ticket) {
             (Some(log), Some(ticket)) => log.counted_with(ticket, window),
             _ => None,
         };
-        let external = match counted {
-            // Others only if even the most of ours the server can have
-            // counted leaves some unexplained (a client alone never sees a
-            // neighbour); then as many as the likely count leaves.
-            Some(ours) if used > u64::from(ours.at_most) => used.saturating_sub(u64::from(ours.likely)),
-            Some(_) => 0,
-            None => used.saturating_sub(self.admitted_between(
-                admission.at.saturating_sub(window).saturating_sub(margin),
-                admission.at.saturating_add(margin),
-            )),
+        let (ours_at_most, ours_likely) = match counted {
+            Some(ours) => (ours.at_most, ours.likely),
+            None => {
+                // Our admissions sent within one window plus the margin
+                // around this one: with jitter, any may have arrived there.
+                let ours = clamp(self.admitted_between(
+                    admission.at.saturating_sub(window).saturating_sub(margin),
+                    admission.at.saturating_add(margin),
+                ));
+                (ours, ours)
+            }
         };
+        let sighting = Sighting {
+            used: clamp(used),
+            ours_at_most,
+            ours_likely,
+            full: header.sec == 0,
+        };
+        let external = sighting.others();
         // (A rising reserve is also the only way a header lowers the ratio.)
         let before = c.outside.reserve(now);
-        let others = u32::try_from(external).unwrap_or(u32::MAX);
-        if c.outside.observe(now, others) && c.log.is_some() {
+        if c.outside.observe(now, sighting) && c.log.is_some() {
             // Alone on the budget for a while: the log alone keeps us within it.
             c.adaptive.end_reduction(now);
         }

@@ -19,6 +19,13 @@
 //!   then given back one at a time, one per hold period: a probe upwards
 //!   that costs at most one 429 per hold if the server's limit is still
 //!   lower.
+//! - **Headers are read against the ceiling**: while one is held, a header
+//!   whose count the ceiling's places and the most of ours can explain
+//!   shows nobody beyond it, so a lower limit that a 429 taught is not also
+//!   counted as a neighbour (with a margin) every time a header shows it.
+//!   And a header that shows the window full (`sec=0`) while a ceiling is
+//!   held says the server has no room beyond it: the hold starts afresh,
+//!   so no probe upwards is spent where headers already answer it.
 //! - **Headers end a ceiling that others explain**: if headers showed
 //!   others while the ceiling is held (before the 429 or after it), the 429
 //!   was theirs; once every header of [`WINDOWS`] windows shows nobody else
@@ -43,6 +50,34 @@ pub const WINDOWS: usize = 3;
 /// headers cannot end.
 pub const PROBATION_WINDOWS: u64 = 20;
 
+/// What one `Remaining-Req` header showed, in places of the group's
+/// shortest window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sighting {
+    /// The requests the server counted in its window, this one included
+    /// (the group's capacity minus `sec`).
+    pub used: u32,
+    /// The most of ours the server can have counted there.
+    pub ours_at_most: u32,
+    /// The likely count of ours there (at most `ours_at_most`).
+    pub ours_likely: u32,
+    /// No request was left in the window (`sec=0`).
+    pub full: bool,
+}
+
+impl Sighting {
+    /// The requests of others the header shows: none if even the most of
+    /// ours can explain the count (a client alone never sees a neighbour),
+    /// else what the likely count of ours leaves.
+    pub const fn others(&self) -> u32 {
+        if self.used > self.ours_at_most {
+            self.used.saturating_sub(self.ours_likely)
+        } else {
+            0
+        }
+    }
+}
+
 /// The largest observation made in one window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Bucket {
@@ -58,7 +93,8 @@ pub struct OutsideUse {
     window: Duration,
     hold: Duration,
     buckets: [Bucket; WINDOWS],
-    /// Places a 429 showed missing, and since when they are held back.
+    /// Places a 429 showed missing, and since when they are held back: the
+    /// 429, or the latest header that showed the window full while held.
     ceiling: u32,
     ceiling_since: Instant,
     /// Whether others were seen while the ceiling is held: their use, not a
@@ -110,18 +146,24 @@ impl OutsideUse {
         at.as_nanos() / self.window.as_nanos().max(1)
     }
 
-    /// A header showed `others` requests in the server's window that were
-    /// not ours, at `now`. Returns `true` when this ends a ceiling that
-    /// others explained: every header of the last [`WINDOWS`] windows showed
-    /// nobody else, and no 429 came in that time (we are alone on the budget
-    /// again).
-    pub fn observe(&mut self, now: Instant, others: u32) -> bool {
+    /// A header read at `now` showed `sighting`. Returns `true` when this
+    /// ends a ceiling that others explained: every header of the last
+    /// [`WINDOWS`] windows showed nobody else, none of them a full window,
+    /// and no 429 came in that time (we are alone on the budget again).
+    pub fn observe(&mut self, now: Instant, sighting: Sighting) -> bool {
         let now = self.observe_now(now);
+        let others = sighting.others();
+        let ceiling = self.ceiling_at(now);
+        if sighting.full && ceiling > 0 {
+            // No room beyond the ceiling: hold it afresh.
+            self.ceiling = ceiling;
+            self.ceiling_since = now;
+        }
         let mut alone = false;
-        if others == 0 {
+        if others == 0 && !sighting.full {
             let quiet_since = *self.quiet_since.get_or_insert(now);
             let quiet_for = self.window.saturating_mul(WINDOWS as u64);
-            if now - quiet_since >= quiet_for && self.ceiling_explained && self.ceiling_at(now) > 0 {
+            if now - quiet_since >= quiet_for && self.ceiling_explained && ceiling > 0 {
                 // The 429 was someone else's doing, and they are gone.
                 self.ceiling = 0;
                 self.ended_at = Some(now);
@@ -129,14 +171,19 @@ impl OutsideUse {
             }
         } else {
             self.quiet_since = None;
-            self.ceiling_explained |= !self.ceiling_locked;
+            if others > 0 {
+                self.ceiling_explained |= !self.ceiling_locked;
+            }
         }
+        // Beyond a ceiling: only what the ceiling's places cannot explain.
+        let beyond = sighting.used.saturating_sub(ceiling) > sighting.ours_at_most;
+        let held = if ceiling == 0 || beyond { others } else { 0 };
         let window = self.window_of(now);
         match self.buckets.iter_mut().find(|b| b.window == window) {
-            Some(b) => b.most = b.most.max(others),
+            Some(b) => b.most = b.most.max(held),
             None => {
                 if let Some(oldest) = self.buckets.iter_mut().min_by_key(|b| b.window) {
-                    *oldest = Bucket { window, most: others };
+                    *oldest = Bucket { window, most: held };
                 }
             }
         }
@@ -216,6 +263,14 @@ mod tests {
         Instant::from_nanos(1_000 * S + ms * 1_000_000)
     }
 
+    /// A header showing `n` requests none of which can be ours.
+    fn others(n: u32) -> Sighting {
+        Sighting {
+            used: n,
+            ..Sighting::default()
+        }
+    }
+
     fn estimate() -> OutsideUse {
         OutsideUse::new(Duration::from_secs(1), Duration::from_secs(3_600))
     }
@@ -225,14 +280,14 @@ mod tests {
         let mut o = estimate();
         assert_eq!(o.reserve(at(0)), 0);
         assert_eq!(o.next_change(at(0)), None);
-        o.observe(at(100), 2);
-        o.observe(at(200), 4);
-        o.observe(at(300), 1);
+        o.observe(at(100), others(2));
+        o.observe(at(200), others(4));
+        o.observe(at(300), others(1));
         assert_eq!(o.reserve(at(300)), 4, "the largest of the window");
         // Lower sightings in the next windows do not lower it while the peak
         // is among the last three windows.
-        o.observe(at(1_100), 1);
-        o.observe(at(2_100), 1);
+        o.observe(at(1_100), others(1));
+        o.observe(at(2_100), others(1));
         assert_eq!(o.reserve(at(2_999)), 4);
         assert_eq!(o.next_change(at(2_500)), Some(at(3_000)));
         assert_eq!(o.reserve(at(3_000)), 1);
@@ -262,7 +317,7 @@ mod tests {
         assert_eq!(o.reserve(at(7_199_999)), 3);
         // Headers showing nobody else leave it as it is.
         for ms in [7_190_000, 7_191_000, 7_192_000, 7_193_000] {
-            o.observe(at(ms), 0);
+            o.observe(at(ms), others(0));
         }
         assert_eq!(o.reserve(at(7_195_000)), 3);
     }
@@ -270,7 +325,7 @@ mod tests {
     /// Others seen at 0, then a 429 at 100 ms showing five places missing.
     fn explained_ceiling() -> OutsideUse {
         let mut o = estimate();
-        o.observe(at(0), 3);
+        o.observe(at(0), others(3));
         o.on_429(at(100), 5);
         o
     }
@@ -279,31 +334,31 @@ mod tests {
     fn a_ceiling_others_explain_ends_when_headers_show_them_gone() {
         let mut o = estimate();
         // Others are seen, then a 429: their use explains it.
-        o.observe(at(0), 3);
+        o.observe(at(0), others(3));
         o.on_429(at(100), 5);
         assert_eq!(o.reserve(at(100)), 5);
         // Headers showing nobody else, but not yet for three windows.
-        assert!(!o.observe(at(1_000), 0));
-        assert!(!o.observe(at(3_999), 0));
+        assert!(!o.observe(at(1_000), others(0)));
+        assert!(!o.observe(at(3_999), others(0)));
         assert_eq!(o.reserve(at(3_999)), 5);
         // Three windows of them: alone, and the ceiling is gone.
-        assert!(o.observe(at(4_000), 0));
+        assert!(o.observe(at(4_000), others(0)));
         assert_eq!(o.reserve(at(4_000)), 0);
         // Said once: nothing is left to end.
-        assert!(!o.observe(at(4_100), 0));
+        assert!(!o.observe(at(4_100), others(0)));
         // A sighting in between starts the quiet span afresh.
         let mut o = explained_ceiling();
-        o.observe(at(1_000), 0);
-        o.observe(at(2_500), 1);
-        assert!(!o.observe(at(4_000), 0));
-        assert!(!o.observe(at(6_999), 0));
-        assert!(o.observe(at(7_000), 0));
+        o.observe(at(1_000), others(0));
+        o.observe(at(2_500), others(1));
+        assert!(!o.observe(at(4_000), others(0)));
+        assert!(!o.observe(at(6_999), others(0)));
+        assert!(o.observe(at(7_000), others(0)));
         // So does a 429.
         let mut o = explained_ceiling();
-        o.observe(at(1_000), 0);
+        o.observe(at(1_000), others(0));
         o.on_429(at(2_000), 5);
-        assert!(!o.observe(at(4_500), 0));
-        assert!(o.observe(at(7_500), 0));
+        assert!(!o.observe(at(4_500), others(0)));
+        assert!(o.observe(at(7_500), others(0)));
     }
 
     #[test]
@@ -311,42 +366,114 @@ mod tests {
         // A co-tenant's first burst: the 429 comes before any header shows it.
         let mut o = estimate();
         o.on_429(at(0), 4);
-        o.observe(at(500), 2);
-        o.observe(at(1_000), 0);
-        assert!(o.observe(at(4_000), 0));
+        o.observe(at(500), others(2));
+        o.observe(at(1_000), others(0));
+        assert!(o.observe(at(4_000), others(0)));
         assert_eq!(o.reserve(at(4_000)), 0);
     }
 
     #[test]
     fn a_429_soon_after_headers_ended_a_ceiling_teaches_one_they_cannot_end() {
         let mut o = explained_ceiling();
-        o.observe(at(100), 0);
-        assert!(o.observe(at(3_100), 0));
+        o.observe(at(100), others(0));
+        assert!(o.observe(at(3_100), others(0)));
         assert_eq!(o.reserve(at(3_100)), 0);
         // The headers misled us: the next 429 within the probation locks the
         // ceiling, sightings or not, for its hold.
         let soon = 3_100 + PROBATION_WINDOWS * 1_000 - 1;
         o.on_429(at(soon), 4);
-        o.observe(at(soon + 100), 2);
+        o.observe(at(soon + 100), others(2));
         for k in 1..=10 {
-            assert!(!o.observe(at(soon + k * 1_000), 0));
+            assert!(!o.observe(at(soon + k * 1_000), others(0)));
         }
         assert_eq!(o.reserve(at(soon + 10_000)), 4);
         assert_eq!(o.reserve(at(soon + 3_599_999)), 4);
         // Once that ceiling is given back, a new one may be explained again.
         o.on_429(at(soon + 4 * 3_600_000), 2);
-        o.observe(at(soon + 4 * 3_600_000 + 100), 1);
-        o.observe(at(soon + 4 * 3_600_000 + 100), 0);
-        assert!(o.observe(at(soon + 4 * 3_600_000 + 3_100), 0));
+        o.observe(at(soon + 4 * 3_600_000 + 100), others(1));
+        o.observe(at(soon + 4 * 3_600_000 + 100), others(0));
+        assert!(o.observe(at(soon + 4 * 3_600_000 + 3_100), others(0)));
         // A 429 after the probation is not locked either.
         let mut o = explained_ceiling();
-        o.observe(at(100), 0);
-        assert!(o.observe(at(3_100), 0));
+        o.observe(at(100), others(0));
+        assert!(o.observe(at(3_100), others(0)));
         let late = 3_100 + PROBATION_WINDOWS * 1_000;
         o.on_429(at(late), 4);
-        o.observe(at(late + 100), 2);
-        o.observe(at(late + 100), 0);
-        assert!(o.observe(at(late + 3_100), 0));
+        o.observe(at(late + 100), others(2));
+        o.observe(at(late + 100), others(0));
+        assert!(o.observe(at(late + 3_100), others(0)));
+    }
+
+    /// A header under a ceiling of 4 (a limit lowered from 12 to 8): the
+    /// server counted `used`, of which at most `at_most` and likely
+    /// `likely` were ours.
+    fn under_ceiling(used: u32, at_most: u32, likely: u32) -> Sighting {
+        Sighting {
+            used,
+            ours_at_most: at_most,
+            ours_likely: likely,
+            full: false,
+        }
+    }
+
+    #[test]
+    fn headers_are_read_against_the_ceiling_a_429_taught() {
+        let mut o = estimate();
+        o.on_429(at(0), 4);
+        // 12 - sec = 11: with 7 of ours at most and 6 likely, 5 are not
+        // ours, but the ceiling's 4 and our 7 explain them all.
+        let s = under_ceiling(11, 7, 6);
+        assert_eq!(s.others(), 5, "read against the whole capacity");
+        o.observe(at(100), s);
+        assert_eq!(o.reserve(at(100)), 4, "nobody beyond the ceiling");
+        // One more than the ceiling and ours can explain: others beyond it.
+        o.observe(at(200), under_ceiling(12, 7, 6));
+        assert_eq!(o.reserve(at(200)), 6);
+        // Without a ceiling the same header holds its others back.
+        let mut o = estimate();
+        o.observe(at(100), under_ceiling(11, 7, 6));
+        assert_eq!(o.reserve(at(100)), 5);
+        // And one that ours alone explain holds nothing back.
+        o.observe(at(5_000), under_ceiling(7, 7, 6));
+        assert_eq!(o.reserve(at(5_000)), 0);
+    }
+
+    #[test]
+    fn a_full_window_holds_the_ceiling_afresh_and_is_not_quiet() {
+        let hold = 3_600_000;
+        let full = Sighting {
+            used: 12,
+            ours_at_most: 8,
+            ours_likely: 8,
+            full: true,
+        };
+        let mut o = estimate();
+        o.on_429(at(0), 4);
+        o.observe(at(hold - 1), full);
+        assert_eq!(o.reserve(at(hold)), 4, "no probe: the server had no room");
+        assert_eq!(o.reserve(at(2 * hold - 2)), 4);
+        assert_eq!(o.reserve(at(2 * hold - 1)), 3, "a hold after the full window");
+        // A window full of ours alone (no one else seen) is no sign that
+        // the others are gone: the quiet span starts after it.
+        let mut o = explained_ceiling();
+        o.observe(at(1_000), others(0));
+        o.observe(
+            at(2_000),
+            Sighting {
+                used: 12,
+                ours_at_most: 12,
+                ours_likely: 12,
+                full: true,
+            },
+        );
+        assert!(!o.observe(at(3_000), others(0)));
+        assert!(!o.observe(at(5_999), others(0)));
+        assert!(o.observe(at(6_000), others(0)));
+        // Without a ceiling a full window holds only the others it shows.
+        let mut o = estimate();
+        o.observe(at(0), full);
+        assert_eq!(o.reserve(at(0)), 4);
+        assert_eq!(o.reserve(at(3_000)), 0);
     }
 
     #[test]
@@ -362,8 +489,8 @@ mod tests {
         assert_eq!(o.reserve(at(10)), 0);
         assert_eq!(o.next_change(at(10)), None);
         let mut o = estimate();
-        o.observe(at(10_000), 3);
-        o.observe(at(0), 9);
+        o.observe(at(10_000), others(3));
+        o.observe(at(0), others(9));
         // The late sighting lands in the window of the latest instant seen.
         assert_eq!(o.reserve(at(0)), 9);
         assert_eq!(o.reserve(at(13_000)), 0);

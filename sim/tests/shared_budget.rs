@@ -296,6 +296,35 @@ fn the_limit_change_builtin_runs_shortened() {
     assert!(r.render().contains("12/1s -> 8/1s"));
 }
 
+/// The built-in `limit-change` shortened to 20 minutes, seed 2, sliding
+/// windows, with headers: the 429s after the change teach a ceiling of the
+/// four places the server no longer has. Read against that ceiling, the
+/// headers show nobody beyond it, so the limiter keeps the eight places
+/// the server gives (not seven, with a neighbour's margin besides) and
+/// holds them: the full windows it sees say no probe upwards would pass.
+#[test]
+fn headers_read_against_a_learned_ceiling_keep_the_lower_limit_s_places() {
+    let mut s = Scenario::builtin("limit-change").unwrap().unwrap();
+    s.duration = Some(Duration::from_secs(1_200));
+    s.actors[0].until = Some(Duration::from_secs(1_200));
+    let r = run(
+        &s,
+        &RunOptions {
+            model: ServerModel::Sliding,
+            policy: Policy::Ours,
+            seed: 2,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let c = &r.limit_changes[0];
+    assert_eq!((c.quiet_from_s, c.quiet_to_s), (630, 1_200));
+    assert!(c.rejected_after <= 3, "{c:?}");
+    assert_eq!(c.rejected_quiet, 0, "{c:?}");
+    let share = c.share_quiet.unwrap();
+    assert!(share >= 0.9, "{share}: {c:?}");
+}
+
 /// Ours: ticker saturated for 120 s through the limiter; another process:
 /// 2 a second (20 % of the limit) from 20 s to 60 s. Its first burst draws a
 /// 429 that teaches a ceiling; the headers showed it, so when they show it
