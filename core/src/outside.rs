@@ -154,7 +154,7 @@ impl OutsideUse {
         let now = self.observe_now(now);
         let others = sighting.others();
         let ceiling = self.ceiling_at(now);
-        if sighting.full && ceiling > 0 {
+        if sighting.full {
             // No room beyond the ceiling: hold it afresh.
             self.ceiling = ceiling;
             self.ceiling_since = now;
@@ -469,6 +469,21 @@ mod tests {
         assert!(!o.observe(at(3_000), others(0)));
         assert!(!o.observe(at(5_999), others(0)));
         assert!(o.observe(at(6_000), others(0)));
+        // Nor does it explain a ceiling: one no header explained is held.
+        let mut o = estimate();
+        o.on_429(at(0), 4);
+        o.observe(
+            at(500),
+            Sighting {
+                used: 12,
+                ours_at_most: 12,
+                ours_likely: 12,
+                full: true,
+            },
+        );
+        assert!(!o.observe(at(1_000), others(0)));
+        assert!(!o.observe(at(4_000), others(0)));
+        assert_eq!(o.reserve(at(4_000)), 4);
         // Without a ceiling a full window holds only the others it shows.
         let mut o = estimate();
         o.observe(at(0), full);
