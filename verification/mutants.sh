@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing of the decision paths (cargo-mutants): every mutant of
-# quota, gcra, limiter, queue and wait (and the interval log when present)
-# must be caught by core's tests, the tokio adapter's (the async front's
-# behaviour) and the verification crate's. Survivors that are equivalent to
+# quota, gcra, limiter, queue, wait, the interval log and the estimate of
+# others' use (outside) must be caught by core's tests, the tokio adapter's
+# (the async front's behaviour) and the verification crate's. Survivors that are equivalent to
 # the original are listed, with why, in verification/README.md ("Mutation
 # testing"); cargo-mutants skips them through the `mutants.toml` exclusions.
 #
@@ -19,7 +19,7 @@ if ! cargo mutants --version >/dev/null 2>&1; then
     cargo install cargo-mutants --locked
 fi
 files=()
-for f in quota gcra limiter queue wait interval_log; do
+for f in quota gcra limiter queue wait interval_log outside; do
     [ -f "core/src/$f.rs" ] && files+=(--file "core/src/$f.rs")
 done
 tests=(--test-package upbit-limiter-core --test-package upbit-limiter-tokio --test-package upbit-limiter-verification)
