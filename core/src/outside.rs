@@ -438,6 +438,14 @@ mod tests {
         assert_eq!(o.reserve(at(5_000)), 0);
     }
 
+    /// A window of 12 full with requests that may all be ours.
+    const OURS_FULL: Sighting = Sighting {
+        used: 12,
+        ours_at_most: 12,
+        ours_likely: 12,
+        full: true,
+    };
+
     #[test]
     fn a_full_window_holds_the_ceiling_afresh_and_is_not_quiet() {
         let hold = 3_600_000;
@@ -457,30 +465,14 @@ mod tests {
         // the others are gone: the quiet span starts after it.
         let mut o = explained_ceiling();
         o.observe(at(1_000), others(0));
-        o.observe(
-            at(2_000),
-            Sighting {
-                used: 12,
-                ours_at_most: 12,
-                ours_likely: 12,
-                full: true,
-            },
-        );
+        o.observe(at(2_000), OURS_FULL);
         assert!(!o.observe(at(3_000), others(0)));
         assert!(!o.observe(at(5_999), others(0)));
         assert!(o.observe(at(6_000), others(0)));
         // Nor does it explain a ceiling: one no header explained is held.
         let mut o = estimate();
         o.on_429(at(0), 4);
-        o.observe(
-            at(500),
-            Sighting {
-                used: 12,
-                ours_at_most: 12,
-                ours_likely: 12,
-                full: true,
-            },
-        );
+        o.observe(at(500), OURS_FULL);
         assert!(!o.observe(at(1_000), others(0)));
         assert!(!o.observe(at(4_000), others(0)));
         assert_eq!(o.reserve(at(4_000)), 4);
