@@ -207,6 +207,12 @@ pub struct Counted {
     /// a server counting a window of that length can have counted (unless a
     /// slot was reused while this request was in flight).
     pub at_most: u32,
+    /// The requests that surely arrived in the window, this one included:
+    /// those answered before it was sent and sent after the window's
+    /// earliest start (its answer minus the window). A server that counts
+    /// a sliding window counted all of them; one that counts fewer (its
+    /// `Remaining-Req` shows fewer) counts some other window.
+    pub surely: u32,
 }
 
 /// An admitted request: hand it back with exactly one of
@@ -547,9 +553,11 @@ impl IntervalLog {
         let arrival = own.start.saturating_add(half(own));
         let from = arrival.saturating_sub(window);
         let earliest = own.start.saturating_sub(window);
+        let surely_from = own.end.saturating_sub(window);
         let mut counted = Counted {
             likely: 0,
             at_most: 0,
+            surely: 1,
         };
         for s in slots.iter().filter(|s| s.state != State::Free) {
             // A request that reached the server in [s_i, e_i] may be in the
@@ -563,6 +571,14 @@ impl IntervalLog {
             };
             if at > from && at <= arrival {
                 counted.likely += 1;
+            }
+            // Arrived in [s_i, e_i], within (e - W, s] of one that arrived in [s, e].
+            if s.state == State::Reported
+                && s.start > surely_from
+                && s.end <= own.start
+                && s.start < own.start
+            {
+                counted.surely += 1;
             }
         }
         Some(counted)
@@ -642,7 +658,13 @@ mod tests {
     fn counted_with_takes_each_arrival_half_way_through_its_round_trip() {
         let mut l = log(&[per_sec(10)], 5_000);
         let w = Duration::from_secs(1);
-        let n = |likely, at_most| Some(Counted { likely, at_most });
+        let n = |likely, at_most, surely| {
+            Some(Counted {
+                likely,
+                at_most,
+                surely,
+            })
+        };
         let a = l.try_admit(at(0)).unwrap();
         assert!(l.report(a, at(100))); // arrived at 50, in [0, 100]
         let b = l.try_admit(at(200)).unwrap();
@@ -656,13 +678,13 @@ mod tests {
                                          // Likely the window (120, 1 120]: b, c (sent with d's delay: 1 020)
                                          // and d. At most, every request that may have arrived after 100 (d
                                          // was sent at 1 100) and before 1 140: a only just misses it.
-        assert_eq!(l.counted_with(d, w), n(3, 3));
+        assert_eq!(l.counted_with(d, w), n(3, 3, 2));
         assert_eq!(l.counted_with(c, w), None, "c is not reported");
         // The window is open at its start: b at 230 is out of (230, 1 230],
         // but may have arrived after 200.
         let f = l.try_admit(at(1_200)).unwrap();
         assert!(l.report(f, at(1_260)));
-        assert_eq!(l.counted_with(f, w), n(3, 4));
+        assert_eq!(l.counted_with(f, w), n(3, 4, 2));
         // A stale ticket says nothing.
         let stale = Ticket {
             generation: d.generation.wrapping_add(1),
@@ -670,12 +692,40 @@ mod tests {
         };
         assert_eq!(l.counted_with(stale, w), None);
         // Requests sent after this one's response are not in its window.
-        assert_eq!(l.counted_with(b, w), n(2, 2));
+        assert_eq!(l.counted_with(b, w), n(2, 2, 2));
         let g = l.try_admit(at(1_300)).unwrap();
         assert!(l.report(g, at(2_101)));
         // Likely at 1 700 (c sent with g's 400 ms: 1 400); at most, what may
         // have arrived after 300 (g's window may start there): c, d, f, g.
-        assert_eq!(l.counted_with(g, w), n(4, 4));
+        // Surely, in a sliding window: f (sent after 1 101, answered before
+        // 1 300) and g; d, sent at 1 100, may have arrived before g's
+        // window. (For d: b and d; for f: d and f; for b: a and b.)
+        assert_eq!(l.counted_with(g, w), n(4, 4, 2));
+    }
+
+    #[test]
+    fn surely_counts_what_arrived_inside_the_window_and_the_request_once() {
+        let mut l = log(&[per_sec(10)], 5_000);
+        let w = Duration::from_secs(1);
+        let surely = |l: &IntervalLog, t| l.counted_with(t, w).map(|c| c.surely);
+        let a = l.try_admit(at(0)).unwrap();
+        assert!(l.report(a, at(10)));
+        // b's window may start at its answer minus W: 0, where a was sent.
+        // a may have arrived at 0 exactly, out of a window open at its start.
+        let b = l.try_admit(at(500)).unwrap();
+        assert!(l.report(b, at(1_000)));
+        assert_eq!(surely(&l, b), Some(1));
+        // One nanosecond less of round trip and a is surely in.
+        let mut l = log(&[per_sec(10)], 5_000);
+        let a = l.try_admit(at(0)).unwrap();
+        assert!(l.report(a, at(10)));
+        let b = l.try_admit(at(500)).unwrap();
+        assert!(l.report(b, at(1_000) - ONE_NANO));
+        assert_eq!(surely(&l, b), Some(2));
+        // A request answered the instant it was sent counts once.
+        let c = l.try_admit(at(2_000)).unwrap();
+        assert!(l.report(c, at(2_000)));
+        assert_eq!(surely(&l, c), Some(1));
     }
 
     #[test]

@@ -1153,7 +1153,9 @@ impl GroupLimiter {
     /// ([`IntervalLog::counted_with`]): usage counts as someone else's only
     /// if even the most of ours the server can have counted leaves some
     /// unexplained, and then as much as the likely count of ours (each
-    /// arrival half-way through its round trip) leaves; on a GCRA
+    /// arrival half-way through its round trip) leaves. A count below the
+    /// requests of ours that surely arrived in the window before says the
+    /// server does not count a sliding window. On a GCRA
     /// group, our admissions sent within one window plus the jitter margin
     /// around this one (from the ring of recent admissions; with jitter, any
     /// of them may have arrived inside the server's window).
@@ -1193,8 +1195,8 @@ impl GroupLimiter {
             (Some(log), Some(ticket)) => log.counted_with(ticket, window),
             _ => None,
         };
-        let (ours_at_most, ours_likely) = match counted {
-            Some(ours) => (ours.at_most, ours.likely),
+        let (ours_at_most, ours_likely, below_sliding) = match counted {
+            Some(ours) => (ours.at_most, ours.likely, used < u64::from(ours.surely)),
             None => {
                 // Our admissions sent within one window plus the margin
                 // around this one: with jitter, any may have arrived there.
@@ -1202,7 +1204,7 @@ impl GroupLimiter {
                     admission.at.saturating_sub(window).saturating_sub(margin),
                     admission.at.saturating_add(margin),
                 ));
-                (ours, ours)
+                (ours, ours, false)
             }
         };
         let sighting = Sighting {
@@ -1210,6 +1212,7 @@ impl GroupLimiter {
             ours_at_most,
             ours_likely,
             full: header.sec == 0,
+            below_sliding,
         };
         let external = sighting.others();
         // (A rising reserve is also the only way a header lowers the ratio.)
@@ -2702,6 +2705,56 @@ mod interval_log_policy {
             5,
             "one place back per day"
         );
+    }
+
+    /// A ceiling no header explained, then a header showing two more than
+    /// ours (within its six places), then quiet headers for three windows:
+    /// the ceiling's places held back at the end, `lenient` first sending a
+    /// header that counts fewer than surely arrived.
+    fn reserve_after_others_within_a_ceiling(lenient: bool) -> u32 {
+        let g = ticker_log();
+        // The server took 5 of a burst: a ceiling of six places.
+        for (i, a) in burst(&g, at(0)).iter().enumerate() {
+            let status = if i < 5 { 200 } else { 429 };
+            g.on_response(a, Response::status(status), at(20));
+        }
+        // Requests one after another, each answered before the next is
+        // sent (as spaced as the reduced ratio wants); the last one's header is `header`.
+        let chain = |t: u64, n: u64, header: &'static str| {
+            for k in 0..n {
+                let a = g.try_acquire(at(t + 250 * k)).unwrap();
+                let last = k + 1 == n;
+                let response = if last {
+                    Response::status(200).with_remaining_req(header)
+                } else {
+                    Response::status(200)
+                };
+                g.on_response(&a, response, at(t + 250 * k + 10));
+            }
+        };
+        if lenient {
+            // Three surely arrived within the window; the server counted two.
+            chain(1_200, 3, "group=ticker; sec=8");
+        }
+        // Two of ours, four counted.
+        chain(2_900, 2, "group=ticker; sec=6");
+        assert_eq!(g.status(at(3_200)).reserve, 6);
+        // Two of ours, two counted, for three windows (the log runs on
+        // `W` plus the margin).
+        for t in [4_300, 5_700, 7_100, 8_500] {
+            chain(t, 2, "group=ticker; sec=8");
+        }
+        g.status(at(8_800)).reserve
+    }
+
+    #[test]
+    fn others_within_a_ceiling_explain_it_only_where_headers_count_a_sliding_window() {
+        // A sliding window shows a lower limit in every header: these
+        // others left, and the ceiling ends with them.
+        assert_eq!(reserve_after_others_within_a_ceiling(false), 0);
+        // A server that counted fewer than surely arrived can show room a
+        // lower limit does not have: the ceiling is held.
+        assert_eq!(reserve_after_others_within_a_ceiling(true), 6);
     }
 
     #[test]

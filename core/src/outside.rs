@@ -26,15 +26,23 @@
 //!   And a header that shows the window full (`sec=0`) while a ceiling is
 //!   held says the server has no room beyond it: the hold starts afresh,
 //!   so no probe upwards is spent where headers already answer it.
-//! - **Headers end a ceiling that others explain**: if headers showed
-//!   others while the ceiling is held (before the 429 or after it), the 429
-//!   was theirs; once every header of [`WINDOWS`] windows shows nobody else
-//!   (and no 429 came), they are gone and the ceiling ends
-//!   ([`observe`](OutsideUse::observe) says so, and the limiter lifts the
-//!   adaptive reduction the 429 caused). A ceiling no header explained
-//!   (a lower limit, as far as we can tell) is held: on some servers
-//!   (calendar windows, token buckets) headers show room that a lower limit
-//!   does not have. And headers get one chance: a 429 within
+//! - **Headers end a ceiling that others explain**: the 429 was someone
+//!   else's doing if headers showed others in the windows before it, or,
+//!   while it is held, others beyond the ceiling's places, or a count of
+//!   one (only the request itself: the server has its whole limit). Others
+//!   within the ceiling's places are what a lower limit shows too (as many
+//!   more counted than ours as it took away): they explain the ceiling
+//!   only while every header has counted all of ours that surely arrived
+//!   in the window before it, as a sliding window does, which shows a
+//!   lower limit in every header. One that counted fewer
+//!   ([`Sighting::below_sliding`]: a calendar window, a token bucket)
+//!   marks the group's headers as lenient for good: they can show room
+//!   that a lower limit does not have. Once every header of [`WINDOWS`]
+//!   windows shows nobody else (and no 429 came), they are gone and the
+//!   ceiling ends ([`observe`](OutsideUse::observe) says so, and the
+//!   limiter lifts the adaptive reduction the 429 caused). A ceiling
+//!   nothing explained (a lower limit, as far as we can tell) is held.
+//!   And headers get one chance: a 429 within
 //!   [`PROBATION_WINDOWS`] windows of their ending a ceiling teaches one
 //!   that only its hold ends.
 //!
@@ -63,6 +71,9 @@ pub struct Sighting {
     pub ours_likely: u32,
     /// No request was left in the window (`sec=0`).
     pub full: bool,
+    /// The server counted fewer than surely arrived in the window before
+    /// the request: it does not count a sliding window.
+    pub below_sliding: bool,
 }
 
 impl Sighting {
@@ -97,9 +108,18 @@ pub struct OutsideUse {
     /// 429, or the latest header that showed the window full while held.
     ceiling: u32,
     ceiling_since: Instant,
-    /// Whether others were seen while the ceiling is held: their use, not a
-    /// lower limit, explains it, and it ends when they are gone.
+    /// Whether others' use, not a lower limit, explains the ceiling: others
+    /// seen before the 429, or beyond the ceiling's places while it is
+    /// held, or the server's whole limit shown. It ends when they are gone.
     ceiling_explained: bool,
+    /// Whether headers showed others within the ceiling's places while it
+    /// is held: that explains it only where headers show a lower limit in
+    /// every window (not [`headers_lenient`](Self::headers_lenient)).
+    others_within: bool,
+    /// A header showed the server does not count a sliding window (a
+    /// calendar window, one anchored on a first request, a token bucket):
+    /// its headers can show room that a lower limit does not have.
+    headers_lenient: bool,
     /// A ceiling that headers cannot end: learned soon after headers ended
     /// one, they misled us once (a server whose headers show room that a
     /// lower limit does not have).
@@ -123,6 +143,8 @@ impl OutsideUse {
             ceiling: 0,
             ceiling_since: Instant::ZERO,
             ceiling_explained: false,
+            others_within: false,
+            headers_lenient: false,
             ceiling_locked: false,
             ended_at: None,
             quiet_since: None,
@@ -159,11 +181,24 @@ impl OutsideUse {
             self.ceiling = ceiling;
             self.ceiling_since = now;
         }
+        // Beyond a ceiling: only what the ceiling's places cannot explain (a
+        // lower limit shows as many more counted than ours as it took away).
+        let beyond = sighting.used.saturating_sub(ceiling) > sighting.ours_at_most;
+        let held = if ceiling == 0 || beyond { others } else { 0 };
+        self.headers_lenient |= sighting.below_sliding;
+        if held > 0 || sighting.used <= 1 {
+            // Someone else's use, or the server's whole limit (a count of
+            // only this request): no lower limit taught the ceiling.
+            self.ceiling_explained |= !self.ceiling_locked;
+        } else if others > 0 {
+            self.others_within |= !self.ceiling_locked;
+        }
+        let explained = self.ceiling_explained || (self.others_within && !self.headers_lenient);
         let mut alone = false;
         if others == 0 && !sighting.full {
             let quiet_since = *self.quiet_since.get_or_insert(now);
             let quiet_for = self.window.saturating_mul(WINDOWS as u64);
-            if now - quiet_since >= quiet_for && self.ceiling_explained && ceiling > 0 {
+            if now - quiet_since >= quiet_for && explained && ceiling > 0 {
                 // The 429 was someone else's doing, and they are gone.
                 self.ceiling = 0;
                 self.ended_at = Some(now);
@@ -171,13 +206,7 @@ impl OutsideUse {
             }
         } else {
             self.quiet_since = None;
-            if others > 0 {
-                self.ceiling_explained |= !self.ceiling_locked;
-            }
         }
-        // Beyond a ceiling: only what the ceiling's places cannot explain.
-        let beyond = sighting.used.saturating_sub(ceiling) > sighting.ours_at_most;
-        let held = if ceiling == 0 || beyond { others } else { 0 };
         let window = self.window_of(now);
         match self.buckets.iter_mut().find(|b| b.window == window) {
             Some(b) => b.most = b.most.max(held),
@@ -197,13 +226,20 @@ impl OutsideUse {
         if self.hold.is_zero() {
             return;
         }
+        let fresh = self.ceiling_at(now) == 0;
         let probation = self.window.saturating_mul(PROBATION_WINDOWS);
         if self.ended_at.is_some_and(|at| now - at < probation) {
             self.ceiling_locked = true;
-        } else if self.ceiling_at(now) == 0 {
+        } else if fresh {
             self.ceiling_locked = false;
         }
-        self.ceiling_explained = !self.ceiling_locked && self.seen(now) > 0;
+        if fresh {
+            // Others seen in the windows before it: the 429 is theirs.
+            self.ceiling_explained = self.seen(now) > 0;
+            self.others_within = false;
+        }
+        self.ceiling_explained &= !self.ceiling_locked;
+        self.others_within &= !self.ceiling_locked;
         self.ceiling = self.ceiling_at(now).max(missing);
         self.ceiling_since = now;
     }
@@ -271,6 +307,16 @@ mod tests {
         }
     }
 
+    /// A header showing three requests, all of which can be ours: nobody
+    /// else, and no proof of the server's whole limit either.
+    const QUIET: Sighting = Sighting {
+        used: 3,
+        ours_at_most: 3,
+        ours_likely: 3,
+        full: false,
+        below_sliding: false,
+    };
+
     fn estimate() -> OutsideUse {
         OutsideUse::new(Duration::from_secs(1), Duration::from_secs(3_600))
     }
@@ -317,7 +363,7 @@ mod tests {
         assert_eq!(o.reserve(at(7_199_999)), 3);
         // Headers showing nobody else leave it as it is.
         for ms in [7_190_000, 7_191_000, 7_192_000, 7_193_000] {
-            o.observe(at(ms), others(0));
+            o.observe(at(ms), QUIET);
         }
         assert_eq!(o.reserve(at(7_195_000)), 3);
     }
@@ -338,45 +384,100 @@ mod tests {
         o.on_429(at(100), 5);
         assert_eq!(o.reserve(at(100)), 5);
         // Headers showing nobody else, but not yet for three windows.
-        assert!(!o.observe(at(1_000), others(0)));
-        assert!(!o.observe(at(3_999), others(0)));
+        assert!(!o.observe(at(1_000), QUIET));
+        assert!(!o.observe(at(3_999), QUIET));
         assert_eq!(o.reserve(at(3_999)), 5);
         // Three windows of them: alone, and the ceiling is gone.
-        assert!(o.observe(at(4_000), others(0)));
+        assert!(o.observe(at(4_000), QUIET));
         assert_eq!(o.reserve(at(4_000)), 0);
         // Said once: nothing is left to end.
-        assert!(!o.observe(at(4_100), others(0)));
+        assert!(!o.observe(at(4_100), QUIET));
         // A sighting in between starts the quiet span afresh.
         let mut o = explained_ceiling();
-        o.observe(at(1_000), others(0));
+        o.observe(at(1_000), QUIET);
         o.observe(at(2_500), others(1));
-        assert!(!o.observe(at(4_000), others(0)));
-        assert!(!o.observe(at(6_999), others(0)));
-        assert!(o.observe(at(7_000), others(0)));
+        assert!(!o.observe(at(4_000), QUIET));
+        assert!(!o.observe(at(6_999), QUIET));
+        assert!(o.observe(at(7_000), QUIET));
         // So does a 429.
         let mut o = explained_ceiling();
-        o.observe(at(1_000), others(0));
+        o.observe(at(1_000), QUIET);
         o.on_429(at(2_000), 5);
-        assert!(!o.observe(at(4_500), others(0)));
-        assert!(o.observe(at(7_500), others(0)));
+        assert!(!o.observe(at(4_500), QUIET));
+        assert!(o.observe(at(7_500), QUIET));
     }
 
     #[test]
-    fn others_seen_after_the_429_explain_it_too() {
-        // A co-tenant's first burst: the 429 comes before any header shows it.
+    fn headers_after_the_429_explain_it_by_the_whole_limit_or_others_beyond_it() {
+        // A co-tenant's first burst: the 429 comes before any header shows
+        // it. Then a header counts only its own request: the server has its
+        // whole limit, so no lower one taught the ceiling.
+        let mut o = estimate();
+        o.on_429(at(0), 4);
+        o.observe(at(500), under_ceiling(1, 1, 1));
+        o.observe(at(1_000), QUIET);
+        assert!(o.observe(at(4_000), QUIET));
+        assert_eq!(o.reserve(at(4_000)), 0);
+        // Or headers show others beyond the ceiling's places.
+        let mut o = estimate();
+        o.on_429(at(0), 4);
+        o.observe(at(500), others(6));
+        o.observe(at(1_000), QUIET);
+        assert!(o.observe(at(4_000), QUIET));
+        // Others within the ceiling's places explain it where headers count
+        // a sliding window: there a lower limit shows in every header, and
+        // quiet ones show it gone.
         let mut o = estimate();
         o.on_429(at(0), 4);
         o.observe(at(500), others(2));
-        o.observe(at(1_000), others(0));
-        assert!(o.observe(at(4_000), others(0)));
-        assert_eq!(o.reserve(at(4_000)), 0);
+        o.observe(at(1_000), QUIET);
+        assert!(o.observe(at(4_000), QUIET));
+        // Not once a header counted fewer than surely arrived (a calendar
+        // window, a token bucket): such headers show room a lower limit
+        // does not have, and the four more than ours that a limit lowered
+        // from 12 to 8 shows may be all there is.
+        let lenient = Sighting {
+            below_sliding: true,
+            ..QUIET
+        };
+        let mut o = estimate();
+        o.on_429(at(0), 4);
+        o.observe(at(500), under_ceiling(5, 1, 1));
+        o.observe(at(600), lenient);
+        o.observe(at(1_000), QUIET);
+        assert!(!o.observe(at(4_000), QUIET));
+        assert!(!o.observe(at(10_000), QUIET));
+        assert_eq!(o.reserve(at(10_000)), 4);
+        // Others beyond the ceiling's places explain it even there.
+        let mut o = estimate();
+        o.observe(at(0), lenient);
+        o.on_429(at(100), 4);
+        o.observe(at(500), others(6));
+        o.observe(at(1_000), QUIET);
+        assert!(o.observe(at(4_000), QUIET));
+        // A 429 that raises a ceiling keeps what explained it.
+        let mut o = estimate();
+        o.on_429(at(0), 4);
+        o.observe(at(500), others(2));
+        o.on_429(at(600), 5);
+        o.observe(at(1_000), QUIET);
+        assert!(o.observe(at(4_000), QUIET));
+        // (Lenient headers are remembered: the next ceiling is read the
+        // same way.)
+        let mut o = estimate();
+        o.observe(at(0), lenient);
+        o.on_429(at(3_600_000 * 5), 4);
+        o.observe(at(3_600_000 * 5 + 500), under_ceiling(5, 1, 1));
+        o.observe(at(3_600_000 * 5 + 1_000), QUIET);
+        assert!(!o.observe(at(3_600_000 * 5 + 4_500), QUIET));
+        assert_eq!(o.reserve(at(3_600_000 * 5 + 4_500)), 4);
     }
 
     #[test]
     fn a_429_soon_after_headers_ended_a_ceiling_teaches_one_they_cannot_end() {
         let mut o = explained_ceiling();
-        o.observe(at(100), others(0));
-        assert!(o.observe(at(3_100), others(0)));
+        o.observe(at(100), QUIET);
+        assert!(o.observe(at(3_100), QUIET));
         assert_eq!(o.reserve(at(3_100)), 0);
         // The headers misled us: the next 429 within the probation locks the
         // ceiling, sightings or not, for its hold.
@@ -384,24 +485,24 @@ mod tests {
         o.on_429(at(soon), 4);
         o.observe(at(soon + 100), others(2));
         for k in 1..=10 {
-            assert!(!o.observe(at(soon + k * 1_000), others(0)));
+            assert!(!o.observe(at(soon + k * 1_000), QUIET));
         }
         assert_eq!(o.reserve(at(soon + 10_000)), 4);
         assert_eq!(o.reserve(at(soon + 3_599_999)), 4);
         // Once that ceiling is given back, a new one may be explained again.
         o.on_429(at(soon + 4 * 3_600_000), 2);
         o.observe(at(soon + 4 * 3_600_000 + 100), others(1));
-        o.observe(at(soon + 4 * 3_600_000 + 100), others(0));
-        assert!(o.observe(at(soon + 4 * 3_600_000 + 3_100), others(0)));
+        o.observe(at(soon + 4 * 3_600_000 + 100), QUIET);
+        assert!(o.observe(at(soon + 4 * 3_600_000 + 3_100), QUIET));
         // A 429 after the probation is not locked either.
         let mut o = explained_ceiling();
-        o.observe(at(100), others(0));
-        assert!(o.observe(at(3_100), others(0)));
+        o.observe(at(100), QUIET);
+        assert!(o.observe(at(3_100), QUIET));
         let late = 3_100 + PROBATION_WINDOWS * 1_000;
         o.on_429(at(late), 4);
-        o.observe(at(late + 100), others(2));
-        o.observe(at(late + 100), others(0));
-        assert!(o.observe(at(late + 3_100), others(0)));
+        o.observe(at(late + 100), others(6));
+        o.observe(at(late + 100), QUIET);
+        assert!(o.observe(at(late + 3_100), QUIET));
     }
 
     /// A header under a ceiling of 4 (a limit lowered from 12 to 8): the
@@ -413,6 +514,7 @@ mod tests {
             ours_at_most: at_most,
             ours_likely: likely,
             full: false,
+            below_sliding: false,
         }
     }
 
@@ -444,6 +546,7 @@ mod tests {
         ours_at_most: 12,
         ours_likely: 12,
         full: true,
+        below_sliding: false,
     };
 
     #[test]
@@ -454,6 +557,7 @@ mod tests {
             ours_at_most: 8,
             ours_likely: 8,
             full: true,
+            below_sliding: false,
         };
         let mut o = estimate();
         o.on_429(at(0), 4);
@@ -464,17 +568,17 @@ mod tests {
         // A window full of ours alone (no one else seen) is no sign that
         // the others are gone: the quiet span starts after it.
         let mut o = explained_ceiling();
-        o.observe(at(1_000), others(0));
+        o.observe(at(1_000), QUIET);
         o.observe(at(2_000), OURS_FULL);
-        assert!(!o.observe(at(3_000), others(0)));
-        assert!(!o.observe(at(5_999), others(0)));
-        assert!(o.observe(at(6_000), others(0)));
+        assert!(!o.observe(at(3_000), QUIET));
+        assert!(!o.observe(at(5_999), QUIET));
+        assert!(o.observe(at(6_000), QUIET));
         // Nor does it explain a ceiling: one no header explained is held.
         let mut o = estimate();
         o.on_429(at(0), 4);
         o.observe(at(500), OURS_FULL);
-        assert!(!o.observe(at(1_000), others(0)));
-        assert!(!o.observe(at(4_000), others(0)));
+        assert!(!o.observe(at(1_000), QUIET));
+        assert!(!o.observe(at(4_000), QUIET));
         assert_eq!(o.reserve(at(4_000)), 4);
         // Without a ceiling a full window holds only the others it shows.
         let mut o = estimate();

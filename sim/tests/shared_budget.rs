@@ -325,6 +325,33 @@ fn headers_read_against_a_learned_ceiling_keep_the_lower_limit_s_places() {
     assert!(share >= 0.9, "{share}: {c:?}");
 }
 
+/// The same on a token bucket, whose headers show room that the lower limit
+/// does not have: refilled while we wait, the bucket counts fewer of ours
+/// than a sliding window would. Seen once, that marks the server's headers
+/// as lenient, and the four places the lower limit shows beside ours
+/// (within the ceiling's) no longer pass for a neighbour who may leave:
+/// the ceiling is held, not ended by the next quiet headers and learned
+/// again from the next 429.
+#[test]
+fn on_a_token_bucket_a_lower_limit_is_not_taken_for_a_neighbour() {
+    let mut s = Scenario::builtin("limit-change").unwrap().unwrap();
+    s.duration = Some(Duration::from_secs(1_200));
+    s.actors[0].until = Some(Duration::from_secs(1_200));
+    for seed in 1..=3 {
+        let options = RunOptions {
+            model: ServerModel::TokenBucket,
+            policy: Policy::Ours,
+            seed,
+        };
+        let r = run(&s, &options, &mut |_| {}).unwrap();
+        let c = &r.limit_changes[0];
+        assert!(c.rejected_after <= 3, "seed {seed}: {c:?}");
+        assert_eq!(c.rejected_quiet, 0, "seed {seed}: {c:?}");
+        let share = c.share_quiet.unwrap();
+        assert!(share >= 0.9, "seed {seed}: {share}: {c:?}");
+    }
+}
+
 /// Ours: ticker saturated for 120 s through the limiter; another process:
 /// 2 a second (20 % of the limit) from 20 s to 60 s. Its first burst draws a
 /// 429 that teaches a ceiling; the headers showed it, so when they show it
