@@ -409,29 +409,29 @@ mod tests {
 
     #[test]
     fn headers_after_the_429_explain_it_by_the_whole_limit_or_others_beyond_it() {
+        // A ceiling of 4 taught at 100 ms (after `before`, if any), one
+        // header at 500 ms, then quiet ones: whether they end it three
+        // windows later.
+        let ends = |before: Option<Sighting>, seen: Sighting| {
+            let mut o = estimate();
+            if let Some(b) = before {
+                o.observe(at(0), b);
+            }
+            o.on_429(at(100), 4);
+            o.observe(at(500), seen);
+            o.observe(at(1_000), QUIET);
+            o.observe(at(4_000), QUIET)
+        };
         // A co-tenant's first burst: the 429 comes before any header shows
         // it. Then a header counts only its own request: the server has its
         // whole limit, so no lower one taught the ceiling.
-        let mut o = estimate();
-        o.on_429(at(0), 4);
-        o.observe(at(500), under_ceiling(1, 1, 1));
-        o.observe(at(1_000), QUIET);
-        assert!(o.observe(at(4_000), QUIET));
-        assert_eq!(o.reserve(at(4_000)), 0);
+        assert!(ends(None, under_ceiling(1, 1, 1)));
         // Or headers show others beyond the ceiling's places.
-        let mut o = estimate();
-        o.on_429(at(0), 4);
-        o.observe(at(500), others(6));
-        o.observe(at(1_000), QUIET);
-        assert!(o.observe(at(4_000), QUIET));
+        assert!(ends(None, others(6)));
         // Others within the ceiling's places explain it where headers count
         // a sliding window: there a lower limit shows in every header, and
         // quiet ones show it gone.
-        let mut o = estimate();
-        o.on_429(at(0), 4);
-        o.observe(at(500), others(2));
-        o.observe(at(1_000), QUIET);
-        assert!(o.observe(at(4_000), QUIET));
+        assert!(ends(None, others(2)));
         // Not once a header counted fewer than surely arrived (a calendar
         // window, a token bucket): such headers show room a lower limit
         // does not have, and the four more than ours that a limit lowered
@@ -440,21 +440,18 @@ mod tests {
             below_sliding: true,
             ..QUIET
         };
+        assert!(!ends(Some(lenient), under_ceiling(5, 1, 1)));
+        assert!(!ends(Some(lenient), others(2)));
         let mut o = estimate();
         o.on_429(at(0), 4);
         o.observe(at(500), under_ceiling(5, 1, 1));
         o.observe(at(600), lenient);
-        o.observe(at(1_000), QUIET);
-        assert!(!o.observe(at(4_000), QUIET));
         assert!(!o.observe(at(10_000), QUIET));
         assert_eq!(o.reserve(at(10_000)), 4);
-        // Others beyond the ceiling's places explain it even there.
-        let mut o = estimate();
-        o.observe(at(0), lenient);
-        o.on_429(at(100), 4);
-        o.observe(at(500), others(6));
-        o.observe(at(1_000), QUIET);
-        assert!(o.observe(at(4_000), QUIET));
+        // Others beyond the ceiling's places, or the whole limit, explain
+        // it even there.
+        assert!(ends(Some(lenient), others(6)));
+        assert!(ends(Some(lenient), under_ceiling(1, 1, 1)));
         // A 429 that raises a ceiling keeps what explained it.
         let mut o = estimate();
         o.on_429(at(0), 4);
