@@ -1195,8 +1195,8 @@ impl GroupLimiter {
             (Some(log), Some(ticket)) => log.counted_with(ticket, window),
             _ => None,
         };
-        let (ours_at_most, ours_likely, below_sliding) = match counted {
-            Some(ours) => (ours.at_most, ours.likely, used < u64::from(ours.surely)),
+        let (ours_at_most, ours_likely, ours_surely) = match counted {
+            Some(ours) => (ours.at_most, ours.likely, Some(ours.surely)),
             None => {
                 // Our admissions sent within one window plus the margin
                 // around this one: with jitter, any may have arrived there.
@@ -1204,7 +1204,7 @@ impl GroupLimiter {
                     admission.at.saturating_sub(window).saturating_sub(margin),
                     admission.at.saturating_add(margin),
                 ));
-                (ours, ours, false)
+                (ours, ours, None)
             }
         };
         let sighting = Sighting {
@@ -1212,7 +1212,7 @@ impl GroupLimiter {
             ours_at_most,
             ours_likely,
             full: header.sec == 0,
-            below_sliding,
+            ours_surely,
         };
         let external = sighting.others();
         // (A rising reserve is also the only way a header lowers the ratio.)

@@ -19,6 +19,13 @@
 //!   then given back one at a time, one per hold period: a probe upwards
 //!   that costs at most one 429 per hold if the server's limit is still
 //!   lower.
+//! - **A ceiling rises to what headers surely show**: while one is held
+//!   (unless it is locked: see below), others that even the most of ours cannot
+//!   explain in every header of each of the last [`WINDOWS`] windows are
+//!   surely there (others, or a lower limit). A ceiling below them, from a
+//!   429 that showed fewer places missing, rises to them: else the
+//!   reserve drops to the ceiling whenever three windows of headers leave
+//!   some of ours in doubt, and the next 429 comes then.
 //! - **Headers are read against the ceiling**: while one is held, a header
 //!   whose count the ceiling's places and the most of ours can explain
 //!   shows nobody beyond it, so a lower limit that a 429 taught is not also
@@ -71,9 +78,10 @@ pub struct Sighting {
     pub ours_likely: u32,
     /// No request was left in the window (`sec=0`).
     pub full: bool,
-    /// The server counted fewer than surely arrived in the window before
-    /// the request: it does not count a sliding window.
-    pub below_sliding: bool,
+    /// The requests of ours that surely arrived in the window before the
+    /// request, the request included (`None`: not known). A server that
+    /// counts a sliding window counted every one of them.
+    pub ours_surely: Option<u32>,
 }
 
 impl Sighting {
@@ -87,15 +95,30 @@ impl Sighting {
             0
         }
     }
+
+    /// The server counted fewer than surely arrived in the window before
+    /// the request: it does not count a sliding window.
+    pub fn below_sliding(&self) -> bool {
+        self.ours_surely.is_some_and(|surely| self.used < surely)
+    }
+
+    /// The requests of others (or the places of a lower limit) the server
+    /// surely counted: what even the most of ours leaves.
+    pub const fn surely_others(&self) -> u32 {
+        self.used.saturating_sub(self.ours_at_most)
+    }
 }
 
-/// The largest observation made in one window.
+/// What was observed in one window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Bucket {
     /// The window's number: `now / W`.
     window: u64,
     /// The most requests of others seen in it.
     most: u32,
+    /// The fewest others a header surely showed in it
+    /// ([`Sighting::surely_others`]).
+    least: u32,
 }
 
 /// The estimate of what others use of one group's budget.
@@ -139,7 +162,11 @@ impl OutsideUse {
         Self {
             window,
             hold,
-            buckets: [Bucket { window: 0, most: 0 }; WINDOWS],
+            buckets: [Bucket {
+                window: 0,
+                most: 0,
+                least: 0,
+            }; WINDOWS],
             ceiling: 0,
             ceiling_since: Instant::ZERO,
             ceiling_explained: false,
@@ -183,9 +210,9 @@ impl OutsideUse {
         }
         // Beyond a ceiling: only what the ceiling's places cannot explain (a
         // lower limit shows as many more counted than ours as it took away).
-        let beyond = sighting.used.saturating_sub(ceiling) > sighting.ours_at_most;
+        let beyond = sighting.surely_others() > ceiling;
         let held = if ceiling == 0 || beyond { others } else { 0 };
-        self.headers_lenient |= sighting.below_sliding;
+        self.headers_lenient |= sighting.below_sliding();
         if held > 0 || sighting.used <= 1 {
             // Someone else's use, or the server's whole limit (a count of
             // only this request): no lower limit taught the ceiling.
@@ -208,12 +235,31 @@ impl OutsideUse {
             self.quiet_since = None;
         }
         let window = self.window_of(now);
+        let surely = sighting.surely_others();
         match self.buckets.iter_mut().find(|b| b.window == window) {
-            Some(b) => b.most = b.most.max(held),
+            Some(b) => {
+                b.most = b.most.max(held);
+                b.least = b.least.min(surely);
+            }
             None => {
                 if let Some(oldest) = self.buckets.iter_mut().min_by_key(|b| b.window) {
-                    *oldest = Bucket { window, most: held };
+                    *oldest = Bucket {
+                        window,
+                        most: held,
+                        least: surely,
+                    };
                 }
+            }
+        }
+        let held_back = self.ceiling_at(now);
+        if !self.ceiling_locked && held_back > 0 {
+            // Others (or a lower limit) surely counted in every recent
+            // window, more than the ceiling holds back: it was too low. (A
+            // header showing that many is beyond it, so it explains it.)
+            let surely = self.surely_seen(now);
+            if surely > held_back {
+                self.ceiling = surely;
+                self.ceiling_since = now;
             }
         }
         alone
@@ -261,16 +307,26 @@ impl OutsideUse {
         self.seen(now).max(self.ceiling_at(now))
     }
 
-    /// The most requests of others seen in one window of the last [`WINDOWS`].
-    fn seen(&self, now: Instant) -> u32 {
-        let now = now.max(self.latest);
-        let window = self.window_of(now);
+    /// The buckets of the last [`WINDOWS`] windows at `now`.
+    fn recent(&self, now: Instant) -> impl Iterator<Item = &Bucket> {
+        let window = self.window_of(now.max(self.latest));
         self.buckets
             .iter()
-            .filter(|b| b.window <= window && window - b.window < WINDOWS as u64)
-            .map(|b| b.most)
-            .max()
-            .unwrap_or(0)
+            .filter(move |b| b.window <= window && window - b.window < WINDOWS as u64)
+    }
+
+    /// The most requests of others seen in one window of the last [`WINDOWS`].
+    fn seen(&self, now: Instant) -> u32 {
+        self.recent(now).map(|b| b.most).max().unwrap_or(0)
+    }
+
+    /// The fewest others headers surely showed in each of the last
+    /// [`WINDOWS`] windows (none unless every one of them had a header).
+    fn surely_seen(&self, now: Instant) -> u32 {
+        if self.recent(now).count() < WINDOWS {
+            return 0;
+        }
+        self.recent(now).map(|b| b.least).min().unwrap_or(0)
     }
 
     /// The next window boundary after `now`, where what others were seen
@@ -314,7 +370,7 @@ mod tests {
         ours_at_most: 3,
         ours_likely: 3,
         full: false,
-        below_sliding: false,
+        ours_surely: None,
     };
 
     fn estimate() -> OutsideUse {
@@ -437,7 +493,7 @@ mod tests {
         // does not have, and the four more than ours that a limit lowered
         // from 12 to 8 shows may be all there is.
         let lenient = Sighting {
-            below_sliding: true,
+            ours_surely: Some(4),
             ..QUIET
         };
         assert!(!ends(Some(lenient), under_ceiling(5, 1, 1)));
@@ -511,8 +567,52 @@ mod tests {
             ours_at_most: at_most,
             ours_likely: likely,
             full: false,
-            below_sliding: false,
+            ours_surely: None,
         }
+    }
+
+    #[test]
+    fn a_ceiling_rises_to_the_others_headers_surely_showed_in_every_recent_window() {
+        // Four more counted than even the most of ours, and headers that
+        // leave some of ours in doubt (four counted beyond the likely two,
+        // two beyond the most: within the ceiling's places).
+        let sure = |n: u32| under_ceiling(2 + n, 2, 2);
+        let doubtful = under_ceiling(6, 4, 2);
+        // A ceiling of 2, then `shown` in windows 1 to 3, then doubtful
+        // headers for three windows: the places held back at the end.
+        let after = |locked: bool, shown: [Option<Sighting>; 3]| {
+            let mut o = estimate();
+            let t0 = if locked {
+                o = explained_ceiling();
+                o.observe(at(100), QUIET);
+                assert!(o.observe(at(3_100), QUIET));
+                o.on_429(at(4_000), 2);
+                5_000
+            } else {
+                o.on_429(at(0), 2);
+                1_000
+            };
+            for (k, s) in shown.iter().enumerate() {
+                if let Some(s) = s {
+                    o.observe(at(t0 + 1_000 * k as u64 + 500), *s);
+                }
+            }
+            for k in 3..=7 {
+                assert!(!o.observe(at(t0 + 1_000 * k + 500), doubtful));
+            }
+            o.reserve(at(t0 + 7_500))
+        };
+        // A lower limit by four places shows four beyond ours in every
+        // header: the ceiling was too low, and rises to them.
+        assert_eq!(after(false, [Some(sure(4)); 3]), 4);
+        // The fewest of those windows.
+        assert_eq!(after(false, [Some(sure(4)), Some(sure(3)), Some(sure(5))]), 3);
+        // Only if every window had a header...
+        assert_eq!(after(false, [Some(sure(4)), None, Some(sure(4))]), 2);
+        // ...and one beyond the ceiling (two is what it holds already).
+        assert_eq!(after(false, [Some(sure(4)), Some(sure(2)), Some(sure(4))]), 2);
+        // A locked ceiling is held as it was taught.
+        assert_eq!(after(true, [Some(sure(4)); 3]), 2);
     }
 
     #[test]
@@ -543,7 +643,7 @@ mod tests {
         ours_at_most: 12,
         ours_likely: 12,
         full: true,
-        below_sliding: false,
+        ours_surely: None,
     };
 
     #[test]
@@ -554,7 +654,7 @@ mod tests {
             ours_at_most: 8,
             ours_likely: 8,
             full: true,
-            below_sliding: false,
+            ours_surely: None,
         };
         let mut o = estimate();
         o.on_429(at(0), 4);
