@@ -32,7 +32,10 @@
 //!   counted as a neighbour (with a margin) every time a header shows it.
 //!   And a header that shows the window full (`sec=0`) while a ceiling is
 //!   held says the server has no room beyond it: the hold starts afresh,
-//!   so no probe upwards is spent where headers already answer it.
+//!   so no probe upwards is spent where headers already answer it, and a
+//!   place given back since the hold began (a probe) is taken back: where
+//!   the server's count fills up gradually (a token bucket draining), the
+//!   probe ends before its 429.
 //! - **Headers end a ceiling that others explain**: the 429 was someone
 //!   else's doing if headers showed others in the windows before it, or,
 //!   while it is held, others beyond the ceiling's places, or a count of
@@ -204,8 +207,11 @@ impl OutsideUse {
         let others = sighting.others();
         let ceiling = self.ceiling_at(now);
         if sighting.full {
-            // No room beyond the ceiling: hold it afresh.
-            self.ceiling = ceiling;
+            // No room beyond the ceiling: hold it afresh. A place given
+            // back since the last hold began (a probe) found none: it is
+            // taken back before the server answers the probe with a 429.
+            let probed = ceiling < self.ceiling;
+            self.ceiling = ceiling.saturating_add(u32::from(probed));
             self.ceiling_since = now;
         }
         // Beyond a ceiling: only what the ceiling's places cannot explain (a
@@ -613,6 +619,16 @@ mod tests {
         assert_eq!(after(false, [Some(sure(4)), Some(sure(2)), Some(sure(4))]), 2);
         // A locked ceiling is held as it was taught.
         assert_eq!(after(true, [Some(sure(4)); 3]), 2);
+        // Headers that surely show just the ceiling's places do not hold
+        // it afresh: its place is given back when the hold ends.
+        let hold = 3_600_000;
+        let mut o = estimate();
+        o.on_429(at(0), 2);
+        for k in 0..10 {
+            o.observe(at(hold - 10_000 + k * 1_000), sure(2));
+        }
+        assert_eq!(o.reserve(at(hold - 1)), 2);
+        assert_eq!(o.reserve(at(hold)), 1);
     }
 
     #[test]
@@ -662,6 +678,23 @@ mod tests {
         assert_eq!(o.reserve(at(hold)), 4, "no probe: the server had no room");
         assert_eq!(o.reserve(at(2 * hold - 2)), 4);
         assert_eq!(o.reserve(at(2 * hold - 1)), 3, "a hold after the full window");
+        // A full window after a place was given back, the most of ours
+        // within the places left: the probe found no room, and its place
+        // is taken back for another hold.
+        let full_of_ours = |n| Sighting {
+            used: 12,
+            ours_at_most: n,
+            ours_likely: n,
+            full: true,
+            ours_surely: None,
+        };
+        o.observe(at(2 * hold + 100), full_of_ours(9));
+        assert_eq!(o.reserve(at(2 * hold + 100)), 4, "the probe's place taken back");
+        assert_eq!(o.reserve(at(3 * hold + 99)), 4);
+        assert_eq!(o.reserve(at(3 * hold + 100)), 3);
+        // Only the latest of the places given back.
+        o.observe(at(5 * hold + 100), full_of_ours(11));
+        assert_eq!(o.reserve(at(5 * hold + 100)), 2);
         // A window full of ours alone (no one else seen) is no sign that
         // the others are gone: the quiet span starts after it.
         let mut o = explained_ceiling();
