@@ -113,7 +113,7 @@ pub struct GroupConfig {
     /// How long a server limit learned from a 429 is kept (interval-log
     /// groups): the places the 429 showed missing are held back this long,
     /// then given back one per period (see [`crate::outside`]). Default
-    /// 24 h; zero learns nothing.
+    /// 48 h; zero learns nothing.
     pub ceiling_hold: Duration,
 }
 
@@ -184,8 +184,11 @@ impl core::str::FromStr for Policy {
 /// The default maximum flight time of the interval log.
 pub const DEFAULT_MAX_FLIGHT: Duration = Duration::from_secs(30);
 
-/// [`GroupConfig::ceiling_hold`] of the presets: a day.
-pub const DEFAULT_CEILING_HOLD: Duration = Duration::from_secs(24 * 3_600);
+/// [`GroupConfig::ceiling_hold`] of the presets: two days. A lower limit
+/// then costs at most one 429 (the probe when a hold ends) every two days,
+/// and none in the day after the 429s that taught it, with or without
+/// headers.
+pub const DEFAULT_CEILING_HOLD: Duration = Duration::from_secs(48 * 3_600);
 
 /// The default waiter deadline: 30 s.
 pub const DEFAULT_WAITER_TIMEOUT: Duration = Duration::from_secs(30);

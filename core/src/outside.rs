@@ -15,7 +15,7 @@
 //!   is forgotten three windows after its last request seen.
 //! - **A 429 teaches a ceiling**: the places the 429 showed missing are
 //!   held back for the hold period (the group's
-//!   [`ceiling_hold`](crate::GroupConfig::ceiling_hold), 24 h by default),
+//!   [`ceiling_hold`](crate::GroupConfig::ceiling_hold), 48 h by default),
 //!   then given back one at a time, one per hold period: a probe upwards
 //!   that costs at most one 429 per hold if the server's limit is still
 //!   lower.
