@@ -1216,6 +1216,7 @@ impl GroupLimiter {
             ours_likely,
             full: header.sec == 0,
             ours_surely,
+            at_our_places: u64::from(ours_at_most) + u64::from(c.outside.reserve(now)) >= capacity,
         };
         let external = sighting.others();
         // (A rising reserve is also the only way a header lowers the ratio.)
@@ -2745,6 +2746,46 @@ mod interval_log_policy {
             chain(t, 2, "group=ticker; sec=8");
         }
         g.status(at(8_800)).reserve
+    }
+
+    /// A ceiling of six places, then up to `per_window` requests a window
+    /// (all four of our places are taken every other window: a request
+    /// counts until a window after its answer), each answered with
+    /// `header`, for `outside::PROBE_WINDOWS`
+    /// windows and a few more: the places held back at the end.
+    fn reserve_after_room_at(per_window: usize, header: &'static str) -> u32 {
+        let g = ticker_log();
+        for (i, a) in burst(&g, at(0)).iter().enumerate() {
+            let status = if i < 5 { 200 } else { 429 };
+            g.on_response(a, Response::status(status), at(20));
+        }
+        assert_eq!(g.status(at(1_000)).reserve, 6);
+        for k in 1..=crate::outside::PROBE_WINDOWS + 3 {
+            let t = at(k * 1_000);
+            let taken: std::vec::Vec<Admission> = core::iter::from_fn(|| g.try_acquire(t).ok())
+                .take(per_window)
+                .collect();
+            for a in &taken {
+                let fb = g.on_response(
+                    a,
+                    Response::status(200).with_remaining_req(header),
+                    t + Duration::from_millis(10),
+                );
+                assert!(!fb.header_rejected);
+            }
+        }
+        g.status(at((crate::outside::PROBE_WINDOWS + 1) * 1_000 + 20))
+            .reserve
+    }
+
+    #[test]
+    fn room_beyond_every_place_we_take_gives_one_back_early() {
+        // The server took five places away, and had room beyond our four
+        // in every window: the ceiling held one place too many.
+        assert_eq!(reserve_after_room_at(usize::MAX, "group=ticker; sec=1"), 5);
+        // Room beside half of them shows nothing (one a window: two of
+        // ours in every window of the server's).
+        assert_eq!(reserve_after_room_at(1, "group=ticker; sec=3"), 6);
     }
 
     #[test]

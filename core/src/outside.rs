@@ -16,9 +16,18 @@
 //! - **A 429 teaches a ceiling**: the places the 429 showed missing are
 //!   held back for the hold period (the group's
 //!   [`ceiling_hold`](crate::GroupConfig::ceiling_hold), 48 h by default),
-//!   then given back one at a time, one per hold period: a probe upwards
-//!   that costs at most one 429 per hold if the server's limit is still
+//!   then given back one at a time, one per hold period: a probe upwards.
+//!   A 429 within [`PROBE_WINDOWS`] windows of a place given back answers
+//!   the probe: it takes that one place back (not what it shows missing,
+//!   which counts the probe's place and the adaptive reduction's), so a
+//!   probe costs at most one 429 per hold if the server's limit is still
 //!   lower.
+//! - **Headers give a place back early**: a ceiling (not locked) whose
+//!   headers showed room beyond every place we took (`sec > 0` while the
+//!   most of ours filled them) for [`PROBE_WINDOWS`] windows, with no full
+//!   window, holds back more than the server took away; a place is given
+//!   back then, not when the hold ends. Once a probe met a 429, none is
+//!   given back early until a fresh 429 teaches a new ceiling.
 //! - **A ceiling rises to what headers surely show**: while one is held
 //!   (unless it is locked: see below), others that even the most of ours cannot
 //!   explain in every header of each of the last [`WINDOWS`] windows are
@@ -32,10 +41,11 @@
 //!   counted as a neighbour (with a margin) every time a header shows it.
 //!   And a header that shows the window full (`sec=0`) while a ceiling is
 //!   held says the server has no room beyond it: the hold starts afresh,
-//!   so no probe upwards is spent where headers already answer it, and a
-//!   place given back since the hold began (a probe) is taken back: where
-//!   the server's count fills up gradually (a token bucket draining), the
-//!   probe ends before its 429.
+//!   so no probe upwards is spent where headers already answer it. A
+//!   server at its limit fills the window at once after a probe; one whose
+//!   first full window after a probe comes only after [`DRAIN_WINDOWS`]
+//!   windows of room is filling up (a token bucket draining), so the
+//!   probe's place is taken back before its 429.
 //! - **Headers end a ceiling that others explain**: the 429 was someone
 //!   else's doing if headers showed others in the windows before it, or,
 //!   while it is held, others beyond the ceiling's places, or a count of
@@ -68,6 +78,15 @@ pub const WINDOWS: usize = 3;
 /// headers cannot end.
 pub const PROBATION_WINDOWS: u64 = 20;
 
+/// Windows of headers showing room beyond our places after which a held
+/// ceiling gives a place back early, and in which a 429 after a place was
+/// given back (early or when a hold ends) answers that probe.
+pub const PROBE_WINDOWS: u64 = 600;
+
+/// Windows after a probe from which the first full window shows the
+/// server's count filling up (a bucket draining), not the limit reached.
+pub const DRAIN_WINDOWS: u64 = 3;
+
 /// What one `Remaining-Req` header showed, in places of the group's
 /// shortest window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,6 +104,10 @@ pub struct Sighting {
     /// request, the request included (`None`: not known). A server that
     /// counts a sliding window counted every one of them.
     pub ours_surely: Option<u32>,
+    /// The most of ours there took every place the limiter gave us (the
+    /// capacity less what it held back): a window with no room beyond
+    /// them would have been full.
+    pub at_our_places: bool,
 }
 
 impl Sighting {
@@ -152,6 +175,17 @@ pub struct OutsideUse {
     ceiling_locked: bool,
     /// When headers last ended a ceiling.
     ended_at: Option<Instant>,
+    /// Since when every header that found us at our places has shown room
+    /// beyond them while a ceiling is held (`None`: none yet, or one showed
+    /// the window full).
+    room_since: Option<Instant>,
+    /// When a place of the ceiling was last given back (a probe).
+    probed_at: Option<Instant>,
+    /// A header showed the window full since that probe.
+    probe_filled: bool,
+    /// A probe met a 429 since a fresh 429 taught the ceiling: no place is
+    /// given back early again.
+    probe_failed: bool,
     /// Since when every header has shown nobody else (`None`: the last one
     /// showed someone, or a 429 came after it).
     quiet_since: Option<Instant>,
@@ -177,6 +211,10 @@ impl OutsideUse {
             headers_lenient: false,
             ceiling_locked: false,
             ended_at: None,
+            room_since: None,
+            probed_at: None,
+            probe_filled: false,
+            probe_failed: false,
             quiet_since: None,
             latest: Instant::ZERO,
         }
@@ -205,14 +243,38 @@ impl OutsideUse {
     pub fn observe(&mut self, now: Instant, sighting: Sighting) -> bool {
         let now = self.observe_now(now);
         let others = sighting.others();
-        let ceiling = self.ceiling_at(now);
+        self.settle(now);
+        let ceiling = self.ceiling;
         if sighting.full {
-            // No room beyond the ceiling: hold it afresh. A place given
-            // back since the last hold began (a probe) found none: it is
-            // taken back before the server answers the probe with a 429.
-            let probed = ceiling < self.ceiling;
-            self.ceiling = ceiling.saturating_add(u32::from(probed));
+            // No room beyond the ceiling: hold it afresh. A server at its
+            // limit fills the window right after a probe; one that shows
+            // room for a few windows first is filling up (a bucket
+            // draining): the probe's 429 is coming, so its place is taken
+            // back first.
+            let since_probe = self.probed_at.map(|at| now - at);
+            let draining = !self.probe_filled
+                && since_probe
+                    .is_some_and(|d| d >= self.window.saturating_mul(DRAIN_WINDOWS) && d < self.probe_span());
+            if draining {
+                self.ceiling = self.ceiling.saturating_add(1);
+                self.probe_failed = true;
+                self.probed_at = None;
+            }
+            self.probe_filled = true;
             self.ceiling_since = now;
+            self.room_since = None;
+        } else if ceiling > 0 && sighting.at_our_places && !self.probe_failed && !self.ceiling_locked {
+            // Room beyond every place we took, for PROBE_WINDOWS windows:
+            // the ceiling holds back more than the server took away. Give
+            // a place back now rather than when the hold ends.
+            let room_since = *self.room_since.get_or_insert(now);
+            if now - room_since >= self.probe_span() {
+                self.ceiling = ceiling - 1;
+                self.ceiling_since = now;
+                self.probed_at = Some(now);
+                self.probe_filled = false;
+                self.room_since = None;
+            }
         }
         // Beyond a ceiling: only what the ceiling's places cannot explain (a
         // lower limit shows as many more counted than ours as it took away).
@@ -278,7 +340,8 @@ impl OutsideUse {
         if self.hold.is_zero() {
             return;
         }
-        let fresh = self.ceiling_at(now) == 0;
+        self.settle(now);
+        let fresh = self.ceiling == 0;
         let probation = self.window.saturating_mul(PROBATION_WINDOWS);
         if self.ended_at.is_some_and(|at| now - at < probation) {
             self.ceiling_locked = true;
@@ -292,8 +355,37 @@ impl OutsideUse {
         }
         self.ceiling_explained &= !self.ceiling_locked;
         self.others_within &= !self.ceiling_locked;
-        self.ceiling = self.ceiling_at(now).max(missing);
+        // A probe (a place given back lately) found no room: the 429 takes
+        // that place back. Else it shows what is missing.
+        let probed = !fresh && self.probed_at.is_some_and(|at| now - at < self.probe_span());
+        self.ceiling = if probed {
+            self.ceiling.saturating_add(1)
+        } else {
+            self.ceiling.max(missing)
+        };
         self.ceiling_since = now;
+        self.probe_failed = !fresh && (self.probe_failed || probed);
+        self.probed_at = None;
+        self.room_since = None;
+    }
+
+    fn probe_span(&self) -> Duration {
+        self.window.saturating_mul(PROBE_WINDOWS)
+    }
+
+    /// Gives back the places whose hold ended by `now` (each a probe: the
+    /// latest is remembered), as [`ceiling_at`](Self::ceiling_at) counts them.
+    fn settle(&mut self, now: Instant) {
+        if self.ceiling == 0 || self.hold.is_zero() {
+            return;
+        }
+        let periods = (now - self.ceiling_since).as_nanos() / self.hold.as_nanos();
+        if periods > 0 {
+            self.ceiling = self.ceiling_at(now);
+            self.ceiling_since += self.hold.saturating_mul(periods);
+            self.probed_at = Some(self.ceiling_since);
+            self.probe_filled = false;
+        }
     }
 
     /// The learned ceiling's places held back at `now`: all of them for the
@@ -377,6 +469,7 @@ mod tests {
         ours_likely: 3,
         full: false,
         ours_surely: None,
+        at_our_places: false,
     };
 
     fn estimate() -> OutsideUse {
@@ -417,17 +510,28 @@ mod tests {
         );
         assert_eq!(o.reserve(at(3_600_000)), 3);
         assert_eq!(o.reserve(at(4 * 3_600_000)), 0);
-        // Another 429 while held: the larger of the two, held afresh.
+        // Another 429 while held, once the probe's windows are over: the
+        // larger of the two, held afresh.
         let mut o = estimate();
         o.on_429(at(0), 4);
-        o.on_429(at(3_600_000), 2);
-        assert_eq!(o.reserve(at(3_600_000)), 3);
-        assert_eq!(o.reserve(at(7_199_999)), 3);
+        let later = 3_600_000 + PROBE_WINDOWS * 1_000;
+        o.on_429(at(later), 2);
+        assert_eq!(o.reserve(at(later)), 3);
+        assert_eq!(o.reserve(at(later + 3_599_999)), 3);
         // Headers showing nobody else leave it as it is.
-        for ms in [7_190_000, 7_191_000, 7_192_000, 7_193_000] {
-            o.observe(at(ms), QUIET);
+        for k in 0..4 {
+            o.observe(at(later + 3_590_000 + k * 1_000), QUIET);
         }
-        assert_eq!(o.reserve(at(7_195_000)), 3);
+        assert_eq!(o.reserve(at(later + 3_595_000)), 3);
+        // A 429 within them answers the probe: it takes back the place
+        // given back, whatever it shows missing.
+        for missing in [1, 6] {
+            let mut o = estimate();
+            o.on_429(at(0), 4);
+            o.on_429(at(later - 1), missing);
+            assert_eq!(o.reserve(at(later - 1)), 4, "{missing}");
+            assert_eq!(o.reserve(at(later + 3_599_998)), 4, "{missing}");
+        }
     }
 
     /// Others seen at 0, then a 429 at 100 ms showing five places missing.
@@ -574,6 +678,7 @@ mod tests {
             ours_likely: likely,
             full: false,
             ours_surely: None,
+            at_our_places: false,
         }
     }
 
@@ -653,6 +758,144 @@ mod tests {
         assert_eq!(o.reserve(at(5_000)), 0);
     }
 
+    /// A ceiling of 5 where the server took 4 of 12 away: the seven of
+    /// ours at our places, and the server's count one short of full.
+    const ROOM: Sighting = Sighting {
+        used: 11,
+        ours_at_most: 7,
+        ours_likely: 7,
+        full: false,
+        ours_surely: None,
+        at_our_places: true,
+    };
+
+    /// The window full, with `ours` of ours at most, at our places.
+    fn full(ours: u32) -> Sighting {
+        Sighting {
+            used: 12,
+            ours_at_most: ours,
+            ours_likely: ours,
+            full: true,
+            ..ROOM
+        }
+    }
+
+    /// Headers showing `s` every 500 ms over `[from, to)` ms.
+    fn headers(o: &mut OutsideUse, from: u64, to: u64, s: Sighting) {
+        for t in (from..to).step_by(500) {
+            o.observe(at(t), s);
+        }
+    }
+
+    const PROBE_MS: u64 = PROBE_WINDOWS * 1_000;
+
+    #[test]
+    fn room_beyond_our_places_gives_a_place_back_early() {
+        let mut o = estimate();
+        o.on_429(at(0), 5);
+        headers(&mut o, 0, PROBE_MS, ROOM);
+        assert_eq!(o.reserve(at(PROBE_MS - 1)), 5);
+        o.observe(at(PROBE_MS), ROOM);
+        assert_eq!(o.reserve(at(PROBE_MS)), 4, "PROBE_WINDOWS windows of room");
+        // At the limit now: the window fills at once, and the place stays.
+        headers(&mut o, PROBE_MS + 500, 2 * PROBE_MS + 1_000, full(8));
+        assert_eq!(o.reserve(at(2 * PROBE_MS + 1_000)), 4);
+        // A full window starts the span of room afresh...
+        let mut o = estimate();
+        o.on_429(at(0), 5);
+        headers(&mut o, 0, PROBE_MS - 1_000, ROOM);
+        o.observe(at(PROBE_MS - 1_000), full(7));
+        headers(&mut o, PROBE_MS - 500, 2 * PROBE_MS - 1_000, ROOM);
+        assert_eq!(o.reserve(at(2 * PROBE_MS - 1_000)), 5);
+        o.observe(at(2 * PROBE_MS - 500), ROOM);
+        assert_eq!(o.reserve(at(2 * PROBE_MS - 500)), 4);
+        // ...room while we do not take our places shows nothing...
+        let mut o = estimate();
+        o.on_429(at(0), 5);
+        headers(&mut o, 0, 2 * PROBE_MS, idle_room());
+        assert_eq!(o.reserve(at(2 * PROBE_MS)), 5);
+        // ...nor does room without a ceiling...
+        let mut o = estimate();
+        headers(&mut o, 0, 2 * PROBE_MS, ROOM);
+        assert_eq!(o.reserve(at(2 * PROBE_MS)), 4, "the others ROOM shows");
+        // ...and a locked ceiling is given back only when its hold ends.
+        let mut o = explained_ceiling();
+        o.observe(at(100), QUIET);
+        assert!(o.observe(at(3_100), QUIET));
+        o.on_429(at(4_000), 5);
+        headers(&mut o, 4_000, 4_000 + 2 * PROBE_MS, ROOM);
+        assert_eq!(o.reserve(at(4_000 + 2 * PROBE_MS)), 5);
+    }
+
+    #[test]
+    fn a_probe_that_finds_no_room_takes_its_place_back() {
+        // A ceiling of 5 given back early to 4 at PROBE_MS.
+        let probed = || {
+            let mut o = estimate();
+            o.on_429(at(0), 5);
+            headers(&mut o, 0, PROBE_MS + 1, ROOM);
+            assert_eq!(o.reserve(at(PROBE_MS)), 4);
+            o
+        };
+        // A 429 answers it: the place is taken back, whatever the 429
+        // shows missing, and none is given back early again.
+        let mut o = probed();
+        o.on_429(at(PROBE_MS + 5_000), 7);
+        assert_eq!(o.reserve(at(PROBE_MS + 5_000)), 5);
+        headers(&mut o, PROBE_MS + 5_500, 3 * PROBE_MS, ROOM);
+        assert_eq!(o.reserve(at(3 * PROBE_MS)), 5);
+        // Once PROBE_WINDOWS windows have passed, a 429 is not the
+        // probe's: it shows what is missing.
+        let mut o = probed();
+        o.on_429(at(2 * PROBE_MS), 7);
+        assert_eq!(o.reserve(at(2 * PROBE_MS)), 7);
+        // Nor is one that finds the ceiling given back whole: it is fresh.
+        let mut o = estimate();
+        o.on_429(at(0), 1);
+        assert_eq!(o.reserve(at(3_600_000)), 0);
+        o.on_429(at(3_601_000), 4);
+        assert_eq!(o.reserve(at(3_601_000)), 4);
+        // A window that fills only after DRAIN_WINDOWS windows of room
+        // (a bucket draining) takes the place back before the 429.
+        let mut o = probed();
+        headers(&mut o, PROBE_MS + 500, PROBE_MS + DRAIN_WINDOWS * 1_000, ROOM);
+        o.observe(at(PROBE_MS + DRAIN_WINDOWS * 1_000), full(8));
+        assert_eq!(o.reserve(at(PROBE_MS + DRAIN_WINDOWS * 1_000)), 5);
+        headers(&mut o, PROBE_MS + 4_000, 3 * PROBE_MS, ROOM);
+        assert_eq!(o.reserve(at(3 * PROBE_MS)), 5, "no early probe again");
+        // Nor a window that fills only when the probe's windows are over.
+        let mut o = probed();
+        o.observe(at(2 * PROBE_MS), full(8));
+        assert_eq!(o.reserve(at(2 * PROBE_MS)), 4);
+        // One that fills sooner is a server at its limit: the place stays,
+        // and a later full window does not take it back either.
+        let mut o = probed();
+        o.observe(at(PROBE_MS + DRAIN_WINDOWS * 1_000 - 1), full(8));
+        headers(&mut o, PROBE_MS + 3_000, PROBE_MS + 20_000, ROOM);
+        o.observe(at(PROBE_MS + 20_000), full(8));
+        assert_eq!(o.reserve(at(PROBE_MS + 20_000)), 4);
+        // The same holds for a place given back when a hold ends.
+        let hold = 3_600_000;
+        let mut o = estimate();
+        o.on_429(at(0), 5);
+        headers(&mut o, hold, hold + DRAIN_WINDOWS * 1_000, idle_room());
+        assert_eq!(o.reserve(at(hold)), 4);
+        o.observe(at(hold + DRAIN_WINDOWS * 1_000), full(8));
+        assert_eq!(o.reserve(at(hold + DRAIN_WINDOWS * 1_000)), 5);
+        let mut o = estimate();
+        o.on_429(at(0), 5);
+        o.on_429(at(hold + 1_000), 1);
+        assert_eq!(o.reserve(at(hold + 1_000)), 5, "the hold's probe met a 429");
+    }
+
+    /// Room, while we do not take all our places (no early probe).
+    fn idle_room() -> Sighting {
+        Sighting {
+            at_our_places: false,
+            ..ROOM
+        }
+    }
+
     /// A window of 12 full with requests that may all be ours.
     const OURS_FULL: Sighting = Sighting {
         used: 12,
@@ -660,6 +903,7 @@ mod tests {
         ours_likely: 12,
         full: true,
         ours_surely: None,
+        at_our_places: false,
     };
 
     #[test]
@@ -671,6 +915,7 @@ mod tests {
             ours_likely: 8,
             full: true,
             ours_surely: None,
+            at_our_places: true,
         };
         let mut o = estimate();
         o.on_429(at(0), 4);
@@ -678,23 +923,6 @@ mod tests {
         assert_eq!(o.reserve(at(hold)), 4, "no probe: the server had no room");
         assert_eq!(o.reserve(at(2 * hold - 2)), 4);
         assert_eq!(o.reserve(at(2 * hold - 1)), 3, "a hold after the full window");
-        // A full window after a place was given back, the most of ours
-        // within the places left: the probe found no room, and its place
-        // is taken back for another hold.
-        let full_of_ours = |n| Sighting {
-            used: 12,
-            ours_at_most: n,
-            ours_likely: n,
-            full: true,
-            ours_surely: None,
-        };
-        o.observe(at(2 * hold + 100), full_of_ours(9));
-        assert_eq!(o.reserve(at(2 * hold + 100)), 4, "the probe's place taken back");
-        assert_eq!(o.reserve(at(3 * hold + 99)), 4);
-        assert_eq!(o.reserve(at(3 * hold + 100)), 3);
-        // Only the latest of the places given back.
-        o.observe(at(5 * hold + 100), full_of_ours(11));
-        assert_eq!(o.reserve(at(5 * hold + 100)), 2);
         // A window full of ours alone (no one else seen) is no sign that
         // the others are gone: the quiet span starts after it.
         let mut o = explained_ceiling();
@@ -729,6 +957,10 @@ mod tests {
         o.set_config(Duration::from_secs(1), Duration::ZERO);
         assert_eq!(o.reserve(at(10)), 0);
         assert_eq!(o.next_change(at(10)), None);
+        // And headers or 429s after that change nothing either.
+        o.observe(at(20), ROOM);
+        o.on_429(at(30), 5);
+        assert_eq!(o.reserve(at(30)), 0);
         let mut o = estimate();
         o.observe(at(10_000), others(3));
         o.observe(at(0), others(9));
