@@ -64,7 +64,16 @@
 //!   nothing explained (a lower limit, as far as we can tell) is held.
 //!   And headers get one chance: a 429 within
 //!   [`PROBATION_WINDOWS`] windows of their ending a ceiling teaches one
-//!   that only its hold ends.
+//!   that they cannot end (locked).
+//! - **Headers bring a locked ceiling down by proof**: a server whose limit
+//!   is lower by `k` places counts at least `k + 1` in every header (the
+//!   request itself), so a header counting no more than the ceiling's
+//!   places proves it holds back more than any lower limit: it comes down
+//!   one place, at most once per [`STEP_WINDOWS`] windows since the
+//!   ceiling last changed or a window was full. Each step is a probe (a 429 after it, or the
+//!   drain rule, takes the place back), and it never goes below what a
+//!   lower limit takes: a co-tenant that left does not keep a locked
+//!   ceiling for its whole hold.
 //!
 //! Everything is a pure function of the state and `now`: nothing runs by
 //! itself, and a clock going backwards reads as "no time passed".
@@ -86,6 +95,10 @@ pub const PROBE_WINDOWS: u64 = 600;
 /// Windows after a probe from which the first full window shows the
 /// server's count filling up (a bucket draining), not the limit reached.
 pub const DRAIN_WINDOWS: u64 = 3;
+
+/// Windows between the steps by which a locked ceiling comes down while
+/// headers prove it holds back more than any lower limit could take.
+pub const STEP_WINDOWS: u64 = 60;
 
 /// What one `Remaining-Req` header showed, in places of the group's
 /// shortest window.
@@ -244,6 +257,21 @@ impl OutsideUse {
         let now = self.observe_now(now);
         let others = sighting.others();
         self.settle(now);
+        if self.ceiling_locked
+            && self.ceiling > 0
+            && !sighting.full
+            && sighting.used <= self.ceiling
+            && now - self.ceiling_since >= self.window.saturating_mul(STEP_WINDOWS)
+        {
+            // A limit lower by `k` places shows at least `k + 1` counted
+            // (this request too): a count within the ceiling's places proves
+            // the server lacks fewer than it holds back, so one place less
+            // still covers any lower limit. The step is a probe.
+            self.ceiling -= 1;
+            self.ceiling_since = now;
+            self.probed_at = Some(now);
+            self.probe_filled = false;
+        }
         let ceiling = self.ceiling;
         if sighting.full {
             // No room beyond the ceiling: hold it afresh. A server at its
@@ -680,6 +708,97 @@ mod tests {
             ours_surely: None,
             at_our_places: false,
         }
+    }
+
+    #[test]
+    fn headers_proving_a_locked_ceiling_too_high_bring_it_down_a_place_per_step() {
+        let step = STEP_WINDOWS * 1_000;
+        // A locked ceiling of 5 (a 429 soon after headers ended one).
+        let locked = || {
+            let mut o = explained_ceiling();
+            o.observe(at(100), QUIET);
+            assert!(o.observe(at(3_100), QUIET));
+            o.on_429(at(4_000), 5);
+            o
+        };
+        // QUIET counts 3 within its 5 places: at most 2 can be missing.
+        let mut o = locked();
+        headers(&mut o, 4_000, 4_000 + step, QUIET);
+        assert_eq!(o.reserve(at(4_000 + step - 1)), 5);
+        o.observe(at(4_000 + step), QUIET);
+        assert_eq!(o.reserve(at(4_000 + step)), 4, "one step");
+        headers(&mut o, 4_500 + step, 4_000 + 2 * step, QUIET);
+        assert_eq!(o.reserve(at(4_000 + 2 * step - 1)), 4, "one per step");
+        headers(&mut o, 4_000 + 2 * step, 4_000 + 10 * step, QUIET);
+        assert_eq!(o.reserve(at(4_000 + 10 * step)), 2, "never below the proof");
+        // A count above the ceiling's places proves nothing.
+        let mut o = locked();
+        headers(&mut o, 4_000, 4_000 + 3 * step, under_ceiling(6, 6, 6));
+        assert_eq!(o.reserve(at(4_000 + 3 * step)), 5);
+        // A full window starts the step afresh.
+        let mut o = locked();
+        headers(&mut o, 4_000, 3_000 + step, QUIET);
+        o.observe(at(3_000 + step), full(7));
+        headers(&mut o, 3_500 + step, 3_000 + 2 * step, QUIET);
+        assert_eq!(o.reserve(at(3_000 + 2 * step - 1)), 5);
+        o.observe(at(3_000 + 2 * step), QUIET);
+        assert_eq!(o.reserve(at(3_000 + 2 * step)), 4);
+        // A step is a probe: a 429 after it takes the place back.
+        let mut o = locked();
+        headers(&mut o, 4_000, 4_001 + step, QUIET);
+        o.on_429(at(5_000 + step), 9);
+        assert_eq!(o.reserve(at(5_000 + step)), 5);
+        // A ceiling that is not locked does not step (the early give-back
+        // and the end by quiet headers are its ways down).
+        let mut o = estimate();
+        o.on_429(at(0), 5);
+        headers(&mut o, 0, 3 * step, QUIET);
+        assert_eq!(o.reserve(at(3 * step)), 5);
+        // Nor does a locked ceiling its hold has given back whole.
+        let mut o = locked();
+        o.observe(at(4_000 + 5 * 3_600_000), QUIET);
+        assert_eq!(o.reserve(at(4_000 + 5 * 3_600_000)), 0);
+        o.observe(at(4_000 + 6 * 3_600_000), Sighting { used: 0, ..QUIET });
+        assert_eq!(o.reserve(at(4_000 + 6 * 3_600_000)), 0);
+    }
+
+    #[test]
+    fn steps_never_take_a_locked_ceiling_below_a_lower_limit() {
+        // A limit lower by `k`: every header counts at least `k + 1` (here
+        // up to 3 more, so that steps come). Whatever else the headers show,
+        // the steps leave `k` held back.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u32| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            u32::try_from(x % u64::from(n)).unwrap()
+        };
+        let mut steps = 0;
+        for k in 1..=6 {
+            for taught in k..=11 {
+                let mut o = explained_ceiling();
+                o.observe(at(100), QUIET);
+                assert!(o.observe(at(3_100), QUIET));
+                o.on_429(at(4_000), taught);
+                for t in (4_500..4_000 + 40 * STEP_WINDOWS * 1_000).step_by(250) {
+                    let used = (k + 1 + next(4)).min(12);
+                    let at_most = next(used + 1);
+                    let sighting = Sighting {
+                        used,
+                        ours_at_most: at_most,
+                        ours_likely: next(at_most + 1),
+                        full: used == 12,
+                        ours_surely: None,
+                        at_our_places: next(2) == 0,
+                    };
+                    o.observe(at(t), sighting);
+                    assert!(o.reserve(at(t)) >= k, "k {k}, taught {taught}, at {t}");
+                }
+                steps += u32::from(o.reserve(at(4_000 + 40 * STEP_WINDOWS * 1_000)) < taught);
+            }
+        }
+        assert!(steps > 20, "the headers brought {steps} ceilings down");
     }
 
     #[test]

@@ -399,3 +399,52 @@ fn a_co_tenant_that_leaves_gives_the_budget_back_within_a_few_windows() {
         );
     }
 }
+
+/// Ours: ticker saturated for 900 s; another process: 4 a second (40 % of
+/// the limit) from 20 s to 200 s, on a token bucket. While the bucket has
+/// room its headers hide the other process, so they end the first ceiling
+/// while it still runs, and the 429 that follows teaches a locked one (held
+/// for two days unless headers prove it too high).
+const LOCKED_THEN_GONE: &str = r#"
+name = "locked-then-gone"
+[server]
+model = "token-bucket"
+escalate_after = 1000000
+[[loads]]
+name = "ours"
+until_s = 900
+arrivals = "uniform"
+per_minute = [1200]
+mix = [{ call = "GET /v1/ticker" }]
+
+[[loads]]
+name = "other"
+background = true
+start_s = 20
+until_s = 200
+arrivals = "uniform"
+per_minute = [240]
+mix = [{ call = "GET /v1/ticker?markets=KRW-ETH" }]
+"#;
+
+#[test]
+fn on_a_token_bucket_a_locked_ceiling_comes_down_once_the_co_tenant_left() {
+    let s = scenario(LOCKED_THEN_GONE);
+    for seed in 1..=3 {
+        let options = RunOptions {
+            model: ServerModel::TokenBucket,
+            policy: Policy::Ours,
+            seed,
+        };
+        let r = run(&s, &options, &mut |_| {}).unwrap();
+        let c = &r.co_tenants[0];
+        assert_eq!(c.rejected_after_stop, 0, "seed {seed}: {c:?}");
+        // Headers counting within the ceiling's places bring it down one
+        // place a minute: back at our own rate within ten minutes.
+        let back = c.back_to_95pct_of_alone_s;
+        assert!(
+            back.is_some_and(|s| s <= 600.0),
+            "seed {seed}: back after {back:?} s: {c:?}"
+        );
+    }
+}
