@@ -27,7 +27,7 @@ use crate::adaptive::{Adaptive, AdaptiveConfig, AdaptiveConfigError, Ratio};
 use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Transition};
 use crate::gcra::{decide, tat_allowing, Params, TatCell};
 use crate::interval_log::{Denial, IntervalLog, IntervalLogError, Ticket};
-use crate::outside::{OutsideUse, Sighting};
+use crate::outside::{Ceiling, OutsideUse, Sighting};
 use crate::queue::WaitQueue;
 use crate::quota::{Quota, QuotaError, ServerLimit};
 use crate::stats::{CounterSnapshot, Counters, WaitHistogram};
@@ -1521,6 +1521,7 @@ impl GroupLimiter {
             policy: c.config.policy,
             in_flight: c.log.as_ref().map_or(0, IntervalLog::in_flight),
             reserve: c.outside.reserve(now),
+            ceiling: c.outside.ceiling(now),
             tat,
             backlog: tat - now,
             queue_depth: c.queue.len(),
@@ -1590,6 +1591,8 @@ pub struct GroupStatus {
     /// `Remaining-Req` headers show others using, or a server limit learned
     /// from a 429 (see [`crate::outside`]).
     pub reserve: u32,
+    /// The ceiling a 429 taught, while one is held (part of `reserve`).
+    pub ceiling: Option<Ceiling>,
     /// The theoretical arrival time.
     pub tat: Instant,
     /// How far the TAT is ahead of now: the work already scheduled.
@@ -2698,8 +2701,12 @@ mod interval_log_policy {
         // six places held back for two days.
         let s = g.status(at(2_000));
         assert_eq!(s.reserve, 6);
-        assert_eq!(burst(&g, at(10_000)).len(), 4);
         let two_days = Duration::from_secs(2 * 86_400);
+        let ceiling = s.ceiling.expect("a learned ceiling in the status");
+        assert_eq!(ceiling.places, 6);
+        assert!(!ceiling.locked && !ceiling.explained, "{ceiling:?}");
+        assert_eq!(ceiling.next_give_back, at(20) + two_days);
+        assert_eq!(burst(&g, at(10_000)).len(), 4);
         assert_eq!(g.status(at(20) + two_days - Duration::from_millis(1)).reserve, 6);
         assert_eq!(
             g.status(at(20) + two_days).reserve,

@@ -148,6 +148,24 @@ impl Sighting {
     }
 }
 
+/// A ceiling a 429 taught, as it is held at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Ceiling {
+    /// The places of the group's shortest window it holds back.
+    pub places: u32,
+    /// Headers cannot end it (a 429 came soon after headers had ended
+    /// one); they can only prove it too high, a place per [`STEP_WINDOWS`]
+    /// windows.
+    pub locked: bool,
+    /// Others' use explains it: it ends once headers show them gone.
+    /// Otherwise it is a lower server limit as far as headers can tell.
+    pub explained: bool,
+    /// When the hold gives a place back (a probe), unless a full window,
+    /// a 429 or a header changes the ceiling first.
+    pub next_give_back: Instant,
+}
+
 /// What was observed in one window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Bucket {
@@ -426,6 +444,24 @@ impl OutsideUse {
         let given_back = held.as_nanos() / self.hold.as_nanos();
         self.ceiling
             .saturating_sub(u32::try_from(given_back).unwrap_or(u32::MAX))
+    }
+
+    /// The learned ceiling held at `now`, if any.
+    pub fn ceiling(&self, now: Instant) -> Option<Ceiling> {
+        let places = self.ceiling_at(now);
+        if places == 0 {
+            return None;
+        }
+        let held = now.max(self.latest) - self.ceiling_since;
+        let periods = held.as_nanos() / self.hold.as_nanos().max(1);
+        Some(Ceiling {
+            places,
+            locked: self.ceiling_locked,
+            explained: self.ceiling_explained || (self.others_within && !self.headers_lenient),
+            next_give_back: self
+                .ceiling_since
+                .saturating_add(self.hold.saturating_mul(periods.saturating_add(1))),
+        })
     }
 
     /// The places to hold back for others at `now`.
@@ -760,6 +796,56 @@ mod tests {
         assert_eq!(o.reserve(at(4_000 + 5 * 3_600_000)), 0);
         o.observe(at(4_000 + 6 * 3_600_000), Sighting { used: 0, ..QUIET });
         assert_eq!(o.reserve(at(4_000 + 6 * 3_600_000)), 0);
+    }
+
+    #[test]
+    fn the_ceiling_held_is_reported_with_its_next_give_back() {
+        let hour = 3_600_000;
+        let mut o = estimate();
+        assert_eq!(o.ceiling(at(0)), None);
+        o.on_429(at(0), 2);
+        let taught = Ceiling {
+            places: 2,
+            locked: false,
+            explained: false,
+            next_give_back: at(hour),
+        };
+        assert_eq!(o.ceiling(at(hour - 1)), Some(taught));
+        let later = Ceiling {
+            places: 1,
+            next_give_back: at(2 * hour),
+            ..taught
+        };
+        assert_eq!(o.ceiling(at(hour)), Some(later));
+        assert_eq!(o.ceiling(at(2 * hour)), None);
+        // One that others explain, and one that is locked.
+        let mut o = explained_ceiling();
+        assert!(o.ceiling(at(100)).is_some_and(|c| c.explained && !c.locked));
+        o.observe(at(100), QUIET);
+        assert!(o.observe(at(3_100), QUIET));
+        assert_eq!(o.ceiling(at(3_100)), None);
+        o.on_429(at(4_000), 5);
+        let c = o.ceiling(at(4_000)).unwrap();
+        assert!(c.locked && !c.explained && c.places == 5, "{c:?}");
+        // Others within its places explain it only on sliding headers.
+        let within = |lenient: bool| {
+            let mut o = estimate();
+            o.on_429(at(0), 4);
+            if lenient {
+                let counted_fewer = Sighting {
+                    used: 2,
+                    ours_at_most: 5,
+                    ours_likely: 3,
+                    ours_surely: Some(4),
+                    ..QUIET
+                };
+                o.observe(at(50), counted_fewer);
+            }
+            o.observe(at(100), under_ceiling(8, 4, 3));
+            o.ceiling(at(100)).unwrap().explained
+        };
+        assert!(within(false));
+        assert!(!within(true));
     }
 
     #[test]

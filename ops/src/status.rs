@@ -5,6 +5,7 @@
 use serde::Serialize;
 use upbit_limiter_core::adaptive::{AdaptiveConfig, Ratio, Strategy};
 use upbit_limiter_core::breaker::{BreakerConfig, BreakerState};
+use upbit_limiter_core::outside::Ceiling;
 use upbit_limiter_core::stats::CounterSnapshot;
 use upbit_limiter_core::upbit::PocketId;
 use upbit_limiter_core::{Duration, Group, GroupConfig, GroupStatus, Instant, Quota, SyncLimiter};
@@ -399,6 +400,33 @@ pub struct Recent {
     pub drift_max: Duration,
 }
 
+/// A ceiling a 429 taught, as it is held (see `upbit_limiter_core::outside`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CeilingView {
+    /// Places of the shortest window it holds back (within `reserve`).
+    pub places: u32,
+    /// Headers cannot end it, only prove it too high (a place per minute
+    /// of one-second windows).
+    pub locked: bool,
+    /// Others' use explains it: it ends once headers show them gone; else
+    /// it is a lower server limit as far as the headers tell.
+    pub explained: bool,
+    /// When the hold gives a place back, unless something renews it first.
+    #[serde(rename = "next_give_back_s", serialize_with = "ser::secs")]
+    pub next_give_back: Instant,
+}
+
+impl From<Ceiling> for CeilingView {
+    fn from(c: Ceiling) -> Self {
+        Self {
+            places: c.places,
+            locked: c.locked,
+            explained: c.explained,
+            next_give_back: c.next_give_back,
+        }
+    }
+}
+
 /// Everything about one group.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GroupReport {
@@ -416,6 +444,8 @@ pub struct GroupReport {
     /// Places of the shortest window held back for others (what the headers
     /// show others using, or a server limit learned from a 429).
     pub reserve: u32,
+    /// The ceiling a 429 taught, while one is held.
+    pub ceiling: Option<CeilingView>,
     /// The adaptive ratio.
     pub ratio: f64,
     /// The theoretical arrival time.
@@ -499,6 +529,7 @@ pub(crate) fn group_report(
         pocket: Series::new(s.group, pocket).pocket,
         config: config.into(),
         reserve: s.reserve,
+        ceiling: s.ceiling.map(CeilingView::from),
         quota: QuotaView {
             interval: s.quota.interval(),
             burst: s.quota.burst(),

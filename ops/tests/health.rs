@@ -297,6 +297,38 @@ async fn headers_showing_others_on_the_budget_warn_while_places_are_held_back() 
     assert!(limiter.health().reasons.iter().all(|r| r.check != Check::Reserve));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_429_shows_the_ceiling_it_taught_in_the_status() {
+    // Two of ours answered 200, the third 429: of the two admitted before
+    // it, the group keeps 0.8 x 2 (one place) and holds the other nine back
+    // for the default two days.
+    let limiter: Instrumented = Instrumented::new(&OpsConfig::default()).unwrap();
+    let permits = [
+        limiter.acquire("GET", "/v1/ticker").await.unwrap(),
+        limiter.acquire("GET", "/v1/ticker").await.unwrap(),
+        limiter.acquire("GET", "/v1/ticker").await.unwrap(),
+    ];
+    tokio::time::advance(std::time::Duration::from_millis(20)).await;
+    for (i, p) in permits.into_iter().enumerate() {
+        p.report(Response::status(if i < 2 { 200 } else { 429 }));
+    }
+    let status = limiter.status();
+    let g = status.group(Group::Ticker).unwrap();
+    let c = g.ceiling.expect("a learned ceiling");
+    assert_eq!((c.places, g.reserve), (9, 9), "{g:?}");
+    assert!(!c.locked && !c.explained, "{c:?}");
+    let json = serde_json::to_value(g).unwrap();
+    assert_eq!(json["ceiling"]["places"], 9, "{json}");
+    // The 429 came at the status's instant: a place comes back two days on.
+    let next = json["ceiling"]["next_give_back_s"].as_f64().unwrap();
+    let at = serde_json::to_value(&status).unwrap()["at_s"].as_f64().unwrap();
+    assert_eq!(next - at, 2.0 * 86_400.0, "{json}");
+    // No 429, no ceiling.
+    let limiter: Instrumented = Instrumented::new(&OpsConfig::default()).unwrap();
+    let json = serde_json::to_value(limiter.status().group(Group::Ticker).unwrap()).unwrap();
+    assert!(json["ceiling"].is_null(), "{json}");
+}
+
 /// Spawns `n` waiters on `group` with a far deadline and lets them queue.
 async fn queue_up(limiter: &Arc<Instrumented>, group: Group, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
     let far = limiter.now() + Duration::from_secs(3600);
