@@ -860,14 +860,17 @@ mod tests {
             x ^= x << 17;
             u32::try_from(x % u64::from(n)).unwrap()
         };
+        // Fewer cases under Miri (each header is slow there).
+        let (ks, more, span) = if cfg!(miri) { (2, 1, 4) } else { (6, 11, 40) };
+        let end = 4_000 + span * STEP_WINDOWS * 1_000;
         let mut steps = 0;
-        for k in 1..=6 {
-            for taught in k..=11 {
+        for k in 1..=ks {
+            for taught in k..=more.max(k + 1) {
                 let mut o = explained_ceiling();
                 o.observe(at(100), QUIET);
                 assert!(o.observe(at(3_100), QUIET));
                 o.on_429(at(4_000), taught);
-                for t in (4_500..4_000 + 40 * STEP_WINDOWS * 1_000).step_by(250) {
+                for t in (4_500..end).step_by(250) {
                     let used = (k + 1 + next(4)).min(12);
                     let at_most = next(used + 1);
                     let sighting = Sighting {
@@ -881,10 +884,11 @@ mod tests {
                     o.observe(at(t), sighting);
                     assert!(o.reserve(at(t)) >= k, "k {k}, taught {taught}, at {t}");
                 }
-                steps += u32::from(o.reserve(at(4_000 + 40 * STEP_WINDOWS * 1_000)) < taught);
+                steps += u32::from(o.ceiling(at(end)).map_or(0, |c| c.places) < taught);
             }
         }
-        assert!(steps > 20, "the headers brought {steps} ceilings down");
+        let least = if cfg!(miri) { 1 } else { 20 };
+        assert!(steps > least, "the headers brought {steps} ceilings down");
     }
 
     #[test]
