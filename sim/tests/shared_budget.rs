@@ -365,28 +365,27 @@ fn limit_change_meets_its_goals(model: ServerModel, seconds: u64, seed: u64) {
 /// gone the ceiling and the adaptive reduction end, and the group is back at
 /// its own rate within a few windows (a day later, with a ceiling held for
 /// its whole hold).
-const COMES_AND_GOES: &str = r#"
-name = "comes-and-goes"
-[[loads]]
-name = "ours"
-until_s = 120
-arrivals = "uniform"
-per_minute = [1200]
-mix = [{ call = "GET /v1/ticker" }]
+fn comes_and_goes() -> String {
+    ours_beside_other(120, (20, 60), 120)
+}
 
-[[loads]]
-name = "other"
-background = true
-start_s = 20
-until_s = 60
-arrivals = "uniform"
-per_minute = [120]
-mix = [{ call = "GET /v1/ticker?markets=KRW-ETH" }]
-"#;
+/// Ours: the ticker saturated through the limiter until `until_s`; another
+/// process on the same IP: `per_minute` tickers, evenly spaced, from
+/// `from_s` to `to_s`.
+fn ours_beside_other(until_s: u32, (from_s, to_s): (u32, u32), per_minute: u32) -> String {
+    format!(
+        "name = \"ours-beside-other\"\n\
+         [[loads]]\nname = \"ours\"\nuntil_s = {until_s}\narrivals = \"uniform\"\n\
+         per_minute = [1200]\nmix = [{{ call = \"GET /v1/ticker\" }}]\n\
+         [[loads]]\nname = \"other\"\nbackground = true\nstart_s = {from_s}\nuntil_s = {to_s}\n\
+         arrivals = \"uniform\"\nper_minute = [{per_minute}]\n\
+         mix = [{{ call = \"GET /v1/ticker?markets=KRW-ETH\" }}]\n"
+    )
+}
 
 #[test]
 fn a_co_tenant_that_leaves_gives_the_budget_back_within_a_few_windows() {
-    let s = scenario(&format!("{COMES_AND_GOES}{NO_BLOCKS}"));
+    let s = scenario(&format!("{}{NO_BLOCKS}", comes_and_goes()));
     for model in [ServerModel::Sliding, ServerModel::Fixed, ServerModel::Anchored] {
         let r = go(&s, model, Policy::Ours);
         let c = &r.co_tenants[0];
@@ -405,31 +404,14 @@ fn a_co_tenant_that_leaves_gives_the_budget_back_within_a_few_windows() {
 /// room its headers hide the other process, so they end the first ceiling
 /// while it still runs, and the 429 that follows teaches a locked one (held
 /// for two days unless headers prove it too high).
-const LOCKED_THEN_GONE: &str = r#"
-name = "locked-then-gone"
-[server]
-model = "token-bucket"
-escalate_after = 1000000
-[[loads]]
-name = "ours"
-until_s = 900
-arrivals = "uniform"
-per_minute = [1200]
-mix = [{ call = "GET /v1/ticker" }]
-
-[[loads]]
-name = "other"
-background = true
-start_s = 20
-until_s = 200
-arrivals = "uniform"
-per_minute = [240]
-mix = [{ call = "GET /v1/ticker?markets=KRW-ETH" }]
-"#;
+fn locked_then_gone() -> String {
+    let server = "[server]\nmodel = \"token-bucket\"\nescalate_after = 1000000\n";
+    format!("{}{server}", ours_beside_other(900, (20, 200), 240))
+}
 
 #[test]
 fn on_a_token_bucket_a_locked_ceiling_comes_down_once_the_co_tenant_left() {
-    let s = scenario(LOCKED_THEN_GONE);
+    let s = scenario(&locked_then_gone());
     for seed in 1..=3 {
         let options = RunOptions {
             model: ServerModel::TokenBucket,
