@@ -70,10 +70,10 @@
 //!   request itself), so a header counting no more than the ceiling's
 //!   places proves it holds back more than any lower limit: it comes down
 //!   one place, at most once per [`STEP_WINDOWS`] windows since the
-//!   ceiling last changed or a window was full. Each step is a probe (a 429 after it, or the
-//!   drain rule, takes the place back), and it never goes below what a
-//!   lower limit takes: a co-tenant that left does not keep a locked
-//!   ceiling for its whole hold.
+//!   ceiling last changed or a window was full. Each step is a probe (a
+//!   429 after it, or the drain rule, takes the place back), and it never
+//!   goes below what a lower limit takes: a co-tenant that left does not
+//!   keep a locked ceiling for its whole hold.
 //!
 //! Everything is a pure function of the state and `now`: nothing runs by
 //! itself, and a clock going backwards reads as "no time passed".
@@ -334,7 +334,7 @@ impl OutsideUse {
         } else if others > 0 {
             self.others_within |= !self.ceiling_locked;
         }
-        let explained = self.ceiling_explained || (self.others_within && !self.headers_lenient);
+        let explained = self.explained();
         let mut alone = false;
         if others == 0 && !sighting.full {
             let quiet_since = *self.quiet_since.get_or_insert(now);
@@ -446,6 +446,13 @@ impl OutsideUse {
             .saturating_sub(u32::try_from(given_back).unwrap_or(u32::MAX))
     }
 
+    /// Others' use explains the ceiling: seen beyond it or before its 429,
+    /// the server's whole limit shown, or others within its places where
+    /// headers count a sliding window.
+    fn explained(&self) -> bool {
+        self.ceiling_explained || (self.others_within && !self.headers_lenient)
+    }
+
     /// The learned ceiling held at `now`, if any.
     pub fn ceiling(&self, now: Instant) -> Option<Ceiling> {
         let places = self.ceiling_at(now);
@@ -457,7 +464,7 @@ impl OutsideUse {
         Some(Ceiling {
             places,
             locked: self.ceiling_locked,
-            explained: self.ceiling_explained || (self.others_within && !self.headers_lenient),
+            explained: self.explained(),
             next_give_back: self
                 .ceiling_since
                 .saturating_add(self.hold.saturating_mul(periods.saturating_add(1))),
