@@ -57,10 +57,15 @@
 //!   lower limit in every header. One that counted fewer
 //!   ([`Sighting::below_sliding`]: a calendar window, a token bucket)
 //!   marks the group's headers as lenient for good: they can show room
-//!   that a lower limit does not have. Once every header of [`WINDOWS`]
-//!   windows shows nobody else (and no 429 came), they are gone and the
-//!   ceiling ends ([`observe`](OutsideUse::observe) says so, and the
-//!   limiter lifts the adaptive reduction the 429 caused). A ceiling
+//!   that a lower limit does not have. Once every header shows nobody
+//!   else (and no 429 came) for a window longer than their longest
+//!   silence between sightings, they are gone and the ceiling ends
+//!   ([`observe`](OutsideUse::observe) says so, and the limiter lifts the
+//!   adaptive reduction the 429 caused). Their silences are known once
+//!   they were seen over [`STRETCH_WINDOWS`] windows (until then
+//!   [`WINDOWS`] windows of quiet end it): a script on a timer, seen in
+//!   every header, is gone after one quiet window; one that pauses is
+//!   waited for as long as it paused. A ceiling
 //!   nothing explained (a lower limit, as far as we can tell) is held.
 //!   And headers get one chance: a 429 within
 //!   [`PROBATION_WINDOWS`] windows of their ending a ceiling teaches one
@@ -99,6 +104,11 @@ pub const DRAIN_WINDOWS: u64 = 3;
 /// Windows between the steps by which a locked ceiling comes down while
 /// headers prove it holds back more than any lower limit could take.
 pub const STEP_WINDOWS: u64 = 60;
+
+/// Windows without others seen after which they have left (their next
+/// sighting starts a new stretch); and how long a stretch must last before
+/// its longest silence tells when they are gone.
+pub const STRETCH_WINDOWS: u64 = 60;
 
 /// What one `Remaining-Req` header showed, in places of the group's
 /// shortest window.
@@ -220,6 +230,13 @@ pub struct OutsideUse {
     /// Since when every header has shown nobody else (`None`: the last one
     /// showed someone, or a 429 came after it).
     quiet_since: Option<Instant>,
+    /// When others were last seen, and since when they have been seen with
+    /// no silence of [`STRETCH_WINDOWS`] windows (a stretch).
+    others_at: Option<Instant>,
+    stretch_since: Instant,
+    /// The longest span of headers showing nobody else that ended with
+    /// others seen again, in that stretch.
+    longest_quiet: Duration,
     latest: Instant,
 }
 
@@ -247,6 +264,9 @@ impl OutsideUse {
             probe_filled: false,
             probe_failed: false,
             quiet_since: None,
+            others_at: None,
+            stretch_since: Instant::ZERO,
+            longest_quiet: Duration::ZERO,
             latest: Instant::ZERO,
         }
     }
@@ -268,9 +288,10 @@ impl OutsideUse {
     }
 
     /// A header read at `now` showed `sighting`. Returns `true` when this
-    /// ends a ceiling that others explained: every header of the last
-    /// [`WINDOWS`] windows showed nobody else, none of them a full window,
-    /// and no 429 came in that time (we are alone on the budget again).
+    /// ends a ceiling that others explained: every header for a window
+    /// longer than their longest silence (see the module docs) showed
+    /// nobody else, none of them a full window, and no 429 came in that
+    /// time (we are alone on the budget again).
     pub fn observe(&mut self, now: Instant, sighting: Sighting) -> bool {
         let now = self.observe_now(now);
         let others = sighting.others();
@@ -338,15 +359,17 @@ impl OutsideUse {
         let mut alone = false;
         if others == 0 && !sighting.full {
             let quiet_since = *self.quiet_since.get_or_insert(now);
-            let quiet_for = self.window.saturating_mul(WINDOWS as u64);
-            if now - quiet_since >= quiet_for && explained && ceiling > 0 {
+            if now - quiet_since >= self.quiet_for() && explained && ceiling > 0 {
                 // The 429 was someone else's doing, and they are gone.
                 self.ceiling = 0;
                 self.ended_at = Some(now);
                 alone = true;
             }
         } else {
-            self.quiet_since = None;
+            let quiet_since = self.quiet_since.take();
+            if others > 0 {
+                self.seen_others(now, quiet_since);
+            }
         }
         let window = self.window_of(now);
         let surely = sighting.surely_others();
@@ -413,6 +436,36 @@ impl OutsideUse {
         self.probe_failed = !fresh && (self.probe_failed || probed);
         self.probed_at = None;
         self.room_since = None;
+    }
+
+    /// A header at `now` showed others, after headers showing nobody else
+    /// since `quiet_since`: that silence was one of theirs, unless it was
+    /// long enough to start a new stretch.
+    fn seen_others(&mut self, now: Instant, quiet_since: Option<Instant>) {
+        let stretch = self.window.saturating_mul(STRETCH_WINDOWS);
+        if self.others_at.is_none_or(|at| now - at >= stretch) {
+            self.stretch_since = now;
+            self.longest_quiet = Duration::ZERO;
+        } else if let Some(since) = quiet_since {
+            self.longest_quiet = self.longest_quiet.max(now - since);
+        }
+        self.others_at = Some(now);
+    }
+
+    /// How long every header must show nobody else before others who
+    /// explained a ceiling are gone: a window longer than their longest
+    /// silence, once they were seen over a stretch of [`STRETCH_WINDOWS`]
+    /// windows; [`WINDOWS`] windows until then.
+    fn quiet_for(&self) -> Duration {
+        let stretch = self.window.saturating_mul(STRETCH_WINDOWS);
+        let known = self
+            .others_at
+            .is_some_and(|at| at - self.stretch_since >= stretch);
+        if known {
+            self.longest_quiet.saturating_add(self.window)
+        } else {
+            self.window.saturating_mul(WINDOWS as u64)
+        }
     }
 
     fn probe_span(&self) -> Duration {
@@ -642,6 +695,67 @@ mod tests {
         o.on_429(at(2_000), 5);
         assert!(!o.observe(at(4_500), QUIET));
         assert!(o.observe(at(7_500), QUIET));
+    }
+
+    /// Others seen every `every_ms` for `span_ms` from 0 (a 429 at 100 ms
+    /// teaching a ceiling of 5 they explain), then headers showing nobody
+    /// else every 100 ms from the last sighting on: how long after it the
+    /// ceiling ends.
+    fn ends_after(every_ms: u64, span_ms: u64) -> u64 {
+        let mut o = estimate();
+        let mut t = 0;
+        while t < span_ms {
+            o.observe(at(t), others(3));
+            if t == 0 {
+                o.on_429(at(100), 5);
+            }
+            // Their silences, in between, are headers showing nobody else.
+            for q in (t + 100..t + every_ms).step_by(100) {
+                o.observe(at(q), QUIET);
+            }
+            t += every_ms;
+        }
+        let last = t - every_ms;
+        let mut q = last + every_ms.max(100);
+        while !o.observe(at(q), QUIET) {
+            q += 100;
+            assert!(q < last + 100_000, "never ends");
+        }
+        assert_eq!(o.reserve(at(q)), 0);
+        q - last
+    }
+
+    #[test]
+    fn others_are_gone_once_headers_were_quiet_a_window_longer_than_their_longest_silence() {
+        let stretch = STRETCH_WINDOWS * 1_000;
+        // Seen in every header for a whole stretch: gone after one quiet
+        // window (the span starts at the first quiet header, 100 ms on).
+        assert_eq!(ends_after(100, stretch + 100), 1_100);
+        // Silences of 2.4 s between sightings: gone after 3.4 s of quiet,
+        // later than three windows.
+        assert_eq!(ends_after(2_500, stretch + 2_500), 3_500);
+        // Silences of 2.8 s: 3.8 s. (Longer ones end the ceiling within the
+        // stretch's first three windows of quiet, before it is known.)
+        assert_eq!(ends_after(2_900, stretch + 2_900), 3_900);
+        // Before a whole stretch has shown how they send: three windows.
+        assert_eq!(ends_after(100, stretch - 1_000), 3_100);
+        assert_eq!(ends_after(2_500, stretch - 2_500), 3_100);
+        // Unseen for a stretch, they left: their next sighting starts a new
+        // stretch, and their old silences are forgotten.
+        let mut o = estimate();
+        for k in 0..=STRETCH_WINDOWS / 5 {
+            o.observe(at(k * 5_000), others(3));
+            o.observe(at(k * 5_000 + 100), QUIET);
+        }
+        let back = 2 * stretch + 10_000;
+        o.observe(at(back), others(3));
+        assert_eq!(o.quiet_for(), Duration::from_secs(3));
+        for k in 1..=STRETCH_WINDOWS * 10 {
+            o.observe(at(back + k * 100), others(3));
+        }
+        assert_eq!(o.quiet_for(), Duration::from_secs(1));
+        // The silence that started the stretch is not one of theirs either.
+        assert_eq!(o.longest_quiet, Duration::ZERO);
     }
 
     #[test]

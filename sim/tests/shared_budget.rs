@@ -399,6 +399,36 @@ fn a_co_tenant_that_leaves_gives_the_budget_back_within_a_few_windows() {
     }
 }
 
+/// Ours: the ticker saturated for 200 s; another process at 20 %, 40 % and
+/// 70 % of the limit, evenly spaced, from 20 s to 110 s on a sliding
+/// window. Seen over a whole stretch, its longest silence between
+/// sightings is short: headers showing nobody for a window longer than that
+/// say it left, and our full rate is back within the 3 windows.
+#[test]
+fn an_even_co_tenant_seen_for_a_stretch_gives_the_budget_back_within_three_windows() {
+    for per_minute in [120, 240, 420] {
+        let s = scenario(&format!(
+            "{}{NO_BLOCKS}",
+            ours_beside_other(200, (20, 110), per_minute)
+        ));
+        for seed in 1..=3 {
+            let options = RunOptions {
+                model: ServerModel::Sliding,
+                policy: Policy::Ours,
+                seed,
+            };
+            let r = run(&s, &options, &mut |_| {}).unwrap();
+            let c = &r.co_tenants[0];
+            assert_eq!(c.rejected_after_stop, 0, "{per_minute}/min seed {seed}: {c:?}");
+            let back = c.back_to_95pct_of_alone_windows;
+            assert!(
+                back.is_some_and(|w| w <= 3.0),
+                "{per_minute}/min seed {seed}: back after {back:?} windows: {c:?}"
+            );
+        }
+    }
+}
+
 /// Ours: ticker saturated for 900 s; another process: 4 a second (40 % of
 /// the limit) from 20 s to 200 s, on a token bucket. While the bucket has
 /// room its headers hide the other process, so they end the first ceiling
