@@ -756,6 +756,13 @@ mod tests {
         assert_eq!(o.quiet_for(), Duration::from_secs(1));
         // The silence that started the stretch is not one of theirs either.
         assert_eq!(o.longest_quiet, Duration::ZERO);
+        // A full window that ours explain is not a sighting of others.
+        let mut o = estimate();
+        let full = Sighting { full: true, ..QUIET };
+        for k in 0..=STRETCH_WINDOWS * 10 {
+            o.observe(at(k * 100), full);
+        }
+        assert_eq!(o.quiet_for(), Duration::from_secs(3));
     }
 
     #[test]
