@@ -1615,9 +1615,18 @@ pub struct GroupStatus {
 /// `now` and answers at once. [`RateLimiter`](crate::RateLimiter) wraps it
 /// with a runtime's clock and timer to wait in FIFO order.
 pub struct SyncLimiter {
-    groups: [GroupLimiter; Group::COUNT],
+    groups: Groups,
     ip_ban_pauses_pocket_groups: bool,
 }
+
+/// The groups of a [`SyncLimiter`], a few kilobytes each. With `alloc` they
+/// live on the heap, so that a limiter is a small value to return and move
+/// (a debug build copies a moved value once per frame it passes through);
+/// without it, inline, for a `static`.
+#[cfg(feature = "alloc")]
+type Groups = alloc::boxed::Box<[GroupLimiter]>;
+#[cfg(not(feature = "alloc"))]
+type Groups = [GroupLimiter; Group::COUNT];
 
 impl SyncLimiter {
     /// A limiter for every group, or the first group whose configuration is refused.
@@ -1629,10 +1638,14 @@ impl SyncLimiter {
                 .validate()
                 .map_err(|kind| ConfigError { group, kind })?;
         }
-        let groups = core::array::from_fn(|i| {
+        let build = |i: usize| {
             let group = Group::ALL[i];
             GroupLimiter::with_quota(group, *config.group(group), quotas[i])
-        });
+        };
+        #[cfg(feature = "alloc")]
+        let groups = (0..Group::COUNT).map(build).collect();
+        #[cfg(not(feature = "alloc"))]
+        let groups = core::array::from_fn(build);
         Ok(Self {
             groups,
             ip_ban_pauses_pocket_groups: config.ip_ban_pauses_pocket_groups,

@@ -90,3 +90,29 @@ fn debug_is_a_summary_per_group() {
         assert!(text.contains(&format!("group: \"{group}\"")), "{group} in {text}");
     }
 }
+
+#[test]
+fn a_limiter_is_built_and_returned_on_a_small_stack() {
+    // A limiter is a small value (its groups live on the heap): built in an
+    // async block and handed back through a runtime's `block_on`, it fits a
+    // thread with a quarter of the usual stack, even in a debug build.
+    assert!(
+        std::mem::size_of::<RateLimiter>() <= 256,
+        "{} bytes",
+        std::mem::size_of::<RateLimiter>()
+    );
+    let built = std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("a current-thread runtime");
+            rt.block_on(async { RateLimiter::new(&LimiterConfig::preset(Preset::Korea)) })
+                .map(|limiter| limiter.pocket().is_none())
+        })
+        .expect("a thread")
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(built, Ok(true));
+}
