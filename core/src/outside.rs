@@ -72,13 +72,18 @@
 //!   that they cannot end (locked).
 //! - **Headers bring a locked ceiling down by proof**: a server whose limit
 //!   is lower by `k` places counts at least `k + 1` in every header (the
-//!   request itself), so a header counting no more than the ceiling's
-//!   places proves it holds back more than any lower limit: it comes down
-//!   one place, at most once per [`STEP_WINDOWS`] windows since the
-//!   ceiling last changed or a window was full. Each step is a probe (a
-//!   429 after it, or the drain rule, takes the place back), and it never
-//!   goes below what a lower limit takes: a co-tenant that left does not
-//!   keep a locked ceiling for its whole hold.
+//!   request itself), and on a sliding window at least `k` more than the
+//!   requests of ours that surely arrived in it (while no header has
+//!   counted fewer than those, the headers are taken to count a sliding
+//!   window). A header that leaves fewer places to a lower limit than the
+//!   ceiling holds back proves it holds back too much: it comes down one
+//!   place, at most once per [`STEP_WINDOWS`] windows since the ceiling
+//!   last changed or a window was full. Each step is a probe (a 429 after
+//!   it, or the drain rule, takes the place back), and it never goes below
+//!   what a lower limit takes on headers that count as they seem to (a
+//!   fixed window lowered by more than half can look sliding: there a step
+//!   may cost a 429, at most one per [`STEP_WINDOWS`] windows). A co-tenant
+//!   that left does not keep a locked ceiling for its whole hold.
 //!
 //! Everything is a pure function of the state and `now`: nothing runs by
 //! itself, and a clock going backwards reads as "no time passed".
@@ -296,16 +301,16 @@ impl OutsideUse {
         let now = self.observe_now(now);
         let others = sighting.others();
         self.settle(now);
+        self.headers_lenient |= sighting.below_sliding();
         if self.ceiling_locked
             && self.ceiling > 0
             && !sighting.full
-            && sighting.used <= self.ceiling
+            && self.lower_by_at_most(&sighting) < self.ceiling
             && now - self.ceiling_since >= self.window.saturating_mul(STEP_WINDOWS)
         {
-            // A limit lower by `k` places shows at least `k + 1` counted
-            // (this request too): a count within the ceiling's places proves
-            // the server lacks fewer than it holds back, so one place less
-            // still covers any lower limit. The step is a probe.
+            // The server lacks fewer places than the ceiling holds back, so
+            // one place less still covers any lower limit. The step is a
+            // probe.
             self.ceiling -= 1;
             self.ceiling_since = now;
             self.probed_at = Some(now);
@@ -347,7 +352,6 @@ impl OutsideUse {
         // lower limit shows as many more counted than ours as it took away).
         let beyond = sighting.surely_others() > ceiling;
         let held = if ceiling == 0 || beyond { others } else { 0 };
-        self.headers_lenient |= sighting.below_sliding();
         if held > 0 || sighting.used <= 1 {
             // Someone else's use, or the server's whole limit (a count of
             // only this request): no lower limit taught the ceiling.
@@ -450,6 +454,19 @@ impl OutsideUse {
             self.longest_quiet = self.longest_quiet.max(now - since);
         }
         self.others_at = Some(now);
+    }
+
+    /// The most places a lower server limit can have taken, as `sighting`
+    /// proves. A limit lower by `k` places counts `k` more than the server's
+    /// own count: at least `k + 1` (the request itself), and, where headers
+    /// have always counted a sliding window, at least `k` more than the
+    /// requests of ours that surely arrived in it.
+    fn lower_by_at_most(&self, sighting: &Sighting) -> u32 {
+        let counted = match sighting.ours_surely {
+            Some(surely) if !self.headers_lenient => surely.max(1),
+            _ => 1,
+        };
+        sighting.used.saturating_sub(counted)
     }
 
     /// How long every header must show nobody else before others who
@@ -895,9 +912,30 @@ mod tests {
         assert_eq!(o.reserve(at(4_000 + 2 * step - 1)), 4, "one per step");
         headers(&mut o, 4_000 + 2 * step, 4_000 + 10 * step, QUIET);
         assert_eq!(o.reserve(at(4_000 + 10 * step)), 2, "never below the proof");
-        // A count above the ceiling's places proves nothing.
+        // A count above the ceiling's places proves nothing by itself...
         let mut o = locked();
         headers(&mut o, 4_000, 4_000 + 3 * step, under_ceiling(6, 6, 6));
+        assert_eq!(o.reserve(at(4_000 + 3 * step)), 5);
+        // ...but on headers that count a sliding window every request of
+        // ours that surely arrived is counted too: 9 counted with 6 of ours
+        // surely there leaves at most 3 to a lower limit.
+        let busy = Sighting {
+            used: 9,
+            ours_at_most: 9,
+            ours_likely: 8,
+            ours_surely: Some(6),
+            ..QUIET
+        };
+        let mut o = locked();
+        headers(&mut o, 4_000, 4_001 + step, busy);
+        assert_eq!(o.reserve(at(4_001 + step)), 4, "one step");
+        headers(&mut o, 4_001 + step, 4_000 + 10 * step, busy);
+        assert_eq!(o.reserve(at(4_000 + 10 * step)), 3, "never below the proof");
+        // Once headers counted fewer than surely arrived (not a sliding
+        // window), only the request itself is proof of being counted.
+        let mut o = locked();
+        o.observe(at(4_000), Sighting { used: 5, ..busy });
+        headers(&mut o, 4_001, 4_000 + 3 * step, busy);
         assert_eq!(o.reserve(at(4_000 + 3 * step)), 5);
         // A full window starts the step afresh.
         let mut o = locked();
@@ -979,8 +1017,9 @@ mod tests {
     #[test]
     fn steps_never_take_a_locked_ceiling_below_a_lower_limit() {
         // A limit lower by `k`: every header counts at least `k + 1` (here
-        // up to 3 more, so that steps come). Whatever else the headers show,
-        // the steps leave `k` held back.
+        // up to 3 more, so that steps come), and on a sliding window at
+        // least `k` more than the requests of ours surely in it. Whatever
+        // else the headers show, the steps leave `k` held back.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = |n: u32| {
             x ^= x << 13;
@@ -992,25 +1031,44 @@ mod tests {
         let (ks, more, span) = if cfg!(miri) { (2, 1, 4) } else { (6, 11, 40) };
         let end = 4_000 + span * STEP_WINDOWS * 1_000;
         let mut steps = 0;
-        for k in 1..=ks {
+        for (k, sliding) in (1..=ks).flat_map(|k| [(k, false), (k, true)]) {
             for taught in k..=more.max(k + 1) {
                 let mut o = explained_ceiling();
                 o.observe(at(100), QUIET);
                 assert!(o.observe(at(3_100), QUIET));
                 o.on_429(at(4_000), taught);
                 for t in (4_500..end).step_by(250) {
-                    let used = (k + 1 + next(4)).min(12);
-                    let at_most = next(used + 1);
-                    let sighting = Sighting {
-                        used,
-                        ours_at_most: at_most,
-                        ours_likely: next(at_most + 1),
-                        full: used == 12,
-                        ours_surely: None,
-                        at_our_places: next(2) == 0,
+                    let sighting = if sliding {
+                        let surely = 1 + next(12 - k - 3);
+                        let used = surely + k + next(3);
+                        // Ours could explain (nearly) all of it: only the
+                        // ceiling holds the lower limit's places back.
+                        let at_most = used - next(2);
+                        Sighting {
+                            used,
+                            ours_at_most: at_most,
+                            ours_likely: surely + next(at_most - surely + 1),
+                            full: used == 12,
+                            ours_surely: Some(surely),
+                            at_our_places: next(2) == 0,
+                        }
+                    } else {
+                        let used = (k + 1 + next(4)).min(12);
+                        let at_most = next(used + 1);
+                        Sighting {
+                            used,
+                            ours_at_most: at_most,
+                            ours_likely: next(at_most + 1),
+                            full: used == 12,
+                            ours_surely: None,
+                            at_our_places: next(2) == 0,
+                        }
                     };
                     o.observe(at(t), sighting);
-                    assert!(o.reserve(at(t)) >= k, "k {k}, taught {taught}, at {t}");
+                    assert!(
+                        o.reserve(at(t)) >= k,
+                        "k {k}, sliding {sliding}, taught {taught}, at {t}"
+                    );
                 }
                 steps += u32::from(o.ceiling(at(end)).map_or(0, |c| c.places) < taught);
             }
